@@ -1,0 +1,33 @@
+#pragma once
+// Compute kernels. Every fast kernel has a scalar reference (`*_ref`) that tests compare it with. The fast paths
+// compute each output element in an order that depends only on its own inputs (not on the thread count, or on how
+// many tokens are in the batch), so results are identical for any thread count and batch size.
+#include <cstddef>
+#include <cstdint>
+
+#include "zaya/weights.h"
+
+namespace zaya {
+
+class ThreadPool;
+
+// Y[t, r] = Σ_c W[r, c] · X[t, c] for t < n_tokens. X is [n_tokens, W.cols], Y is [n_tokens, W.rows], both fp32
+// row-major. pool = nullptr uses default_pool().
+void matmul(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, ThreadPool* pool = nullptr);
+void matmul_ref(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y);
+
+// Dot product of two fp32 vectors (fast path, fixed summation order).
+float dot(const float* a, const float* b, size_t n);
+float dot_ref(const float* a, const float* b, size_t n);
+
+// out = w ⊙ x / sqrt(mean(x²) + eps); out may alias x.
+void rmsnorm(const float* x, const float* w, size_t n, float eps, float* out);
+void rmsnorm_ref(const float* x, const float* w, size_t n, float eps, float* out);
+
+// In-place numerically stable softmax over n values.
+void softmax(float* x, size_t n);
+
+// Name of the SIMD target the fast paths run on this machine (e.g. "AVX2", "AVX3", "NEON", "scalar").
+const char* simd_target_name();
+
+}  // namespace zaya

@@ -1,0 +1,91 @@
+#pragma once
+// safetensors reading: mmap-based, validated, zero-copy. A TensorStore gathers one file or a sharded set
+// (model.safetensors.index.json) behind one name -> tensor lookup.
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace zaya {
+
+enum class DType { F64, F32, F16, BF16, I64, I32, I16, I8, U64, U32, U16, U8, BOOL, F8_E4M3, F8_E5M2 };
+
+size_t dtype_size(DType t);
+const char* dtype_name(DType t);
+std::optional<DType> parse_dtype(const std::string& s);
+
+// A read-only window onto one tensor inside a mapped file. `data` may be unaligned (MLX writes unaligned
+// tensors); read it with memcpy or through to_f32().
+struct TensorView {
+  std::string name;
+  DType dtype = DType::F32;
+  std::vector<int64_t> shape;
+  const uint8_t* data = nullptr;
+  size_t nbytes = 0;
+  std::string file;  // path of the file holding it, for error messages
+
+  int64_t numel() const;
+  std::string shape_str() const;
+};
+
+class MappedFile;
+
+class SafetensorsFile {
+ public:
+  // Throws zaya::Error naming the file (and tensor) on any structural problem.
+  static std::shared_ptr<SafetensorsFile> open(const std::string& path);
+  ~SafetensorsFile();
+
+  const std::string& path() const { return path_; }
+  const std::vector<TensorView>& tensors() const { return tensors_; }
+  const TensorView* find(const std::string& name) const;
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+  size_t header_size() const { return header_size_; }
+  size_t file_size() const;
+
+ private:
+  SafetensorsFile() = default;
+  std::string path_;
+  std::unique_ptr<MappedFile> map_;
+  size_t header_size_ = 0;
+  std::vector<TensorView> tensors_;
+  std::map<std::string, size_t> index_;
+  std::map<std::string, std::string> metadata_;
+};
+
+class TensorStore {
+ public:
+  // Opens a model folder: model.safetensors.index.json when present (every shard it names), else
+  // model.safetensors, else every *.safetensors in the folder. A path to a single file also works.
+  static TensorStore open(const std::string& path);
+
+  const TensorView* find(const std::string& name) const;
+  // Throws a clear error when the tensor is missing, or when `shape` is given and differs.
+  const TensorView& require(const std::string& name, const std::vector<int64_t>& shape = {}) const;
+  std::vector<std::string> names() const;
+  size_t size() const { return by_name_.size(); }
+  const std::vector<std::shared_ptr<SafetensorsFile>>& files() const { return files_; }
+  const std::string& root() const { return root_; }
+
+ private:
+  std::string root_;
+  std::vector<std::shared_ptr<SafetensorsFile>> files_;
+  std::map<std::string, const TensorView*> by_name_;
+};
+
+// Element conversions (exact, IEEE semantics incl. subnormals/inf/nan).
+float bf16_to_f32(uint16_t v);
+float f16_to_f32(uint16_t v);
+float f8e4m3_to_f32(uint8_t v);
+uint16_t f32_to_bf16(float f);  // round to nearest even
+uint16_t f32_to_f16(float f);   // round to nearest even
+
+// Converts a float-typed tensor (F64/F32/F16/BF16/F8_E4M3) or an integer tensor to fp32, whatever the alignment.
+std::vector<float> to_f32(const TensorView& t);
+// Integer tensors (I64/I32/I16/I8/U*) to int64.
+std::vector<int64_t> to_i64(const TensorView& t);
+
+}  // namespace zaya

@@ -1,0 +1,45 @@
+#pragma once
+// A fixed pool of worker threads for data-parallel loops. Work is split into contiguous chunks; which thread runs a
+// chunk never changes what the chunk computes, so results do not depend on the thread count.
+#include <condition_variable>
+#include <cstddef>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace zaya {
+
+class ThreadPool {
+ public:
+  // n_threads = 0 picks the number of hardware threads.
+  explicit ThreadPool(size_t n_threads = 0);
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  size_t size() const { return workers_.size() + 1; }  // the calling thread takes part
+
+  // Calls fn(begin, end) over [0, n) split into chunks of at least `grain` items. Blocks until all are done.
+  // Re-entrant calls from inside fn run serially on the calling thread.
+  void parallel_for(size_t n, size_t grain, const std::function<void(size_t, size_t)>& fn);
+
+ private:
+  void worker_loop();
+  void run_chunks();
+
+  std::vector<std::thread> workers_;
+  std::mutex mu_;
+  std::condition_variable cv_work_, cv_done_;
+  const std::function<void(size_t, size_t)>* job_ = nullptr;
+  size_t job_n_ = 0, job_chunk_ = 0, next_chunk_ = 0, n_chunks_ = 0, chunks_done_ = 0;
+  uint64_t generation_ = 0;
+  bool stop_ = false;
+  std::mutex call_mu_;  // one parallel_for at a time per pool
+};
+
+// The process-wide pool the kernels use; set_num_threads() rebuilds it (call it before any work starts).
+ThreadPool& default_pool();
+void set_num_threads(size_t n);
+
+}  // namespace zaya

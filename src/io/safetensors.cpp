@@ -1,0 +1,401 @@
+#include "zaya/safetensors.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "zaya/error.h"
+
+namespace zaya {
+namespace fs = std::filesystem;
+
+// ---- dtypes ----------------------------------------------------------------------------------------------------
+
+namespace {
+struct DTypeInfo {
+  DType t;
+  const char* name;
+  size_t size;
+};
+constexpr DTypeInfo kDTypes[] = {
+    {DType::F64, "F64", 8},  {DType::F32, "F32", 4},  {DType::F16, "F16", 2},         {DType::BF16, "BF16", 2},
+    {DType::I64, "I64", 8},  {DType::I32, "I32", 4},  {DType::I16, "I16", 2},         {DType::I8, "I8", 1},
+    {DType::U64, "U64", 8},  {DType::U32, "U32", 4},  {DType::U16, "U16", 2},         {DType::U8, "U8", 1},
+    {DType::BOOL, "BOOL", 1}, {DType::F8_E4M3, "F8_E4M3", 1}, {DType::F8_E5M2, "F8_E5M2", 1},
+};
+}  // namespace
+
+size_t dtype_size(DType t) {
+  for (const auto& d : kDTypes)
+    if (d.t == t) return d.size;
+  return 0;
+}
+const char* dtype_name(DType t) {
+  for (const auto& d : kDTypes)
+    if (d.t == t) return d.name;
+  return "?";
+}
+std::optional<DType> parse_dtype(const std::string& s) {
+  for (const auto& d : kDTypes)
+    if (s == d.name) return d.t;
+  return std::nullopt;
+}
+
+int64_t TensorView::numel() const {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+std::string TensorView::shape_str() const {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+// ---- mmap ------------------------------------------------------------------------------------------------------
+
+class MappedFile {
+ public:
+  explicit MappedFile(const std::string& path) {
+    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd_ < 0) throw Error(cat(path, ": cannot open: ", std::strerror(errno)));
+    struct stat st {};
+    if (fstat(fd_, &st) != 0) {
+      ::close(fd_);
+      throw Error(cat(path, ": cannot stat: ", std::strerror(errno)));
+    }
+    if (!S_ISREG(st.st_mode)) {
+      ::close(fd_);
+      throw Error(cat(path, ": not a regular file"));
+    }
+    size_ = static_cast<size_t>(st.st_size);
+    if (size_ > 0) {
+      void* p = mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd_, 0);
+      if (p == MAP_FAILED) {
+        ::close(fd_);
+        throw Error(cat(path, ": mmap failed: ", std::strerror(errno)));
+      }
+      data_ = static_cast<const uint8_t*>(p);
+    }
+  }
+  ~MappedFile() {
+    if (data_) munmap(const_cast<uint8_t*>(data_), size_);
+    if (fd_ >= 0) ::close(fd_);
+  }
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+  const uint8_t* data() const { return data_; }
+  size_t size() const { return size_; }
+
+ private:
+  int fd_ = -1;
+  const uint8_t* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+// ---- single file -----------------------------------------------------------------------------------------------
+
+namespace {
+constexpr uint64_t kMaxHeader = 100ull << 20;  // the format's own 100 MB header cap
+}
+
+SafetensorsFile::~SafetensorsFile() = default;
+size_t SafetensorsFile::file_size() const { return map_ ? map_->size() : 0; }
+
+std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
+  std::shared_ptr<SafetensorsFile> f(new SafetensorsFile());
+  f->path_ = path;
+  f->map_ = std::make_unique<MappedFile>(path);
+  const uint8_t* base = f->map_->data();
+  const size_t fsize = f->map_->size();
+  if (fsize < 8) throw Error(cat(path, ": not a safetensors file (", fsize, " bytes, shorter than the 8-byte header length)"));
+  uint64_t hlen = 0;
+  std::memcpy(&hlen, base, 8);  // little-endian hosts only (x86-64, arm64)
+  if (hlen < 2 || hlen > kMaxHeader)
+    throw Error(cat(path, ": invalid safetensors header length ", hlen));
+  if (hlen > fsize - 8)
+    throw Error(cat(path, ": truncated: header length ", hlen, " exceeds the file size ", fsize));
+  f->header_size_ = hlen;
+  const size_t data_start = 8 + hlen;
+  const size_t data_size = fsize - data_start;
+
+  nlohmann::json header;
+  try {
+    header = nlohmann::json::parse(reinterpret_cast<const char*>(base + 8), reinterpret_cast<const char*>(base + 8 + hlen));
+  } catch (const std::exception& e) {
+    throw Error(cat(path, ": safetensors header is not valid JSON: ", e.what()));
+  }
+  if (!header.is_object()) throw Error(cat(path, ": safetensors header is not a JSON object"));
+
+  struct Range { uint64_t b, e; std::string name; };
+  std::vector<Range> ranges;
+  for (auto it = header.begin(); it != header.end(); ++it) {
+    const std::string& name = it.key();
+    const auto& v = it.value();
+    if (name == "__metadata__") {
+      if (!v.is_object()) throw Error(cat(path, ": __metadata__ is not an object"));
+      for (auto m = v.begin(); m != v.end(); ++m) {
+        if (!m.value().is_string()) throw Error(cat(path, ": __metadata__ value '", m.key(), "' is not a string"));
+        f->metadata_[m.key()] = m.value().get<std::string>();
+      }
+      continue;
+    }
+    auto bad = [&](const std::string& why) { return Error(cat(path, ": tensor '", name, "': ", why)); };
+    if (!v.is_object()) throw bad("entry is not an object");
+    if (!v.contains("dtype") || !v["dtype"].is_string()) throw bad("missing or non-string dtype");
+    if (!v.contains("shape") || !v["shape"].is_array()) throw bad("missing or non-array shape");
+    if (!v.contains("data_offsets") || !v["data_offsets"].is_array() || v["data_offsets"].size() != 2)
+      throw bad("data_offsets must be an array of two integers");
+    auto dt = parse_dtype(v["dtype"].get<std::string>());
+    if (!dt) throw bad(cat("unknown dtype '", v["dtype"].get<std::string>(), "'"));
+    TensorView t;
+    t.name = name;
+    t.dtype = *dt;
+    t.file = path;
+    uint64_t numel = 1;
+    for (const auto& d : v["shape"]) {
+      if (!d.is_number_unsigned() && !(d.is_number_integer() && d.get<int64_t>() >= 0))
+        throw bad("shape entries must be non-negative integers");
+      uint64_t dim = d.get<uint64_t>();
+      if (dim != 0 && numel > std::numeric_limits<uint64_t>::max() / dim) throw bad("shape overflows");
+      numel *= dim;
+      t.shape.push_back(static_cast<int64_t>(dim));
+    }
+    const auto& off = v["data_offsets"];
+    for (const auto& o : off)
+      if (!o.is_number_unsigned() && !(o.is_number_integer() && o.get<int64_t>() >= 0))
+        throw bad("data_offsets must be non-negative integers");
+    uint64_t b = off[0].get<uint64_t>(), e = off[1].get<uint64_t>();
+    if (e < b) throw bad(cat("data_offsets end ", e, " < begin ", b));
+    if (e > data_size)
+      throw bad(cat("data_offsets [", b, ", ", e, ") run past the end of the data section (", data_size,
+                    " bytes): file truncated?"));
+    const uint64_t esize = dtype_size(*dt);
+    if (numel > std::numeric_limits<uint64_t>::max() / esize || e - b != numel * esize)
+      throw bad(cat("byte size ", e - b, " does not match shape ", t.shape_str(), " x ", dtype_name(*dt), " (",
+                    numel * esize, " bytes)"));
+    t.data = base + data_start + b;
+    t.nbytes = static_cast<size_t>(e - b);
+    ranges.push_back({b, e, name});
+    f->tensors_.push_back(std::move(t));
+  }
+  std::sort(ranges.begin(), ranges.end(), [](const Range& a, const Range& b) { return a.b < b.b || (a.b == b.b && a.e < b.e); });
+  for (size_t i = 1; i < ranges.size(); ++i) {
+    // Empty tensors occupy no bytes and may share an offset with anything.
+    if (ranges[i - 1].e > ranges[i].b && ranges[i].e > ranges[i].b && ranges[i - 1].e > ranges[i - 1].b)
+      throw Error(cat(path, ": tensors '", ranges[i - 1].name, "' and '", ranges[i].name, "' overlap"));
+  }
+  for (size_t i = 0; i < f->tensors_.size(); ++i) f->index_[f->tensors_[i].name] = i;
+  return f;
+}
+
+const TensorView* SafetensorsFile::find(const std::string& name) const {
+  auto it = index_.find(name);
+  return it == index_.end() ? nullptr : &tensors_[it->second];
+}
+
+// ---- a folder / sharded set ------------------------------------------------------------------------------------
+
+TensorStore TensorStore::open(const std::string& path) {
+  TensorStore s;
+  std::vector<std::string> shard_paths;
+  std::map<std::string, std::string> weight_map;  // only for indexed sets
+  if (fs::is_regular_file(path)) {
+    s.root_ = fs::path(path).parent_path().string();
+    shard_paths.push_back(path);
+  } else if (fs::is_directory(path)) {
+    s.root_ = path;
+    fs::path index = fs::path(path) / "model.safetensors.index.json";
+    if (fs::exists(index)) {
+      nlohmann::json j;
+      try {
+        std::ifstream in(index);
+        j = nlohmann::json::parse(in);
+      } catch (const std::exception& e) {
+        throw Error(cat(index.string(), ": not valid JSON: ", e.what()));
+      }
+      if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())
+        throw Error(cat(index.string(), ": missing 'weight_map' object"));
+      std::set<std::string> shards;
+      for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
+        if (!it.value().is_string()) throw Error(cat(index.string(), ": weight_map['", it.key(), "'] is not a string"));
+        std::string shard = it.value().get<std::string>();
+        if (shard.find('/') != std::string::npos || shard == ".." )
+          throw Error(cat(index.string(), ": shard name '", shard, "' must be a plain file name"));
+        weight_map[it.key()] = shard;
+        shards.insert(shard);
+      }
+      for (const auto& sh : shards) {
+        fs::path p = fs::path(path) / sh;
+        if (!fs::exists(p)) throw Error(cat(index.string(), ": names shard '", sh, "' which does not exist"));
+        shard_paths.push_back(p.string());
+      }
+    } else if (fs::exists(fs::path(path) / "model.safetensors")) {
+      shard_paths.push_back((fs::path(path) / "model.safetensors").string());
+    } else {
+      for (const auto& e : fs::directory_iterator(path))
+        if (e.is_regular_file() && e.path().extension() == ".safetensors") shard_paths.push_back(e.path().string());
+      std::sort(shard_paths.begin(), shard_paths.end());
+      if (shard_paths.empty()) throw Error(cat(path, ": no model.safetensors, index or *.safetensors file"));
+    }
+  } else {
+    throw Error(cat(path, ": no such file or directory"));
+  }
+
+  for (const auto& p : shard_paths) {
+    auto f = SafetensorsFile::open(p);
+    for (const auto& t : f->tensors()) {
+      if (s.by_name_.count(t.name))
+        throw Error(cat("tensor '", t.name, "' appears in both ", s.by_name_[t.name]->file, " and ", p));
+      if (!weight_map.empty()) {
+        auto it = weight_map.find(t.name);
+        // Tensors a shard holds but the index does not list are ignored, as other loaders do.
+        if (it == weight_map.end() || fs::path(p).filename().string() != it->second) continue;
+      }
+      s.by_name_[t.name] = &t;
+    }
+    s.files_.push_back(std::move(f));
+  }
+  for (const auto& [name, shard] : weight_map)
+    if (!s.by_name_.count(name))
+      throw Error(cat(s.root_, ": index lists tensor '", name, "' in ", shard, " but that shard does not contain it"));
+  return s;
+}
+
+const TensorView* TensorStore::find(const std::string& name) const {
+  auto it = by_name_.find(name);
+  return it == by_name_.end() ? nullptr : it->second;
+}
+
+const TensorView& TensorStore::require(const std::string& name, const std::vector<int64_t>& shape) const {
+  const TensorView* t = find(name);
+  if (!t) throw Error(cat(root_, ": missing tensor '", name, "'"));
+  if (!shape.empty() && t->shape != shape) {
+    TensorView want;
+    want.shape = shape;
+    throw Error(cat(t->file, ": tensor '", name, "' has shape ", t->shape_str(), ", expected ", want.shape_str()));
+  }
+  return *t;
+}
+
+std::vector<std::string> TensorStore::names() const {
+  std::vector<std::string> v;
+  for (const auto& [n, _] : by_name_) v.push_back(n);
+  return v;
+}
+
+// ---- conversions -----------------------------------------------------------------------------------------------
+
+float bf16_to_f32(uint16_t v) {
+  uint32_t u = static_cast<uint32_t>(v) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+float f16_to_f32(uint16_t h) {
+  const uint32_t sign = (h >> 15) & 1, exp = (h >> 10) & 0x1f, mant = h & 0x3ff;
+  float v;
+  if (exp == 0) v = std::ldexp(static_cast<float>(mant), -24);
+  else if (exp == 31) v = mant ? std::numeric_limits<float>::quiet_NaN() : std::numeric_limits<float>::infinity();
+  else v = std::ldexp(static_cast<float>(mant | 0x400), static_cast<int>(exp) - 25);
+  return sign ? -v : v;
+}
+
+float f8e4m3_to_f32(uint8_t b) {
+  // E4M3FN: bias 7, no infinities, S.1111.111 is NaN.
+  const uint32_t sign = b >> 7, exp = (b >> 3) & 0xf, mant = b & 7;
+  float v;
+  if (exp == 15 && mant == 7) v = std::numeric_limits<float>::quiet_NaN();
+  else if (exp == 0) v = std::ldexp(static_cast<float>(mant), -9);
+  else v = std::ldexp(static_cast<float>(mant | 8), static_cast<int>(exp) - 10);
+  return sign ? -v : v;
+}
+
+uint16_t f32_to_bf16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  if ((u & 0x7fffffff) > 0x7f800000) return static_cast<uint16_t>((u >> 16) | 0x40);  // quiet NaN
+  u += 0x7fff + ((u >> 16) & 1);
+  return static_cast<uint16_t>(u >> 16);
+}
+
+uint16_t f32_to_f16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  const uint16_t sign = static_cast<uint16_t>((u >> 16) & 0x8000);
+  const uint32_t au = u & 0x7fffffff;
+  if (au > 0x7f800000) return sign | 0x7e00;
+  if (au >= 0x477ff000) return sign | 0x7c00;  // rounds to >= 65520 -> inf
+  if (au < 0x38800000) {                        // subnormal half (or zero)
+    float a;
+    std::memcpy(&a, &au, 4);
+    // Scale so the half subnormal unit (2^-24) becomes 1, then round to nearest even.
+    float scaled = a * 16777216.0f;
+    uint32_t r = static_cast<uint32_t>(std::nearbyint(scaled));
+    return sign | static_cast<uint16_t>(r);
+  }
+  uint32_t exp = ((au >> 23) - 127 + 15);
+  uint32_t mant = au & 0x7fffff;
+  uint32_t h = (exp << 10) | (mant >> 13);
+  uint32_t rem = mant & 0x1fff;
+  if (rem > 0x1000 || (rem == 0x1000 && (h & 1))) ++h;
+  return sign | static_cast<uint16_t>(h);
+}
+
+namespace {
+template <typename T>
+T load_at(const uint8_t* p, size_t i) {
+  T v;
+  std::memcpy(&v, p + i * sizeof(T), sizeof(T));
+  return v;
+}
+}  // namespace
+
+std::vector<float> to_f32(const TensorView& t) {
+  const size_t n = static_cast<size_t>(t.numel());
+  std::vector<float> out(n);
+  const uint8_t* p = t.data;
+  switch (t.dtype) {
+    case DType::F32: if (n) std::memcpy(out.data(), p, n * 4); break;
+    case DType::F64: for (size_t i = 0; i < n; ++i) out[i] = static_cast<float>(load_at<double>(p, i)); break;
+    case DType::F16: for (size_t i = 0; i < n; ++i) out[i] = f16_to_f32(load_at<uint16_t>(p, i)); break;
+    case DType::BF16: for (size_t i = 0; i < n; ++i) out[i] = bf16_to_f32(load_at<uint16_t>(p, i)); break;
+    case DType::F8_E4M3: for (size_t i = 0; i < n; ++i) out[i] = f8e4m3_to_f32(p[i]); break;
+    default: {
+      auto v = to_i64(t);
+      for (size_t i = 0; i < n; ++i) out[i] = static_cast<float>(v[i]);
+    }
+  }
+  return out;
+}
+
+std::vector<int64_t> to_i64(const TensorView& t) {
+  const size_t n = static_cast<size_t>(t.numel());
+  std::vector<int64_t> out(n);
+  const uint8_t* p = t.data;
+  switch (t.dtype) {
+    case DType::I64: for (size_t i = 0; i < n; ++i) out[i] = load_at<int64_t>(p, i); break;
+    case DType::I32: for (size_t i = 0; i < n; ++i) out[i] = load_at<int32_t>(p, i); break;
+    case DType::I16: for (size_t i = 0; i < n; ++i) out[i] = load_at<int16_t>(p, i); break;
+    case DType::I8: for (size_t i = 0; i < n; ++i) out[i] = load_at<int8_t>(p, i); break;
+    case DType::U64: for (size_t i = 0; i < n; ++i) out[i] = static_cast<int64_t>(load_at<uint64_t>(p, i)); break;
+    case DType::U32: for (size_t i = 0; i < n; ++i) out[i] = load_at<uint32_t>(p, i); break;
+    case DType::U16: for (size_t i = 0; i < n; ++i) out[i] = load_at<uint16_t>(p, i); break;
+    case DType::U8: case DType::BOOL: for (size_t i = 0; i < n; ++i) out[i] = p[i]; break;
+    default: throw Error(cat(t.file, ": tensor '", t.name, "' is ", dtype_name(t.dtype), ", expected an integer dtype"));
+  }
+  return out;
+}
+
+}  // namespace zaya

@@ -1,0 +1,20 @@
+#pragma once
+// Shared helpers for the test suite: where the copied golden data and fetched assets live.
+#include <string>
+
+namespace zaya::test {
+
+// tests/data (golden data copied from ../shared/golden, committed).
+std::string data_dir();
+// build/assets (files fetched by scripts/setup.sh, e.g. the Gemma 3 tokenizer).
+std::string assets_dir();
+// Path to the built `zaya` CLI.
+std::string cli_path();
+// Returns `path` when it exists; otherwise fails the current test loudly (never skips) and throws.
+std::string require_path(const std::string& path);
+// Reads a whole file.
+std::string read_file(const std::string& path);
+// Runs a shell command; returns its exit code and fills stdout/stderr text.
+int run_command(const std::string& cmd, std::string* out = nullptr, std::string* err = nullptr);
+
+}  // namespace zaya::test
