@@ -1,0 +1,64 @@
+#pragma once
+// The ZAYA1 causal language model: load a checkpoint folder, run tokens through it against a DecodeState.
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "zaya/config.h"
+#include "zaya/decode_state.h"
+
+namespace zaya {
+
+struct ModelWeights;
+class TensorStore;
+
+struct LoadOptions {
+  // Skip-route semantics; unset = the layout's default (legacy → p·x, native → 0).
+  bool override_skip_route = false;
+  SkipRoute skip_route = SkipRoute::ScaledInput;
+  bool verbose = true;  // log layout, skip route and its reachability to stderr
+};
+
+// Optional capture of internals for golden tests and debugging. Names follow the golden cases (without the
+// "full." prefix): residual_in.{n}, mixer_out.{n}, cca.{n}.q/k/v, router.{n}.logits/choice/prob/eda_state,
+// final_residual, final_hidden. Each entry is [tokens of the call, width], row-major.
+struct ForwardTrace {
+  std::map<std::string, std::vector<float>> tensors;
+  void put(const std::string& name, const float* data, size_t n) { tensors[name].assign(data, data + n); }
+};
+
+enum class LogitsMode { None, Last, All };
+
+class Model {
+ public:
+  static std::unique_ptr<Model> load(const std::string& dir, const LoadOptions& opts = {});
+  ~Model();
+
+  const ModelConfig& config() const { return cfg_; }
+  SkipRoute skip_route() const { return skip_route_; }
+  void set_skip_route(SkipRoute s) { skip_route_ = s; }
+  const ModelWeights& weights() const { return *weights_; }
+  DecodeState new_state() const { return DecodeState(cfg_); }
+
+  // Processes `ids` (one prefill chunk or one decode token) as the continuation of `state`, updating it.
+  // Returns logits: [ids.size(), V] for All, [1, V] (the last token) for Last, empty for None.
+  // Throws zaya::Error for ids outside [0, V) or when the context would exceed max_position_embeddings; the state
+  // is left unchanged in that case.
+  std::vector<float> forward(std::span<const int32_t> ids, DecodeState& state, LogitsMode mode = LogitsMode::All,
+                             ForwardTrace* trace = nullptr) const;
+
+  // Per MoE layer (legacy index): can the skip route be selected at all given the balancing biases? (spec §6.5)
+  std::vector<std::pair<int64_t, bool>> skip_route_reachability() const;
+
+ private:
+  Model() = default;
+  ModelConfig cfg_;
+  SkipRoute skip_route_ = SkipRoute::ScaledInput;
+  std::unique_ptr<TensorStore> store_;
+  std::unique_ptr<ModelWeights> weights_;
+};
+
+}  // namespace zaya

@@ -1,0 +1,158 @@
+#include "model/cca_attention.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "zaya/kernels.h"
+#include "zaya/thread_pool.h"
+
+namespace zaya {
+
+namespace {
+
+// Two-stage causal conv over the packed u = [q ‖ k] (spec §3.3 step 2). u_ext holds [u_{t0-2}, u_{t0-1}, u_t0 …]
+// (n+2 rows of C); z receives n rows of C.
+void causal_conv(const AttentionWeights& w, int64_t C, int64_t dh, const float* u_ext, size_t n, float* z) {
+  // Depthwise stage, y_ext[j] for j = 1 … n+1 (stored at y[j-1]): y_j = b0 + w0[·,0]·u_{j-1} + w0[·,1]·u_j.
+  std::vector<float> y((n + 1) * C);
+  for (size_t j = 1; j <= n + 1; ++j) {
+    const float* older = u_ext + (j - 1) * C;
+    const float* newer = u_ext + j * C;
+    float* yj = y.data() + (j - 1) * C;
+    for (int64_t c = 0; c < C; ++c) yj[c] = w.conv0_b[c] + w.conv0_w[2 * c] * older[c] + w.conv0_w[2 * c + 1] * newer[c];
+  }
+  // Grouped stage: each head group of dh channels mixes densely over two taps (older, newer).
+  default_pool().parallel_for(n, 1, [&](size_t t0, size_t t1) {
+    for (size_t t = t0; t < t1; ++t) {
+      const float* y_old = y.data() + t * C;  // y_{t-1}
+      const float* y_new = y_old + C;         // y_t
+      float* zt = z + t * C;
+      for (int64_t o = 0; o < C; ++o) {
+        const int64_t g0 = (o / dh) * dh;
+        const float* wo = w.conv1_w.data() + o * dh * 2;
+        float acc = 0;
+        for (int64_t i = 0; i < dh; ++i) acc += wo[2 * i] * y_old[g0 + i] + wo[2 * i + 1] * y_new[g0 + i];
+        zt[o] = w.conv1_b[o] + acc;
+      }
+    }
+  });
+}
+
+// v ← v · scale / ‖v‖₂ (no epsilon, as the legacy reference).
+void l2_normalize(float* v, int64_t n, float scale) {
+  const float norm = std::sqrt(dot(v, v, static_cast<size_t>(n)));
+  const float f = scale / norm;
+  for (int64_t i = 0; i < n; ++i) v[i] *= f;
+}
+
+}  // namespace
+
+void cca_attention(const AttentionWeights& w, const ModelConfig& cfg, const Rope& rope, const float* x, size_t n,
+                   int64_t pos0, AttentionLayerState& st, float* out, ForwardTrace* trace, int64_t layer) {
+  const int64_t H = cfg.hidden, nq = cfg.n_heads, nk = cfg.n_kv_heads, dh = cfg.head_dim;
+  const int64_t qw = cfg.q_width(), kw = cfg.kv_width(), C = cfg.conv_channels(), g = nq / nk;
+  const float sqrt_dh = std::sqrt(static_cast<float>(dh));
+
+  // 1. Projections, packed after the two conv-state rows.
+  std::vector<float> q(n * qw), k(n * kw);
+  matmul(w.q, x, n, q.data());
+  matmul(w.k, x, n, k.data());
+  std::vector<float> u_ext((n + 2) * C);
+  std::memcpy(u_ext.data(), st.conv_state.data(), 2 * C * sizeof(float));
+  for (size_t t = 0; t < n; ++t) {
+    std::memcpy(&u_ext[(t + 2) * C], &q[t * qw], qw * sizeof(float));
+    std::memcpy(&u_ext[(t + 2) * C + qw], &k[t * kw], kw * sizeof(float));
+  }
+
+  // 2. Causal conv.
+  std::vector<float> z(n * C);
+  causal_conv(w, C, dh, u_ext.data(), n, z.data());
+
+  // 3-5. q/k mean coupling on the raw projections, then L2 norm ×√dh (keys also × temp).
+  std::vector<float> Q(n * qw), K(n * kw);
+  for (size_t t = 0; t < n; ++t) {
+    const float* qt = &q[t * qw];
+    const float* kt = &k[t * kw];
+    const float* zt = &z[t * C];
+    for (int64_t j = 0; j < nk; ++j) {
+      float* Kj = &K[t * kw + j * dh];
+      for (int64_t i = 0; i < dh; ++i) Kj[i] = 0;
+      for (int64_t h = j * g; h < (j + 1) * g; ++h) {
+        float* Qh = &Q[t * qw + h * dh];
+        for (int64_t i = 0; i < dh; ++i) {
+          const float mq = 0.5f * (qt[h * dh + i] + kt[j * dh + i]);
+          Qh[i] = zt[h * dh + i] + mq;
+          Kj[i] += mq;
+        }
+      }
+      for (int64_t i = 0; i < dh; ++i) Kj[i] = zt[qw + j * dh + i] + Kj[i] / static_cast<float>(g);
+      l2_normalize(Kj, dh, sqrt_dh);
+      for (int64_t i = 0; i < dh; ++i) Kj[i] *= w.temp[j];
+    }
+    for (int64_t h = 0; h < nq; ++h) l2_normalize(&Q[t * qw + h * dh], dh, sqrt_dh);
+  }
+
+  // 4. Values: the current token's half and the previous token's half (prev_x carries across calls).
+  std::vector<float> x_prev(n * H);
+  std::memcpy(x_prev.data(), st.prev_x.data(), H * sizeof(float));
+  if (n > 1) std::memcpy(x_prev.data() + H, x, (n - 1) * H * sizeof(float));
+  const int64_t half = kw / 2;
+  std::vector<float> v_cur(n * half), v_del(n * half), V(n * kw);
+  matmul(w.v_current, x, n, v_cur.data());
+  matmul(w.v_delayed, x_prev.data(), n, v_del.data());
+  for (size_t t = 0; t < n; ++t) {
+    std::memcpy(&V[t * kw], &v_cur[t * half], half * sizeof(float));
+    std::memcpy(&V[t * kw + half], &v_del[t * half], half * sizeof(float));
+  }
+
+  if (trace) {
+    const std::string p = "cca." + std::to_string(layer);
+    trace->put(p + ".q", Q.data(), Q.size());
+    trace->put(p + ".k", K.data(), K.size());
+    trace->put(p + ".v", V.data(), V.size());
+  }
+
+  // 6. RoPE at absolute positions.
+  for (size_t t = 0; t < n; ++t) {
+    for (int64_t h = 0; h < nq; ++h) rope.apply(&Q[t * qw + h * dh], pos0 + static_cast<int64_t>(t));
+    for (int64_t j = 0; j < nk; ++j) rope.apply(&K[t * kw + j * dh], pos0 + static_cast<int64_t>(t));
+  }
+
+  // Cache append, then the state roll: conv_state ← last two u rows, prev_x ← x of the last token.
+  st.k_cache.insert(st.k_cache.end(), K.begin(), K.end());
+  st.v_cache.insert(st.v_cache.end(), V.begin(), V.end());
+  std::memcpy(st.conv_state.data(), &u_ext[n * C], 2 * C * sizeof(float));
+  std::memcpy(st.prev_x.data(), x + (n - 1) * H, H * sizeof(float));
+
+  // 7. Causal GQA attention, softmax in fp32; one task per (token, head).
+  std::vector<float> attn(n * qw);
+  const float* kc = st.k_cache.data();
+  const float* vc = st.v_cache.data();
+  default_pool().parallel_for(n * nq, 1, [&](size_t b, size_t e) {
+    std::vector<float> scores;
+    for (size_t task = b; task < e; ++task) {
+      const size_t t = task / nq;
+      const int64_t h = static_cast<int64_t>(task % nq), j = h / g;
+      const int64_t n_keys = pos0 + static_cast<int64_t>(t) + 1;
+      const float* Qh = &Q[t * qw + h * dh];
+      scores.resize(n_keys);
+      for (int64_t s = 0; s < n_keys; ++s) scores[s] = dot(Qh, kc + s * kw + j * dh, dh) / sqrt_dh;
+      softmax(scores.data(), n_keys);
+      float* o = &attn[t * qw + h * dh];
+      std::fill(o, o + dh, 0.0f);
+      for (int64_t s = 0; s < n_keys; ++s) {
+        const float p = scores[s];
+        const float* Vs = vc + s * kw + j * dh;
+        for (int64_t i = 0; i < dh; ++i) o[i] += p * Vs[i];
+      }
+    }
+  });
+
+  // 8. Output projection.
+  matmul(w.o, attn.data(), n, out);
+}
+
+}  // namespace zaya

@@ -1,0 +1,226 @@
+#include "model/model_weights.h"
+
+#include "zaya/error.h"
+
+namespace zaya {
+
+namespace {
+
+std::string S(int64_t v) { return std::to_string(v); }
+
+// Tensor names of one layout, addressed by legacy layer index n (spec §2).
+struct Names {
+  Layout layout;
+  int64_t n_blocks;
+
+  bool legacy() const { return layout == Layout::Legacy; }
+  std::string embedding() const { return "model.embed_tokens.weight"; }
+  std::string final_norm() const { return legacy() ? "model.final_norm.weight" : "model.norm.weight"; }
+  std::string input_norm(int64_t n) const {
+    if (legacy()) return "model.layers." + S(n) + ".input_norm.weight";
+    return "model.layers." + S(n / 2) + (n % 2 == 0 ? ".input_layernorm.weight" : ".post_attention_layernorm.weight");
+  }
+  // Merge before legacy layer n; n = 2B is the final merge. `part` is hidden_states_scale, hidden_states_bias,
+  // residual_scale or residual_bias.
+  std::string merge(int64_t n, const std::string& part) const {
+    if (legacy()) return (n == 2 * n_blocks ? std::string("model.res_scale.") : "model.layers." + S(n) + ".res_scale.") + part;
+    if (n == 0) return "model.input_" + part;  // only hidden_states_{scale,bias}
+    if (n % 2 == 1) return "model.layers." + S((n - 1) / 2) + ".post_attention_residual_scale." + part;
+    return "model.layers." + S(n / 2 - 1) + ".post_mlp_residual_scale." + part;
+  }
+  std::string attn(int64_t n, const std::string& legacy_part, const std::string& native_part) const {
+    if (legacy()) return "model.layers." + S(n) + ".self_attn.qkv." + legacy_part;
+    return "model.layers." + S(n / 2) + ".self_attn.qkv_proj." + native_part;
+  }
+  std::string temp(int64_t n) const {
+    return legacy() ? "model.layers." + S(n) + ".self_attn.qkv.temp" : "model.layers." + S(n / 2) + ".self_attn.qk_norm.temp";
+  }
+  std::string o_proj(int64_t n) const { return "model.layers." + S(legacy() ? n : n / 2) + ".self_attn.o_proj.weight"; }
+  std::string router(int64_t n, const std::string& legacy_part, const std::string& native_part) const {
+    if (legacy()) return "model.layers." + S(n) + ".zaya_block.router." + legacy_part;
+    return "model.layers." + S(n / 2) + ".mlp.gate." + native_part;
+  }
+  std::string expert_fc1(int64_t n, int64_t e) const {
+    return "model.layers." + S(n) + ".zaya_block.experts.local_experts." + S(e) + ".linear_fc1.weight";
+  }
+  std::string expert_fc2(int64_t n, int64_t e) const {
+    return "model.layers." + S(n) + ".zaya_block.experts.local_experts." + S(e) + ".linear_fc2.weight";
+  }
+  std::string experts_gate_up(int64_t n) const { return "model.layers." + S(n / 2) + ".mlp.experts.gate_up_proj"; }
+  std::string experts_down(int64_t n) const { return "model.layers." + S(n / 2) + ".mlp.experts.down_proj"; }
+};
+
+// Layer n's MoE has the EDA input scale unless it is the first MoE layer (n = 1).
+bool has_eda_scale(const ModelConfig& c, int64_t n) { return c.use_eda && n > 1; }
+
+}  // namespace
+
+Layout detect_layout(const TensorStore& store) {
+  if (store.find("model.layers.0.mlp.experts.gate_up_proj") || store.find("model.norm.weight")) return Layout::Native;
+  if (store.find("model.layers.1.zaya_block.router.down_proj.weight") || store.find("model.final_norm.weight"))
+    return Layout::Legacy;
+  throw Error(cat(store.root(), ": cannot tell the checkpoint layout: neither model.layers.1.zaya_block.* (legacy) nor "
+                                "model.layers.0.mlp.experts.gate_up_proj (native) is present"));
+}
+
+std::vector<ExpectedTensor> expected_tensors(const ModelConfig& c) {
+  const Names nm{c.layout, c.n_blocks};
+  const int64_t H = c.hidden, V = c.vocab, C = c.conv_channels(), dh = c.head_dim, D = c.router_hidden,
+                I = c.expert_ffn, E = c.n_experts, R = c.router_outputs();
+  std::vector<ExpectedTensor> out;
+  auto add = [&](std::string name, std::vector<int64_t> shape, ExpectedTensor::Role role) {
+    out.push_back({std::move(name), std::move(shape), role});
+  };
+  add(nm.embedding(), {V, H}, ExpectedTensor::Embedding);
+  if (!c.tie_embeddings) add("lm_head.weight", {V, H}, ExpectedTensor::Embedding);
+  for (int64_t n = 0; n <= 2 * c.n_blocks; ++n) {
+    add(nm.merge(n, "hidden_states_scale"), {H}, ExpectedTensor::Norm);
+    add(nm.merge(n, "hidden_states_bias"), {H}, ExpectedTensor::Norm);
+    if (n > 0) {
+      add(nm.merge(n, "residual_scale"), {H}, ExpectedTensor::Norm);
+      add(nm.merge(n, "residual_bias"), {H}, ExpectedTensor::Norm);
+    }
+    if (n == 2 * c.n_blocks) break;
+    add(nm.input_norm(n), {H}, ExpectedTensor::Norm);
+    if (n % 2 == 0) {
+      add(nm.attn(n, "linear_q.weight", "q_proj.weight"), {c.q_width(), H}, ExpectedTensor::Attention);
+      add(nm.attn(n, "linear_k.weight", "k_proj.weight"), {c.kv_width(), H}, ExpectedTensor::Attention);
+      add(nm.attn(n, "val_proj1.weight", "v_proj_current.weight"), {c.kv_width() / 2, H}, ExpectedTensor::Attention);
+      add(nm.attn(n, "val_proj2.weight", "v_proj_delayed.weight"), {c.kv_width() / 2, H}, ExpectedTensor::Attention);
+      add(nm.attn(n, "conv_qk.0.weight", "conv_qk_depthwise.weight"), {C, 1, 2}, ExpectedTensor::Attention);
+      add(nm.attn(n, "conv_qk.0.bias", "conv_qk_depthwise.bias"), {C}, ExpectedTensor::Attention);
+      add(nm.attn(n, "conv_qk.1.weight", "conv_qk_grouped.weight"), {C, dh, 2}, ExpectedTensor::Attention);
+      add(nm.attn(n, "conv_qk.1.bias", "conv_qk_grouped.bias"), {C}, ExpectedTensor::Attention);
+      add(nm.temp(n), {c.n_kv_heads}, ExpectedTensor::Attention);
+      add(nm.o_proj(n), {H, c.q_width()}, ExpectedTensor::Attention);
+    } else {
+      add(nm.router(n, "down_proj.weight", "down_proj.weight"), {D, H}, ExpectedTensor::Router);
+      add(nm.router(n, "down_proj.bias", "down_proj.bias"), {D}, ExpectedTensor::Router);
+      if (has_eda_scale(c, n)) add(nm.router(n, "router_states_scale", "router_states_scale"), {D}, ExpectedTensor::Router);
+      add(nm.router(n, "rmsnorm_eda.weight", "router_mlp.norm.weight"), {D}, ExpectedTensor::Router);
+      add(nm.router(n, "router_mlp.0.weight", "router_mlp.fc1.weight"), {D, D}, ExpectedTensor::Router);
+      add(nm.router(n, "router_mlp.0.bias", "router_mlp.fc1.bias"), {D}, ExpectedTensor::Router);
+      add(nm.router(n, "router_mlp.2.weight", "router_mlp.fc2.weight"), {D, D}, ExpectedTensor::Router);
+      add(nm.router(n, "router_mlp.2.bias", "router_mlp.fc2.bias"), {D}, ExpectedTensor::Router);
+      add(nm.router(n, "router_mlp.4.weight", "router_mlp.out_proj.weight"), {R, D}, ExpectedTensor::Router);
+      add(nm.router(n, "balancing_biases", "balancing_biases"), {R}, ExpectedTensor::Router);
+      if (c.layout == Layout::Legacy) {
+        for (int64_t e = 0; e < E; ++e) {
+          add(nm.expert_fc1(n, e), {2 * I, H}, ExpectedTensor::Expert);
+          add(nm.expert_fc2(n, e), {H, I}, ExpectedTensor::Expert);
+        }
+      } else {
+        add(nm.experts_gate_up(n), {E, 2 * I, H}, ExpectedTensor::Expert);
+        add(nm.experts_down(n), {E, H, I}, ExpectedTensor::Expert);
+      }
+    }
+  }
+  add(nm.final_norm(), {H}, ExpectedTensor::Norm);
+  return out;
+}
+
+namespace {
+
+struct Loader {
+  const TensorStore& store;
+  const ModelConfig& cfg;
+
+  const TensorView& get(const std::string& name, const std::vector<int64_t>& shape) const {
+    return store.require(name, shape);
+  }
+  std::vector<float> vec(const std::string& name, const std::vector<int64_t>& shape) const {
+    const TensorView& t = get(name, shape);
+    switch (t.dtype) {
+      case DType::F32: case DType::F16: case DType::BF16: case DType::F64: break;
+      default: throw Error(cat(t.file, ": tensor '", name, "' has dtype ", dtype_name(t.dtype), ", expected a float type"));
+    }
+    return to_f32(t);
+  }
+  WeightMatrix mat(const std::string& name, int64_t rows, int64_t cols) const {
+    return weight_from_tensor(get(name, {rows, cols}), rows, cols);
+  }
+};
+
+ResidualMergeWeights load_merge(const Loader& L, const Names& nm, int64_t n) {
+  const int64_t H = L.cfg.hidden;
+  ResidualMergeWeights m;
+  m.hidden_scale = L.vec(nm.merge(n, "hidden_states_scale"), {H});
+  m.hidden_bias = L.vec(nm.merge(n, "hidden_states_bias"), {H});
+  if (n > 0) {
+    m.residual_scale = L.vec(nm.merge(n, "residual_scale"), {H});
+    m.residual_bias = L.vec(nm.merge(n, "residual_bias"), {H});
+  }
+  return m;
+}
+
+}  // namespace
+
+ModelWeights ModelWeights::load(const TensorStore& store, const ModelConfig& c) {
+  const Layout found = detect_layout(store);
+  if (found != c.layout)
+    throw Error(cat(store.root(), ": config.json describes the ", layout_name(c.layout), " layout but the tensors are in the ",
+                    layout_name(found), " layout"));
+  const Names nm{c.layout, c.n_blocks};
+  const Loader L{store, c};
+  const int64_t H = c.hidden, V = c.vocab, C = c.conv_channels(), dh = c.head_dim, D = c.router_hidden,
+                I = c.expert_ffn, E = c.n_experts, R = c.router_outputs();
+  ModelWeights w;
+  w.embedding = L.mat(nm.embedding(), V, H);
+  w.lm_head = c.tie_embeddings ? w.embedding : L.mat("lm_head.weight", V, H);
+  w.layers.resize(static_cast<size_t>(2 * c.n_blocks));
+  for (int64_t n = 0; n < 2 * c.n_blocks; ++n) {
+    LayerWeights& lw = w.layers[n];
+    lw.is_attention = (n % 2 == 0);
+    lw.merge = load_merge(L, nm, n);
+    lw.input_norm = L.vec(nm.input_norm(n), {H});
+    if (lw.is_attention) {
+      AttentionWeights& a = lw.attn;
+      a.q = L.mat(nm.attn(n, "linear_q.weight", "q_proj.weight"), c.q_width(), H);
+      a.k = L.mat(nm.attn(n, "linear_k.weight", "k_proj.weight"), c.kv_width(), H);
+      a.v_current = L.mat(nm.attn(n, "val_proj1.weight", "v_proj_current.weight"), c.kv_width() / 2, H);
+      a.v_delayed = L.mat(nm.attn(n, "val_proj2.weight", "v_proj_delayed.weight"), c.kv_width() / 2, H);
+      a.o = L.mat(nm.o_proj(n), H, c.q_width());
+      a.conv0_w = L.vec(nm.attn(n, "conv_qk.0.weight", "conv_qk_depthwise.weight"), {C, 1, 2});
+      a.conv0_b = L.vec(nm.attn(n, "conv_qk.0.bias", "conv_qk_depthwise.bias"), {C});
+      a.conv1_w = L.vec(nm.attn(n, "conv_qk.1.weight", "conv_qk_grouped.weight"), {C, dh, 2});
+      a.conv1_b = L.vec(nm.attn(n, "conv_qk.1.bias", "conv_qk_grouped.bias"), {C});
+      a.temp = L.vec(nm.temp(n), {c.n_kv_heads});
+    } else {
+      MoeWeights& m = lw.moe;
+      m.router_down = L.mat(nm.router(n, "down_proj.weight", "down_proj.weight"), D, H);
+      m.router_down_bias = L.vec(nm.router(n, "down_proj.bias", "down_proj.bias"), {D});
+      if (has_eda_scale(c, n)) m.router_states_scale = L.vec(nm.router(n, "router_states_scale", "router_states_scale"), {D});
+      m.router_norm = L.vec(nm.router(n, "rmsnorm_eda.weight", "router_mlp.norm.weight"), {D});
+      m.router_fc1 = L.mat(nm.router(n, "router_mlp.0.weight", "router_mlp.fc1.weight"), D, D);
+      m.router_fc1_bias = L.vec(nm.router(n, "router_mlp.0.bias", "router_mlp.fc1.bias"), {D});
+      m.router_fc2 = L.mat(nm.router(n, "router_mlp.2.weight", "router_mlp.fc2.weight"), D, D);
+      m.router_fc2_bias = L.vec(nm.router(n, "router_mlp.2.bias", "router_mlp.fc2.bias"), {D});
+      m.router_out = L.mat(nm.router(n, "router_mlp.4.weight", "router_mlp.out_proj.weight"), R, D);
+      m.balancing_biases = L.vec(nm.router(n, "balancing_biases", "balancing_biases"), {R});
+      m.experts.resize(static_cast<size_t>(E));
+      if (c.layout == Layout::Legacy) {
+        for (int64_t e = 0; e < E; ++e) {
+          WeightMatrix fc1 = L.mat(nm.expert_fc1(n, e), 2 * I, H);
+          m.experts[e].gate = fc1.slice_rows(0, I);
+          m.experts[e].up = fc1.slice_rows(I, I);
+          m.experts[e].down = L.mat(nm.expert_fc2(n, e), H, I);
+        }
+      } else {
+        const TensorView& gu = L.get(nm.experts_gate_up(n), {E, 2 * I, H});
+        const TensorView& dn = L.get(nm.experts_down(n), {E, H, I});
+        WeightMatrix gate_up = weight_from_tensor(gu, E * 2 * I, H);
+        WeightMatrix down = weight_from_tensor(dn, E * H, I);
+        for (int64_t e = 0; e < E; ++e) {
+          m.experts[e].gate = gate_up.slice_rows(e * 2 * I, I);
+          m.experts[e].up = gate_up.slice_rows(e * 2 * I + I, I);
+          m.experts[e].down = down.slice_rows(e * H, H);
+        }
+      }
+    }
+  }
+  w.final_merge = load_merge(L, nm, 2 * c.n_blocks);
+  w.final_norm = L.vec(nm.final_norm(), {H});
+  return w;
+}
+
+}  // namespace zaya

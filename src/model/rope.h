@@ -1,0 +1,22 @@
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "zaya/config.h"
+
+namespace zaya {
+
+// Partial rotate-half RoPE (spec §3.3 step 6): only the first rd dims of each head rotate, pairs (i, i + rd/2).
+// inv_freq and the angle are fp32, as in the reference, so long-context outputs match its rounding.
+class Rope {
+ public:
+  explicit Rope(const ModelConfig& cfg);
+  // Rotates one head vector of head_dim values in place for absolute position pos.
+  void apply(float* v, int64_t pos) const;
+
+ private:
+  int64_t half_ = 0;
+  std::vector<float> inv_freq_;
+};
+
+}  // namespace zaya

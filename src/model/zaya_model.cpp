@@ -1,0 +1,116 @@
+// The whole ZAYA1 forward pass (spec §3.6): embedding, then per legacy layer a residual merge, an RMSNorm and a
+// mixer (CCA attention on even layers, MoE on odd ones), then the final merge, final norm and the tied lm_head.
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "model/cca_attention.h"
+#include "model/model_weights.h"
+#include "model/moe.h"
+#include "model/residual_merge.h"
+#include "model/rope.h"
+#include "zaya/error.h"
+#include "zaya/kernels.h"
+#include "zaya/model.h"
+#include "zaya/safetensors.h"
+
+namespace zaya {
+
+Model::~Model() = default;
+
+std::unique_ptr<Model> Model::load(const std::string& dir, const LoadOptions& opts) {
+  std::unique_ptr<Model> m(new Model());
+  m->cfg_ = ModelConfig::load(dir);
+  m->store_ = std::make_unique<TensorStore>(TensorStore::open(dir));
+  m->weights_ = std::make_unique<ModelWeights>(ModelWeights::load(*m->store_, m->cfg_));
+  m->skip_route_ = opts.override_skip_route ? opts.skip_route : m->cfg_.default_skip_route();
+  if (opts.verbose) {
+    std::fprintf(stderr, "zaya: %s layout, %lld attention + %lld MoE layers, hidden %lld, vocab %lld\n",
+                 layout_name(m->cfg_.layout), static_cast<long long>(m->cfg_.n_blocks),
+                 static_cast<long long>(m->cfg_.n_blocks), static_cast<long long>(m->cfg_.hidden),
+                 static_cast<long long>(m->cfg_.vocab));
+    if (m->cfg_.use_mod) {
+      std::fprintf(stderr, "zaya: skip route semantics: %s (%s)\n", skip_route_name(m->skip_route_),
+                   opts.override_skip_route ? "set by option" : "layout default");
+      std::string reach;
+      int n_reachable = 0;
+      for (auto [layer, ok] : m->skip_route_reachability()) {
+        reach += " " + std::to_string(layer) + (ok ? ":yes" : ":no");
+        n_reachable += ok;
+      }
+      std::fprintf(stderr, "zaya: skip route reachable in %d MoE layers (layer:reachable)%s\n", n_reachable,
+                   reach.c_str());
+    }
+  }
+  return m;
+}
+
+std::vector<std::pair<int64_t, bool>> Model::skip_route_reachability() const {
+  std::vector<std::pair<int64_t, bool>> out;
+  if (!cfg_.use_mod) return out;
+  const size_t E = cfg_.n_experts;
+  for (size_t n = 1; n < weights_->layers.size(); n += 2) {
+    const auto& b = weights_->layers[n].moe.balancing_biases;
+    float max_expert = b[0];
+    for (size_t e = 1; e < E; ++e) max_expert = std::max(max_expert, b[e]);
+    // Probabilities lie in [0, 1], so skip can only win if b_skip + 1 > max_e b_e.
+    out.emplace_back(static_cast<int64_t>(n), b[E] + 1.0f > max_expert);
+  }
+  return out;
+}
+
+std::vector<float> Model::forward(std::span<const int32_t> ids, DecodeState& st, LogitsMode mode,
+                                  ForwardTrace* trace) const {
+  const size_t n = ids.size();
+  const size_t H = cfg_.hidden, V = cfg_.vocab, D = cfg_.router_hidden;
+  if (n == 0) return {};
+  for (size_t t = 0; t < n; ++t)
+    if (ids[t] < 0 || ids[t] >= static_cast<int64_t>(V))
+      throw Error(cat("token id ", ids[t], " at position ", t, " is outside the vocabulary [0, ", V, ")"));
+  if (st.n_attention_layers() != static_cast<size_t>(cfg_.n_blocks))
+    throw Error("decode state was made for a different model");
+  if (st.position() + static_cast<int64_t>(n) > cfg_.max_positions)
+    throw Error(cat("context overflow: ", st.position(), " tokens in the state + ", n, " new exceed the model's ",
+                    "max_position_embeddings = ", cfg_.max_positions));
+  const ModelWeights& w = *weights_;
+  const Rope rope(cfg_);
+  const int64_t pos0 = st.position();
+
+  // Embedding lookup, then the first merge (no residual term).
+  std::vector<float> m(n * H), r(n * H), x(n * H), rho(n * D, 0.0f);
+  for (size_t t = 0; t < n; ++t) w.embedding.row_to_f32(ids[t], &m[t * H]);
+
+  for (size_t l = 0; l < w.layers.size(); ++l) {
+    const LayerWeights& lw = w.layers[l];
+    residual_merge(lw.merge, m.data(), r.data(), n, H);
+    if (trace) trace->put("residual_in." + std::to_string(l), r.data(), r.size());
+    for (size_t t = 0; t < n; ++t)
+      rmsnorm(&r[t * H], lw.input_norm.data(), H, static_cast<float>(cfg_.norm_eps), &x[t * H]);
+    if (lw.is_attention) {
+      cca_attention(lw.attn, cfg_, rope, x.data(), n, pos0, st.layer(l / 2), m.data(), trace, static_cast<int64_t>(l));
+    } else {
+      moe_layer(lw.moe, cfg_, skip_route_, x.data(), n, rho.data(), m.data(), trace, static_cast<int64_t>(l));
+    }
+    if (trace) trace->put("mixer_out." + std::to_string(l), m.data(), m.size());
+  }
+  st.advance(static_cast<int64_t>(n));
+
+  residual_merge(w.final_merge, m.data(), r.data(), n, H);
+  if (trace) trace->put("final_residual", r.data(), r.size());
+  if (mode == LogitsMode::None && !trace) return {};
+  const size_t first = (mode == LogitsMode::All || trace) ? 0 : n - 1;
+  const size_t rows = n - first;
+  std::vector<float> y(rows * H);
+  for (size_t t = first; t < n; ++t)
+    rmsnorm(&r[t * H], w.final_norm.data(), H, static_cast<float>(cfg_.norm_eps), &y[(t - first) * H]);
+  if (trace) trace->put("final_hidden", y.data(), y.size());
+  if (mode == LogitsMode::None) return {};
+  std::vector<float> logits(rows * V);
+  matmul(w.lm_head, y.data(), rows, logits.data());
+  if (mode == LogitsMode::Last && rows > 1)
+    return std::vector<float>(logits.end() - static_cast<ptrdiff_t>(V), logits.end());
+  return logits;
+}
+
+}  // namespace zaya
