@@ -1,3 +1,32 @@
-// placeholder until the CLI lands
+// zaya: one binary, subcommands (logits, generate, info, …). Errors go to stderr with a non-zero exit code.
 #include <cstdio>
-int main() { std::puts("zaya"); return 0; }
+#include <exception>
+#include <map>
+
+#include "cli/commands.h"
+#include "zaya/error.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"zaya.cpp: inference runtime for Zyphra ZAYA1 models"};
+  app.require_subcommand(1);
+  std::map<std::string, zaya::cli::Runner> runners = {
+      {"logits", zaya::cli::add_logits(app)},
+      {"generate", zaya::cli::add_generate(app)},
+      {"info", zaya::cli::add_info(app)},
+  };
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    for (auto* sub : app.get_subcommands()) return runners.at(sub->get_name())();
+  } catch (const zaya::Error& e) {
+    std::fprintf(stderr, "zaya: error: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "zaya: internal error: %s\n", e.what());
+    return 2;
+  }
+  return 0;
+}

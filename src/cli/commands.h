@@ -1,0 +1,28 @@
+#pragma once
+// The `zaya` subcommands. Each registers its options on the shared CLI11 app and runs when selected.
+#include <CLI/CLI.hpp>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace zaya::cli {
+
+using Runner = std::function<int()>;
+
+// Each returns the callback that runs the subcommand once parsing selected it.
+Runner add_logits(CLI::App& app);
+Runner add_generate(CLI::App& app);
+Runner add_info(CLI::App& app);
+
+// Shared helpers.
+std::vector<int32_t> parse_ids(const std::string& text);
+
+struct ModelOptions {
+  std::string dir;
+  std::string skip_route;  // "", "px" or "zero"
+  int threads = 0;
+  bool quiet = false;
+  void add_to(CLI::App* sub);
+};
+
+}  // namespace zaya::cli

@@ -1,0 +1,39 @@
+#include <cerrno>
+#include <cstdlib>
+
+#include "cli/commands.h"
+#include "zaya/error.h"
+
+namespace zaya::cli {
+
+std::vector<int32_t> parse_ids(const std::string& text) {
+  std::vector<int32_t> ids;
+  size_t at = 0;
+  while (at <= text.size()) {
+    size_t comma = text.find(',', at);
+    if (comma == std::string::npos) comma = text.size();
+    std::string item = text.substr(at, comma - at);
+    while (!item.empty() && item.front() == ' ') item.erase(item.begin());
+    while (!item.empty() && item.back() == ' ') item.pop_back();
+    if (item.empty()) throw Error(cat("--ids: empty entry in '", text, "'"));
+    char* end = nullptr;
+    errno = 0;
+    long long v = std::strtoll(item.c_str(), &end, 10);
+    if (*end != '\0' || errno == ERANGE || v < 0 || v > INT32_MAX)
+      throw Error(cat("--ids: '", item, "' is not a non-negative token id"));
+    ids.push_back(static_cast<int32_t>(v));
+    at = comma + 1;
+  }
+  return ids;
+}
+
+void ModelOptions::add_to(CLI::App* sub) {
+  sub->add_option("-m,--model", dir, "model folder (config.json + safetensors)")->required();
+  sub->add_option("--skip-route", skip_route,
+                  "MOD skip-route semantics: px (p*x, legacy reference) or zero (v5 port); default per layout")
+      ->check(CLI::IsMember({"px", "zero"}));
+  sub->add_option("-t,--threads", threads, "worker threads (0 = all cores)")->check(CLI::NonNegativeNumber);
+  sub->add_flag("-q,--quiet", quiet, "do not log model details to stderr");
+}
+
+}  // namespace zaya::cli
