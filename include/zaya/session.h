@@ -1,0 +1,90 @@
+#pragma once
+// A generation session: one DecodeState plus the tokens it holds, prompt reuse through state snapshots, and the
+// token-by-token generation loop with sampling, stop tokens, stop strings and streaming detokenization.
+//
+// The CCA conv state cannot be rolled back token by token, so a session keeps snapshots of its state at prompt
+// boundaries (the end of every prompt it processed, and every `snapshot_interval` tokens of a long prefill) and
+// resumes a new prompt from the longest snapshot that is a prefix of it.
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "zaya/decode_state.h"
+#include "zaya/model.h"
+#include "zaya/sampler.h"
+
+namespace zaya {
+
+class Tokenizer;
+
+struct GenerateOptions {
+  SamplingParams sampling;
+  int max_tokens = 256;
+  std::vector<std::string> stop;       // stop strings (never part of the output)
+  std::vector<int32_t> stop_token_ids;  // in addition to the model's eos ids
+  bool ignore_eos = false;
+  bool skip_special_tokens = true;      // in the streamed text
+  int top_logprobs = -1;                // >= 0: collect the chosen token's logprob and this many alternatives
+};
+
+enum class FinishReason { Stop, Length, Cancelled };
+const char* finish_reason_name(FinishReason r);
+
+struct GenerationResult {
+  std::vector<int32_t> tokens;  // generated ids (the stop token included when one ended the generation)
+  std::vector<SampleResult> logprobs;  // per generated token when top_logprobs >= 0
+  std::string text;             // streamed text, stop strings removed
+  FinishReason finish = FinishReason::Length;
+  std::string stop_string;      // the stop string that ended it, if any
+  int32_t stop_token = -1;      // the stop token that ended it, if any
+  size_t prompt_tokens = 0, cached_tokens = 0;
+  double prompt_seconds = 0, generation_seconds = 0;
+};
+
+class Session {
+ public:
+  // The model (and tokenizer, when text is wanted) must outlive the session. tokenizer may be null for id-only use.
+  Session(const Model& model, const Tokenizer* tokenizer, size_t max_snapshots = 8, size_t snapshot_interval = 0);
+
+  // Brings the state to exactly `prompt`, reusing the longest cached prefix. Returns the number of prompt tokens
+  // that did not need processing. Throws zaya::Error (and leaves the session reset) on bad ids or overflow.
+  size_t prefill(std::span<const int32_t> prompt);
+
+  // Generates after the current state (call prefill first). on_text receives each safe-to-show text piece and the id
+  // that produced it; returning false cancels. The generated tokens become part of the session's history.
+  GenerationResult generate(const GenerateOptions& opts,
+                            const std::function<bool(const std::string& text, int32_t id)>& on_text = {});
+
+  // prefill + generate; fills prompt statistics in the result.
+  GenerationResult complete(std::span<const int32_t> prompt, const GenerateOptions& opts,
+                            const std::function<bool(const std::string& text, int32_t id)>& on_text = {});
+
+  void reset();
+  const std::vector<int32_t>& tokens() const { return tokens_; }  // what the state holds
+  const DecodeState& state() const { return state_; }
+  size_t snapshot_count() const { return snapshots_.size(); }
+
+ private:
+  struct Snapshot {
+    std::vector<int32_t> tokens;
+    DecodeState state;
+    std::vector<float> last_logits;
+    uint64_t last_used = 0;
+  };
+  void save_snapshot();
+  void feed(std::span<const int32_t> ids);  // runs ids through the model; keeps last_logits_
+
+  const Model& model_;
+  const Tokenizer* tok_;
+  DecodeState state_;
+  std::vector<int32_t> tokens_;
+  std::vector<float> last_logits_;  // logits after tokens_.back()
+  std::vector<Snapshot> snapshots_;
+  size_t max_snapshots_, snapshot_interval_;
+  uint64_t clock_ = 0;
+};
+
+}  // namespace zaya
