@@ -1,6 +1,7 @@
 #pragma once
-// A weight matrix as the kernels see it: [rows, cols] row-major for y = W·x, in whatever storage format the file
-// holds. Layers only hold WeightMatrix values, so new storage formats (quantized bundles) plug in here.
+// A weight matrix as the kernels see it: [rows, cols] for y = W·x, in whatever storage format the file holds —
+// plain floats, MLX affine (2–8 bits), MLX mxfp4/nvfp4/mxfp8, or JANG MXTQ. Layers only hold WeightMatrix values,
+// so they do not care how a weight is stored. Every pointer refers to rows stored one after another.
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -10,26 +11,54 @@
 
 namespace zaya {
 
-enum class WeightFormat { F32, F16, BF16 };
+enum class WeightFormat { F32, F16, BF16, Affine, MxFp4, NvFp4, MxFp8, Mxtq };
 const char* weight_format_name(WeightFormat f);
+inline bool is_float_format(WeightFormat f) {
+  return f == WeightFormat::F32 || f == WeightFormat::F16 || f == WeightFormat::BF16;
+}
+
+// Rotation signs and codebook shared by every MXTQ matrix of one (in_features, bits) (from the JANGTQ sidecar).
+struct MxtqTables {
+  int64_t in_features = 0;
+  int bits = 0;
+  std::vector<float> signs;     // [in_features], ±1
+  std::vector<float> codebook;  // [2^bits], ascending
+};
 
 struct WeightMatrix {
   WeightFormat format = WeightFormat::F32;
-  int64_t rows = 0, cols = 0;
-  const void* data = nullptr;           // element-aligned; rows*cols elements
-  std::shared_ptr<const void> owner;    // keeps a private copy alive when the mapped bytes were unaligned
+  int64_t rows = 0, cols = 0;   // logical (dequantized) shape
+  const void* data = nullptr;   // float elements, or packed U32 codes
+  size_t row_bytes = 0;         // bytes of `data` per row
+
+  // Quantized formats.
+  int bits = 0, group_size = 0;
+  const void* scales = nullptr;  // affine: F16/BF16/F32 [rows, cols/group]; fp modes: U8 [rows, cols/group]
+  const void* biases = nullptr;  // affine only, same dtype and shape as scales
+  DType scale_dtype = DType::F16;
+  size_t scale_row_bytes = 0;
+  const uint16_t* norms = nullptr;  // MXTQ: F16 row norms [rows]
+  std::shared_ptr<const MxtqTables> mxtq;
+
+  std::vector<std::shared_ptr<const void>> owners;  // private aligned copies of unaligned file data
   std::string name;
 
-  size_t element_size() const;
-  size_t bytes() const { return static_cast<size_t>(rows * cols) * element_size(); }
-  // Row r as fp32 (used for embedding lookups and by reference kernels).
+  size_t element_size() const;  // float formats only
+  // Bytes from one row of `data` to the next: float rows are dense (cols elements); packed rows use row_bytes.
+  size_t stride() const { return is_float_format(format) ? static_cast<size_t>(cols) * element_size() : row_bytes; }
+  // Bytes read for the whole matrix (data + scales/biases/norms): what one pass over the weights costs.
+  size_t bytes() const;
+  // Row r dequantized to fp32 (embedding lookups, reference kernels).
   void row_to_f32(int64_t r, float* out) const;
-  // A view of rows [r0, r0+n): used to slice stacked experts and the gate/up halves without copying.
+  // A view of rows [r0, r0+n): slices stacked experts and gate/up halves without copying.
   WeightMatrix slice_rows(int64_t r0, int64_t n) const;
 };
 
-// Wraps a 2-D (or higher, flattened to [shape[0]*…, last]) float tensor without copying when it is aligned.
-// `rows`/`cols` override the flattening, e.g. to view [E, 2I, H] as E*2I rows of H.
+// Wraps a float tensor without copying when it is aligned. `rows`/`cols` give the matrix view, e.g. [E, 2I, H] as
+// E·2I rows of H.
 WeightMatrix weight_from_tensor(const TensorView& t, int64_t rows, int64_t cols);
+
+// A view of tensor bytes that is aligned for `align`; copies (into `owners`) only when the file data is not.
+const void* aligned_view(const TensorView& t, size_t align, std::vector<std::shared_ptr<const void>>& owners);
 
 }  // namespace zaya

@@ -13,6 +13,10 @@ using Runner = std::function<int()>;
 Runner add_logits(CLI::App& app);
 Runner add_generate(CLI::App& app);
 Runner add_info(CLI::App& app);
+Runner add_run(CLI::App& app);
+Runner add_chat(CLI::App& app);
+Runner add_tokenize(CLI::App& app);
+Runner add_template(CLI::App& app);
 
 // Shared helpers.
 std::vector<int32_t> parse_ids(const std::string& text);

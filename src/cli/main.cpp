@@ -13,6 +13,10 @@ int main(int argc, char** argv) {
       {"logits", zaya::cli::add_logits(app)},
       {"generate", zaya::cli::add_generate(app)},
       {"info", zaya::cli::add_info(app)},
+      {"run", zaya::cli::add_run(app)},
+      {"chat", zaya::cli::add_chat(app)},
+      {"tokenize", zaya::cli::add_tokenize(app)},
+      {"template", zaya::cli::add_template(app)},
   };
   try {
     app.parse(argc, argv);

@@ -167,7 +167,9 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
       if (!d.is_number_unsigned() && !(d.is_number_integer() && d.get<int64_t>() >= 0))
         throw bad("shape entries must be non-negative integers");
       uint64_t dim = d.get<uint64_t>();
-      if (dim != 0 && numel > std::numeric_limits<uint64_t>::max() / dim) throw bad("shape overflows");
+      // Cap at int64 so shape[] and TensorView::numel() (int64 products, in order) cannot overflow.
+      constexpr uint64_t kMax = static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
+      if (dim > kMax || (dim != 0 && numel > kMax / dim)) throw bad("shape overflows");
       numel *= dim;
       t.shape.push_back(static_cast<int64_t>(dim));
     }
@@ -183,16 +185,20 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
     const uint64_t esize = dtype_size(*dt);
     if (numel > std::numeric_limits<uint64_t>::max() / esize || e - b != numel * esize)
       throw bad(cat("byte size ", e - b, " does not match shape ", t.shape_str(), " x ", dtype_name(*dt), " (",
-                    numel * esize, " bytes)"));
+                    numel > std::numeric_limits<uint64_t>::max() / esize ? std::string("over 2^64")
+                                                                         : std::to_string(numel * esize),
+                    " bytes)"));
     t.data = base + data_start + b;
     t.nbytes = static_cast<size_t>(e - b);
     ranges.push_back({b, e, name});
     f->tensors_.push_back(std::move(t));
   }
+  // Empty tensors occupy no bytes and may sit anywhere, so leave them out; among the rest, sorted by begin, an
+  // overlap always shows between neighbours.
+  ranges.erase(std::remove_if(ranges.begin(), ranges.end(), [](const Range& r) { return r.e == r.b; }), ranges.end());
   std::sort(ranges.begin(), ranges.end(), [](const Range& a, const Range& b) { return a.b < b.b || (a.b == b.b && a.e < b.e); });
   for (size_t i = 1; i < ranges.size(); ++i) {
-    // Empty tensors occupy no bytes and may share an offset with anything.
-    if (ranges[i - 1].e > ranges[i].b && ranges[i].e > ranges[i].b && ranges[i - 1].e > ranges[i - 1].b)
+    if (ranges[i - 1].e > ranges[i].b)
       throw Error(cat(path, ": tensors '", ranges[i - 1].name, "' and '", ranges[i].name, "' overlap"));
   }
   for (size_t i = 0; i < f->tensors_.size(); ++i) f->index_[f->tensors_[i].name] = i;
@@ -210,16 +216,19 @@ TensorStore TensorStore::open(const std::string& path) {
   TensorStore s;
   std::vector<std::string> shard_paths;
   std::map<std::string, std::string> weight_map;  // only for indexed sets
-  if (fs::is_regular_file(path)) {
+  // error_code overloads throughout: a permission problem must surface as zaya::Error, not filesystem_error.
+  std::error_code ec;
+  if (fs::is_regular_file(path, ec)) {
     s.root_ = fs::path(path).parent_path().string();
     shard_paths.push_back(path);
-  } else if (fs::is_directory(path)) {
+  } else if (fs::is_directory(path, ec)) {
     s.root_ = path;
     fs::path index = fs::path(path) / "model.safetensors.index.json";
-    if (fs::exists(index)) {
+    if (fs::exists(index, ec)) {
       nlohmann::json j;
+      std::ifstream in(index);
+      if (!in) throw Error(cat(index.string(), ": cannot open"));
       try {
-        std::ifstream in(index);
         j = nlohmann::json::parse(in);
       } catch (const std::exception& e) {
         throw Error(cat(index.string(), ": not valid JSON: ", e.what()));
@@ -230,21 +239,31 @@ TensorStore TensorStore::open(const std::string& path) {
       for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
         if (!it.value().is_string()) throw Error(cat(index.string(), ": weight_map['", it.key(), "'] is not a string"));
         std::string shard = it.value().get<std::string>();
-        if (shard.find('/') != std::string::npos || shard == ".." )
-          throw Error(cat(index.string(), ": shard name '", shard, "' must be a plain file name"));
+        // Shards must live in the folder itself: no paths, no escaping it.
+        if (shard.empty() || shard == "." || shard == ".." || shard.find('/') != std::string::npos ||
+            shard.find('\\') != std::string::npos || shard.find('\0') != std::string::npos)
+          throw Error(cat(index.string(), ": shard name '", shard, "' for tensor '", it.key(), "' must be a plain file name"));
         weight_map[it.key()] = shard;
         shards.insert(shard);
       }
+      if (weight_map.empty()) throw Error(cat(index.string(), ": 'weight_map' is empty"));
       for (const auto& sh : shards) {
         fs::path p = fs::path(path) / sh;
-        if (!fs::exists(p)) throw Error(cat(index.string(), ": names shard '", sh, "' which does not exist"));
+        if (!fs::is_regular_file(p, ec))
+          throw Error(cat(index.string(), ": names shard '", sh, "' which does not exist (", p.string(), ")"));
         shard_paths.push_back(p.string());
       }
-    } else if (fs::exists(fs::path(path) / "model.safetensors")) {
+    } else if (fs::exists(fs::path(path) / "model.safetensors", ec)) {
       shard_paths.push_back((fs::path(path) / "model.safetensors").string());
     } else {
-      for (const auto& e : fs::directory_iterator(path))
-        if (e.is_regular_file() && e.path().extension() == ".safetensors") shard_paths.push_back(e.path().string());
+      fs::directory_iterator dir(path, ec), end;
+      if (ec) throw Error(cat(path, ": cannot list directory: ", ec.message()));
+      for (; dir != end; dir.increment(ec)) {
+        if (ec) throw Error(cat(path, ": cannot list directory: ", ec.message()));
+        std::error_code fec;
+        if (dir->path().extension() == ".safetensors" && dir->is_regular_file(fec)) shard_paths.push_back(dir->path().string());
+      }
+      if (ec) throw Error(cat(path, ": cannot list directory: ", ec.message()));
       std::sort(shard_paths.begin(), shard_paths.end());
       if (shard_paths.empty()) throw Error(cat(path, ": no model.safetensors, index or *.safetensors file"));
     }
@@ -254,21 +273,24 @@ TensorStore TensorStore::open(const std::string& path) {
 
   for (const auto& p : shard_paths) {
     auto f = SafetensorsFile::open(p);
+    const std::string fname = fs::path(p).filename().string();
     for (const auto& t : f->tensors()) {
-      if (s.by_name_.count(t.name))
-        throw Error(cat("tensor '", t.name, "' appears in both ", s.by_name_[t.name]->file, " and ", p));
       if (!weight_map.empty()) {
         auto it = weight_map.find(t.name);
-        // Tensors a shard holds but the index does not list are ignored, as other loaders do.
-        if (it == weight_map.end() || fs::path(p).filename().string() != it->second) continue;
+        // The index is authoritative: a tensor it does not list, or lists in another shard, is ignored (as other
+        // loaders do), so which copy wins never depends on the order shards are read.
+        if (it == weight_map.end() || fname != it->second) continue;
       }
+      if (s.by_name_.count(t.name))
+        throw Error(cat("tensor '", t.name, "' appears in both ", s.by_name_[t.name]->file, " and ", p));
       s.by_name_[t.name] = &t;
     }
     s.files_.push_back(std::move(f));
   }
   for (const auto& [name, shard] : weight_map)
     if (!s.by_name_.count(name))
-      throw Error(cat(s.root_, ": index lists tensor '", name, "' in ", shard, " but that shard does not contain it"));
+      throw Error(cat((fs::path(s.root_) / shard).string(), ": model.safetensors.index.json lists tensor '",
+                      name, "' in this shard, but the shard does not contain it"));
   return s;
 }
 
@@ -360,10 +382,20 @@ T load_at(const uint8_t* p, size_t i) {
   std::memcpy(&v, p + i * sizeof(T), sizeof(T));
   return v;
 }
+
+// Views can be built by hand; never read past the bytes one claims to hold.
+size_t checked_numel(const TensorView& t) {
+  const int64_t n = t.numel();
+  if (n < 0 || static_cast<uint64_t>(n) > t.nbytes / std::max<size_t>(dtype_size(t.dtype), 1) ||
+      (n > 0 && t.data == nullptr))
+    throw Error(cat(t.file, ": tensor '", t.name, "' of shape ", t.shape_str(), " x ", dtype_name(t.dtype),
+                    " does not fit its ", t.nbytes, " bytes"));
+  return static_cast<size_t>(n);
+}
 }  // namespace
 
 std::vector<float> to_f32(const TensorView& t) {
-  const size_t n = static_cast<size_t>(t.numel());
+  const size_t n = checked_numel(t);
   std::vector<float> out(n);
   const uint8_t* p = t.data;
   switch (t.dtype) {
@@ -372,6 +404,8 @@ std::vector<float> to_f32(const TensorView& t) {
     case DType::F16: for (size_t i = 0; i < n; ++i) out[i] = f16_to_f32(load_at<uint16_t>(p, i)); break;
     case DType::BF16: for (size_t i = 0; i < n; ++i) out[i] = bf16_to_f32(load_at<uint16_t>(p, i)); break;
     case DType::F8_E4M3: for (size_t i = 0; i < n; ++i) out[i] = f8e4m3_to_f32(p[i]); break;
+    // E5M2 is the top byte of an IEEE half.
+    case DType::F8_E5M2: for (size_t i = 0; i < n; ++i) out[i] = f16_to_f32(static_cast<uint16_t>(p[i] << 8)); break;
     default: {
       auto v = to_i64(t);
       for (size_t i = 0; i < n; ++i) out[i] = static_cast<float>(v[i]);
@@ -381,7 +415,7 @@ std::vector<float> to_f32(const TensorView& t) {
 }
 
 std::vector<int64_t> to_i64(const TensorView& t) {
-  const size_t n = static_cast<size_t>(t.numel());
+  const size_t n = checked_numel(t);
   std::vector<int64_t> out(n);
   const uint8_t* p = t.data;
   switch (t.dtype) {

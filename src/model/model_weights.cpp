@@ -1,5 +1,6 @@
 #include "model/model_weights.h"
 
+#include "model/weight_resolver.h"
 #include "zaya/error.h"
 
 namespace zaya {
@@ -124,6 +125,7 @@ namespace {
 struct Loader {
   const TensorStore& store;
   const ModelConfig& cfg;
+  const WeightResolver& resolver;
 
   const TensorView& get(const std::string& name, const std::vector<int64_t>& shape) const {
     return store.require(name, shape);
@@ -136,8 +138,12 @@ struct Loader {
     }
     return to_f32(t);
   }
-  WeightMatrix mat(const std::string& name, int64_t rows, int64_t cols) const {
-    return weight_from_tensor(get(name, {rows, cols}), rows, cols);
+  // `name` ends in ".weight"; the resolver finds how the base path is stored (float, affine, fp mode, MXTQ).
+  WeightMatrix mat(const std::string& name, int64_t rows, int64_t cols, int64_t stack = 0) const {
+    const std::string suffix = ".weight";
+    const std::string base = name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0
+                                 ? name.substr(0, name.size() - suffix.size()) : name;
+    return resolver.matrix(base, rows, cols, stack);
   }
 };
 
@@ -161,7 +167,8 @@ ModelWeights ModelWeights::load(const TensorStore& store, const ModelConfig& c) 
     throw Error(cat(store.root(), ": config.json describes the ", layout_name(c.layout), " layout but the tensors are in the ",
                     layout_name(found), " layout"));
   const Names nm{c.layout, c.n_blocks};
-  const Loader L{store, c};
+  const WeightResolver resolver(store, store.root());
+  const Loader L{store, c, resolver};
   const int64_t H = c.hidden, V = c.vocab, C = c.conv_channels(), dh = c.head_dim, D = c.router_hidden,
                 I = c.expert_ffn, E = c.n_experts, R = c.router_outputs();
   ModelWeights w;
@@ -198,7 +205,18 @@ ModelWeights ModelWeights::load(const TensorStore& store, const ModelConfig& c) 
       m.router_out = L.mat(nm.router(n, "router_mlp.4.weight", "router_mlp.out_proj.weight"), R, D);
       m.balancing_biases = L.vec(nm.router(n, "balancing_biases", "balancing_biases"), {R});
       m.experts.resize(static_cast<size_t>(E));
-      if (c.layout == Layout::Legacy) {
+      const std::string sw = "model.layers." + std::to_string(n) + ".zaya_block.experts.switch_mlp.";
+      if (c.layout == Layout::Legacy && resolver.has(sw + "gate_proj")) {
+        // MLX/JANG bundles: experts pre-stacked as switch_mlp.{gate,up,down}_proj [E, out, in].
+        WeightMatrix gate = L.mat(sw + "gate_proj.weight", I, H, E);
+        WeightMatrix up = L.mat(sw + "up_proj.weight", I, H, E);
+        WeightMatrix down = L.mat(sw + "down_proj.weight", H, I, E);
+        for (int64_t e = 0; e < E; ++e) {
+          m.experts[e].gate = gate.slice_rows(e * I, I);
+          m.experts[e].up = up.slice_rows(e * I, I);
+          m.experts[e].down = down.slice_rows(e * H, H);
+        }
+      } else if (c.layout == Layout::Legacy) {
         for (int64_t e = 0; e < E; ++e) {
           WeightMatrix fc1 = L.mat(nm.expert_fc1(n, e), 2 * I, H);
           m.experts[e].gate = fc1.slice_rows(0, I);

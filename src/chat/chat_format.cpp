@@ -1,0 +1,74 @@
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "zaya/chat.h"
+#include "zaya/error.h"
+#include "zaya/jinja.h"
+#include "zaya/tokenizer.h"
+
+namespace zaya {
+namespace fs = std::filesystem;
+
+ChatFormatter::ChatFormatter(const Tokenizer& tok, const std::string& template_path) : tok_(tok) {
+  std::string src;
+  if (!template_path.empty()) {
+    std::ifstream in(template_path);
+    if (!in) throw Error(cat(template_path, ": cannot read chat template"));
+    std::stringstream ss;
+    ss << in.rdbuf();
+    src = ss.str();
+  } else {
+    if (!tok.has_chat_template())
+      throw Error("the model has no chat template (chat_template.jinja / tokenizer_config.json); use --raw or --chat-template FILE");
+    src = tok.chat_template();
+  }
+  tmpl_ = std::make_unique<jinja::Template>(src);
+}
+
+ChatFormatter::~ChatFormatter() = default;
+
+std::string ChatFormatter::render(const nlohmann::ordered_json& messages, const ChatRenderOptions& opts) const {
+  if (!messages.is_array()) throw Error("chat messages must be a list");
+  nlohmann::ordered_json ctx = nlohmann::ordered_json::object();
+  ctx["messages"] = messages;
+  ctx["add_generation_prompt"] = opts.add_generation_prompt;
+  ctx["bos_token"] = tok_.bos_token();
+  ctx["eos_token"] = tok_.eos_token();
+  // transformers passes tools (None when absent); enable_thinking only when the caller set it.
+  ctx["tools"] = opts.tools.is_null() ? nlohmann::ordered_json() : opts.tools;
+  if (opts.enable_thinking) ctx["enable_thinking"] = *opts.enable_thinking;
+  if (opts.extra.is_object())
+    for (auto it = opts.extra.begin(); it != opts.extra.end(); ++it) ctx[it.key()] = it.value();
+  return tmpl_->render(ctx);
+}
+
+bool ChatFormatter::ends_inside_think(const std::string& prompt) {
+  const size_t open = prompt.rfind("<think>");
+  if (open == std::string::npos) return false;
+  return prompt.find("</think>", open) == std::string::npos;
+}
+
+SamplingParams sampling_defaults(const std::string& model_dir, SamplingParams p) {
+  const fs::path f = fs::path(model_dir) / "generation_config.json";
+  if (!fs::exists(f)) return p;
+  nlohmann::json j;
+  try {
+    std::ifstream in(f);
+    j = nlohmann::json::parse(in);
+  } catch (const std::exception& e) {
+    throw Error(cat(f.string(), ": not valid JSON: ", e.what()));
+  }
+  auto num = [&](const char* k, float& out) {
+    if (j.contains(k) && j[k].is_number()) out = j[k].get<float>();
+  };
+  num("temperature", p.temperature);
+  num("top_p", p.top_p);
+  num("min_p", p.min_p);
+  num("repetition_penalty", p.repetition_penalty);
+  if (j.contains("top_k") && j["top_k"].is_number_integer()) p.top_k = j["top_k"].get<int>();
+  if (j.contains("do_sample") && j["do_sample"] == false) p.temperature = 0;
+  return p;
+}
+
+}  // namespace zaya
