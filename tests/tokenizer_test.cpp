@@ -14,6 +14,7 @@
 
 #include "test_util.h"
 #include "zaya/error.h"
+#include "zaya/safetensors.h"
 
 namespace {
 
@@ -185,6 +186,33 @@ TEST(TokenizerTinyA, SpecialTokensAndConfig) {
   EXPECT_EQ(direct.eos_id(), 106);
   // Ids past the vocabulary (padded model embeddings) are skipped in decode.
   EXPECT_EQ(tok.decode(std::vector<int32_t>{80, 5000, -1}), " ");
+}
+
+// trained-small's 68891 reference ids of valid.txt (HF, encoded in one piece) and its greedy case.
+TEST(TokenizerTinyA, TrainedSmallValidText) {
+  const std::string dir = zaya::test::data_dir() + "/golden/zaya1-text/trained-small";
+  const zaya::Tokenizer tok = zaya::Tokenizer::load(zaya::test::require_path(dir));
+  auto cases = zaya::SafetensorsFile::open(zaya::test::require_path(dir + "/cases.safetensors"));
+  const zaya::TensorView* v = cases->find("valid.ids");
+  ASSERT_NE(v, nullptr);
+  std::vector<int32_t> want;
+  for (int64_t x : zaya::to_i64(*v)) want.push_back(int32_t(x));
+  ASSERT_EQ(want.size(), 68891u);
+  const std::string text = zaya::test::read_file(dir + "/valid.txt");
+  const auto got = tok.encode(text);
+  ASSERT_EQ(got.size(), want.size());
+  std::size_t first_diff = got.size();
+  for (std::size_t i = 0; i < got.size() && first_diff == got.size(); ++i)
+    if (got[i] != want[i]) first_diff = i;
+  EXPECT_EQ(first_diff, got.size()) << "first differing id at index " << first_diff;
+  EXPECT_EQ(tok.decode(want), text);
+  EXPECT_EQ(stream_all(tok, want, false), text);
+
+  EXPECT_EQ(show(tok.encode("The GNU General Public License is", true)),
+            show({2, 374, 89, 81, 80, 182, 382, 196, 80, 182, 13, 8, 43, 76, 93, 98, 92, 20, 68, 77}));
+  const std::vector<int32_t> generated{80, 19, 82, 34, 80, 19, 82, 11, 80, 19, 82, 21, 11, 80, 182, 382,
+                                       196, 80, 182, 13, 8, 43, 76, 93, 98, 92, 20, 68, 80, 370, 43, 93};
+  EXPECT_EQ(tok.decode(generated), " set to set the set of the GNU General Public License valu");
 }
 
 TEST(TokenizerStreaming, ConcatenatedCasesMatchFullDecode) {

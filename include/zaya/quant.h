@@ -66,8 +66,11 @@ class Pcg64 {
   uint32_t buf_ = 0;
   bool has_buf_ = false;
 };
+
 // Lloyd-Max codebook of 2^bits ascending values for one coordinate of a uniform unit vector in R^n (§8.2 step 4).
-// Real bundles ship it in jangtq_runtime.safetensors: read it from there; this is for writing bundles.
+// Real bundles ship it in jangtq_runtime.safetensors: read it from there; this is for writing bundles. It follows
+// JANG's float64 NumPy computation step by step (incl. NumPy's pairwise summation inside trapz) and reproduces the
+// golden codebook.{64,2048}.{2,3,4} bit-exactly. Not thread-safe against concurrent std::lgamma callers (signgam).
 std::vector<float> mxtq_codebook(int64_t n, int bits);
 // Descending power-of-two block sizes covering n (e.g. 192 → {128, 64}; 48 → {32, 16}).
 std::vector<int64_t> hadamard_blocks(int64_t n);
@@ -75,13 +78,14 @@ std::vector<int64_t> hadamard_blocks(int64_t n);
 // (butterflies (a+b, a−b) for h = 1, 2, 4, …, then × float32(1/√block)).
 void hadamard_blocks_inplace(float* v, int64_t n);
 // out = H(signs ⊙ x): the rotation applied to weight rows before quantizing and to activations on the fast path
-// (y_o = norm_o · Σ_j c[idx_oj] · out_j). `out` must not alias `x` unless equal.
+// (y_o = norm_o · Σ_j c[idx_oj] · out_j). `out` may equal `x`.
 void mxtq_rotate(const float* x, int64_t n, const float* signs, float* out);
 // Indices per U32 word: ⌊32/bits⌋ (3-bit: 10 per word, top 2 bits zero). Words per row: ceil(n / per_word).
 int mxtq_per_word(int bits);
 int64_t mxtq_words(int64_t n, int bits);
 uint32_t mxtq_unpack_index(const uint32_t* packed_row, int64_t i, int bits);
-// Quantizes one row: r = H(s ⊙ w); norm = ‖r‖ (fp32); u = r / max(norm, 1e-10); idx = #{k : u > (c_k + c_{k+1})/2}.
+// Quantizes one row: r = H(s ⊙ w); norm = ‖r‖ (fp32, NumPy's pairwise order; JANG sums on the MLX GPU, so a
+// 1-ulp norm and a rare boundary index flip are possible against real bundles); u = r / max(norm, 1e-10); idx = #{k : u > (c_k + c_{k+1})/2}.
 void mxtq_quantize_row(const float* w, int64_t n, int bits, const float* signs, const float* codebook,
                        uint32_t* packed_row, float* norm);
 // Explicit dequantization: W[o,:] = s ⊙ H(norm · c[idx]).

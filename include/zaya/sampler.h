@@ -81,7 +81,7 @@ class Sampler {
   double uniform();                                                   // [0, 1)
   template <typename Weight>
   int draw(const std::vector<int>& ids, Weight weight, double total);  // one draw from ids with weight(j)
-  int draw_all(const float* w, double total);                         // one draw over the whole vocabulary
+  int draw_all(const float* w);                                       // one draw over the whole vocabulary
 
   SamplingParams params_;
   size_t vocab_;
@@ -93,6 +93,7 @@ class Sampler {
   std::vector<float> weight_;         // scratch: unnormalised probabilities (of pool_ or of every token)
   std::vector<int> boundary_;         // scratch: top-p candidates in the histogram bin where the cutoff falls
   std::vector<double> bin_mass_;      // scratch: top-p probability mass per log-probability bin
+  std::vector<double> block_sum_;     // scratch: probability mass per block of the vocabulary
   size_t last_sorted_ = 0;
 };
 

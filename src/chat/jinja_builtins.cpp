@@ -647,7 +647,6 @@ Value f_first(Renderer&, const Value& v, CallArgs& a) {
 }
 Value f_last(Renderer&, const Value& v, CallArgs& a) {
   ArgBinder b("last", a, {});
-  check_defined(v);
   std::vector<Value> items = iter_arg(v);
   return items.empty() ? Value::undefined("No last item, sequence was empty.") : items.back();
 }
@@ -859,6 +858,7 @@ Value f_indent(Renderer&, const Value& v, CallArgs& a) {
   if (b.has(0)) ind = b.get(0)->is_string() ? b.get(0)->str() : std::string(size_t(std::max<int64_t>(0, want_int(*b.get(0), "width"))), ' ');
   bool first = b.has(1) && truthy(*b.get(1));
   bool blank = b.has(2) && truthy(*b.get(2));
+  check_defined(v);
   std::string s = to_str(v) + "\n";  // Jinja appends a newline so splitlines keeps a trailing empty line
   std::vector<std::string> lines = py_splitlines(s, false);
   std::string out;
@@ -971,6 +971,7 @@ Value f_int(Renderer&, const Value& v, CallArgs& a) {
   ArgBinder b("int", a, {"default", "base"});
   Value def = b.get_or(0, Value::integer(0));
   int base = b.has(1) ? int(want_int(*b.get(1), "base")) : 10;
+  check_defined(v);  // int(Undefined) raises in Jinja
   if (v.is_int()) return v;
   if (v.is_bool()) return Value::integer(v.as_int());
   if (v.is_float()) {
@@ -987,6 +988,7 @@ Value f_int(Renderer&, const Value& v, CallArgs& a) {
 Value f_float(Renderer&, const Value& v, CallArgs& a) {
   ArgBinder b("float", a, {"default"});
   Value def = b.get_or(0, Value::number(0.0));
+  check_defined(v);
   if (v.is_number()) return Value::number(v.as_double());
   if (v.is_string())
     if (auto d = parse_py_float(v.str())) return Value::number(*d);

@@ -1,7 +1,6 @@
 #include "zaya/sampler.h"
 
 #include <algorithm>
-#include <bit>
 #include <cmath>
 #include <limits>
 
@@ -18,6 +17,7 @@ constexpr float kExpMin = -87.0f;       // below this expf underflows to (near) 
 constexpr size_t kBins = 1024;          // top-p histogram over log-probability (s = (l - max) / T <= 0)
 constexpr float kBinsPerUnit = 16.0f;   // bin width 1/16 nat
 constexpr float kBinRange = kBins / kBinsPerUnit;
+constexpr size_t kBlock = 4096;         // block size for the whole-vocabulary draw
 
 // w[i] = exp((l[i] - m) * scale) for arguments <= 0, exactly 0 below kExpMin (and for -inf). Cephes-style expf
 // (about 1 ulp) in plain IEEE float arithmetic, so results are the same everywhere (unlike libm), written in one
@@ -44,6 +44,22 @@ void exp_shifted(const float* __restrict l, float* __restrict w, size_t n, float
     const float e = y * __builtin_bit_cast(float, (static_cast<int32_t>(fx) + 127) << 23);  // no std:: call: see above
     w[i] = s < kExpMin ? 0.0f : e;
   }
+}
+
+// Largest value (NaN-free input), with 8 independent lanes so it vectorises.
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((optimize("no-trapping-math")))
+#endif
+float max_value(const float* __restrict l, size_t n) {
+  float acc[8];
+  for (float& a : acc) a = -std::numeric_limits<float>::infinity();
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (size_t j = 0; j < 8; ++j) acc[j] = l[i + j] > acc[j] ? l[i + j] : acc[j];
+  for (; i < n; ++i) acc[0] = l[i] > acc[0] ? l[i] : acc[0];
+  float m = acc[0];
+  for (float a : acc) m = a > m ? a : m;
+  return m;
 }
 
 // Sum with 8 fixed partial sums: fast without reassociation flags, and the same order on every machine.
@@ -146,10 +162,8 @@ int Sampler::choose() {
   const float* l = work_.data();
   last_sorted_ = 0;
 
-  float m = kNegInf;
-  size_t argmax = 0;
-  for (size_t i = 0; i < vocab_; ++i)
-    if (l[i] > m) m = l[i], argmax = i;  // strict '>' keeps the lowest id among ties
+  const float m = max_value(l, vocab_);
+  const size_t argmax = static_cast<size_t>(std::find(l, l + vocab_, m) - l);  // lowest id among ties
   if (m == kNegInf) throw Error("sampler: no token can be sampled (all logits are -inf or NaN after processing)");
 
   if (m == kPosInf) {  // exp() would give inf/inf: pick among the +inf tokens only
@@ -210,12 +224,7 @@ int Sampler::choose() {
   weight_.resize(vocab_);
   float* w = weight_.data();
   exp_shifted(l, w, vocab_, m, inv_t);
-  const double z = sum(w, vocab_);
-
-  if (!use_top_p && log_min_p == kNegInf) {
-    pool_.clear();
-    return draw_all(w, z);
-  }
+  if (!use_top_p && log_min_p == kNegInf) return draw_all(w);
 
   pool_.clear();
   double total = 0.0;
@@ -226,7 +235,7 @@ int Sampler::choose() {
     auto bin_of = [&](float s) { return s <= -kBinRange ? kBins - 1 : static_cast<size_t>(-s * kBinsPerUnit); };
     for (size_t i = 0; i < vocab_; ++i)
       if (w[i] > 0.0f) bin_mass_[bin_of((l[i] - m) * inv_t)] += w[i];
-    const double mass_needed = static_cast<double>(p.top_p) * z;
+    const double mass_needed = static_cast<double>(p.top_p) * sum(w, vocab_);
     size_t b = 0;
     double below = 0.0;  // mass of bins better than b
     for (; b + 1 < kBins; ++b) {
@@ -237,7 +246,7 @@ int Sampler::choose() {
     for (size_t i = 0; i < vocab_; ++i) {
       if (l[i] == kNegInf) continue;
       const float s = (l[i] - m) * inv_t;
-      if (s < log_min_p && i != argmax) continue;
+      if (s < log_min_p) continue;
       const size_t bi = bin_of(s);
       if (bi < b) {
         pool_.push_back(static_cast<int>(i));
@@ -276,17 +285,28 @@ int Sampler::draw(const std::vector<int>& ids, Weight weight, double total) {
   return ids.back();  // rounding left target == total
 }
 
-int Sampler::draw_all(const float* w, double total) {
+int Sampler::draw_all(const float* w) {
+  // Block sums first, so the draw scans one block instead of the whole vocabulary.
+  const size_t n_blocks = (vocab_ + kBlock - 1) / kBlock;
+  block_sum_.resize(n_blocks);
+  double total = 0.0;
+  for (size_t b = 0; b < n_blocks; ++b) {
+    block_sum_[b] = sum(w + b * kBlock, std::min(kBlock, vocab_ - b * kBlock));
+    total += block_sum_[b];
+  }
   const double target = uniform() * total;
   double acc = 0.0;
-  size_t last = 0;
-  for (size_t i = 0; i < vocab_; ++i) {
+  size_t b = 0;
+  while (b + 1 < n_blocks && (block_sum_[b] == 0.0 || target >= acc + block_sum_[b])) acc += block_sum_[b++];
+  const size_t begin = b * kBlock, end = std::min(vocab_, begin + kBlock);
+  size_t last = begin;
+  for (size_t i = begin; i < end; ++i) {
     if (w[i] == 0.0f) continue;
     acc += w[i];
     last = i;
-    if (target < acc) return static_cast<int>(i);
+    if (target < acc) break;
   }
-  return static_cast<int>(last);
+  return static_cast<int>(last);  // also the rounding case target == total
 }
 
 int Sampler::sample(const float* logits, std::span<const int> history) {
