@@ -117,6 +117,9 @@ TEST(JinjaErrors, SyntaxErrorReportsLineAndColumn) {
   }
   EXPECT_THROW(Template("{% for x in y %}{% endif %}"), zaya::jinja::TemplateError);
   EXPECT_THROW(Template("{{ x | no_such_filter }}"), zaya::jinja::TemplateError);
+  // Like Jinja, an unknown filter inside an if-branch only fails when that branch runs.
+  EXPECT_EQ(render("{% if false %}{{ x | no_such_filter }}{% endif %}ok"), "ok");
+  EXPECT_THROW(render("{% if true %}{{ x | no_such_filter }}{% endif %}"), zaya::jinja::TemplateError);
   EXPECT_THROW(Template("{{ x is no_such_test }}"), zaya::jinja::TemplateError);
   EXPECT_THROW(Template("{% break %}"), zaya::jinja::TemplateError);
   EXPECT_THROW(Template("{{ 'abc }}"), zaya::jinja::TemplateError);

@@ -319,3 +319,39 @@ TEST(ModelGolden, TrainedSmallPerplexity) {
   const double ppl = std::exp(nll / static_cast<double>(count));
   EXPECT_NEAR(ppl, ref_ppl, 1e-4 * ref_ppl) << "perplexity " << ppl;
 }
+
+TEST(ModelGolden, BatchedForwardIsBitwiseTheSameAsAlone) {
+  Golden g(tiny_a());
+  auto m = load_quiet(tiny_a());
+  const size_t V = m->config().vocab;
+  std::vector<std::vector<int32_t>> ids = {ids_of(g.meta["batch"]["sequences"][0]), ids_of(g.meta["batch"]["sequences"][1])};
+  // Prefill both in one batch (different lengths), then decode one token each per batch.
+  std::vector<DecodeState> st = {m->new_state(), m->new_state()};
+  std::vector<Model::BatchItem> items = {{std::span(ids[0]).first(7), &st[0], LogitsMode::All, {}},
+                                         {std::span(ids[1]).first(4), &st[1], LogitsMode::All, {}}};
+  m->forward_batch(items);
+  std::vector<std::vector<float>> logits = {items[0].logits, items[1].logits};
+  for (size_t step = 0;; ++step) {
+    std::vector<Model::BatchItem> dec;
+    std::vector<size_t> which;
+    for (size_t b = 0; b < 2; ++b) {
+      const size_t at = (b == 0 ? 7 : 4) + step;
+      if (at < ids[b].size()) dec.push_back({std::span(ids[b]).subspan(at, 1), &st[b], LogitsMode::Last, {}}), which.push_back(b);
+    }
+    if (dec.empty()) break;
+    m->forward_batch(dec);
+    for (size_t i = 0; i < dec.size(); ++i) logits[which[i]].insert(logits[which[i]].end(), dec[i].logits.begin(), dec[i].logits.end());
+  }
+  for (size_t b = 0; b < 2; ++b) {
+    expect_logits(logits[b], g.f32(g.meta["batch"]["logits_tensors"][b].get<std::string>()), V, "batched seq");
+    // Bitwise equal to the same schedule run alone.
+    DecodeState alone = m->new_state();
+    const size_t k = b == 0 ? 7 : 4;
+    auto want = m->forward(std::span(ids[b]).first(k), alone);
+    for (size_t t = k; t < ids[b].size(); ++t) {
+      auto row = m->forward(std::span(ids[b]).subspan(t, 1), alone, LogitsMode::Last);
+      want.insert(want.end(), row.begin(), row.end());
+    }
+    EXPECT_EQ(logits[b], want) << "sequence " << b;
+  }
+}

@@ -112,6 +112,32 @@ TEST(Sampler, TopKRestrictsToKBest) {
   EXPECT_LT(chi_square(h, expect, n), 22.0);
 }
 
+TEST(Sampler, CombinedFiltersAndBannedTokens) {
+  // probs 0.4 0.3 0.2 0.1 (+ a banned token): top_k 3 -> mass 0.9; top_p 0.7 of it needs 0.63 -> {0, 1};
+  // with min_p 0.8 only token 0 would survive.
+  const std::vector<float> l = {std::log(0.4f), std::log(0.3f), -kInf, std::log(0.2f), std::log(0.1f)};
+  SamplingParams p = params(1.0f, 17);
+  p.top_k = 3;
+  p.top_p = 0.7f;
+  Sampler s(p, l.size());
+  const int n = 20000;
+  auto h = histogram(s, l, n);
+  EXPECT_LT(chi_square(h, {4.0 / 7, 3.0 / 7, 0, 0, 0}, n), 16.0);
+  p.min_p = 0.8f;
+  Sampler strict(p, l.size());
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(strict.sample(l.data(), {}), 0);
+  // top_k larger than the number of live tokens.
+  SamplingParams q = params(1.0f, 3);
+  q.top_k = 4;
+  std::vector<float> mostly_banned(100, -kInf);
+  mostly_banned[10] = 0.0f, mostly_banned[90] = 0.0f;
+  Sampler few(q, mostly_banned.size());
+  auto hb = histogram(few, mostly_banned, 2000);
+  EXPECT_EQ(hb[10] + hb[90], 2000);
+  EXPECT_GT(hb[10], 800);
+  EXPECT_GT(hb[90], 800);
+}
+
 TEST(Sampler, TinyTopPKeepsOnlyTopToken) {
   auto l = random_logits(2000, 3, 1.0f);
   const int best = static_cast<int>(std::max_element(l.begin(), l.end()) - l.begin());

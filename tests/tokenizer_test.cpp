@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -123,10 +124,15 @@ TEST(TokenizerGemma3, SpecialTokensAndConfig) {
 TEST(TokenizerGemma3, LoadTime) {
   zaya::test::require_path(gemma3_path());
   const auto t0 = std::chrono::steady_clock::now();
+  const std::clock_t c0 = std::clock();
   zaya::Tokenizer t = zaya::Tokenizer::load(gemma3_path());
-  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::printf("[ gemma3 ] load %.3f s\n", s);
-  EXPECT_LT(s, 3.0);  // loose, so that Debug builds pass; ~0.3 s in Release
+  const double cpu = double(std::clock() - c0) / CLOCKS_PER_SEC;
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::printf("[ gemma3 ] load %.3f s wall, %.3f s cpu\n", wall, cpu);
+#ifdef NDEBUG
+  // CPU time, so a busy machine does not fail it; ~0.3 s in Release. Debug builds (~2.5 s) only report.
+  EXPECT_LT(cpu, 1.0);
+#endif
   EXPECT_EQ(t.vocab_size(), 262145u);
 }
 

@@ -50,6 +50,17 @@ class Model {
   std::vector<float> forward(std::span<const int32_t> ids, DecodeState& state, LogitsMode mode = LogitsMode::All,
                              ForwardTrace* trace = nullptr) const;
 
+  // Several sequences in one pass (e.g. the decode steps of concurrent server slots): every per-token operation
+  // runs as one matrix-matrix product over all their tokens; attention runs per sequence on its own state. The
+  // kernels are batch-invariant, so each sequence's logits are bitwise what forward() gives it alone.
+  struct BatchItem {
+    std::span<const int32_t> ids;
+    DecodeState* state = nullptr;
+    LogitsMode mode = LogitsMode::Last;
+    std::vector<float> logits;  // output
+  };
+  void forward_batch(std::span<BatchItem> items, ForwardTrace* trace = nullptr) const;
+
   // Per MoE layer (legacy index): can the skip route be selected at all given the balancing biases? (spec §6.5)
   std::vector<std::pair<int64_t, bool>> skip_route_reachability() const;
 

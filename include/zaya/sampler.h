@@ -7,7 +7,10 @@
 //   3. temperature == 0: greedy argmax (ties -> lowest id); otherwise
 //   4. temperature scaling, top-k, top-p (over the top-k renormalised distribution), min-p (relative to the max
 //      probability), then one draw from the survivors.
-// No step sorts the whole vocabulary: top-k uses partial selection, top-p/min-p sort a growing prefix of candidates.
+// Ties in the order "more likely first" are broken by lower id, so top-k/top-p cut-offs are deterministic.
+// No step sorts the whole vocabulary: top-k keeps a bounded heap and sorts only its k survivors; without top-k,
+// top-p finds its cut-off from a histogram of probability mass over log-probability bins and sorts only the tokens
+// of the bin where the cut-off falls; min-p is a plain threshold. Cost is O(vocab) per token plus small sorts.
 //
 // Logprobs (for OpenAI `logprobs` / `top_logprobs`) are the log-softmax of the RAW logits passed in, before
 // penalties, bias and temperature — i.e. what the model itself predicted (same as vLLM's default "raw_logprobs").

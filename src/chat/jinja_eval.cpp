@@ -1,5 +1,6 @@
 #include "chat/jinja_eval.h"
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 
@@ -62,12 +63,25 @@ struct MacroFn : Callable {
       if (d.defaults[k]) scope->set(d.params[k], r.eval(*d.defaults[k], scope));
       else scope->set(d.params[k], Value::undefined(cat("parameter '", d.params[k], "' was not provided")));
     }
-    if (d.uses_varargs) scope->set("varargs", Value::list(std::move(varargs)));
+    if (d.uses_varargs) scope->set("varargs", Value::list(std::move(varargs), true));
     if (d.uses_kwargs) scope->set("kwargs", Value::dict(std::move(kwargs)));
-    if (d.uses_caller) scope->set("caller", caller.is_undefined() ? Value::undefined("'caller' is undefined") : caller);
+    if (d.uses_caller && std::find(d.params.begin(), d.params.end(), "caller") == d.params.end())
+      scope->set("caller", caller.is_undefined() ? Value::undefined("'caller' is undefined") : caller);
     std::string out;
     r.exec(d.body, scope, out);
     return Value::string(std::move(out));
+  }
+  Value attr(std::string_view n) const override {
+    if (n == "name") return Value::string(name);
+    if (n == "arguments") {
+      std::vector<Value> names;
+      for (const auto& p : def->params) names.push_back(Value::string(p));
+      return Value::list(std::move(names), true);
+    }
+    if (n == "catch_kwargs") return Value::boolean(def->uses_kwargs);
+    if (n == "catch_varargs") return Value::boolean(def->uses_varargs);
+    if (n == "caller") return Value::boolean(def->uses_caller);
+    return Value::undefined(cat("'Macro object' has no attribute '", std::string(n), "'"));
   }
   std::string repr() const override { return "<Macro '" + name + "'>"; }
 };

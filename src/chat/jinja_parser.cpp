@@ -18,6 +18,7 @@ class Parser {
   Body parse_template() {
     Body body = subparse({});
     if (cur().type != Tok::Eof) fail(cat("unexpected '", cur().text, "'"));
+    if (!unknown_.empty()) fail_at(unknown_[0].first, unknown_[0].second);
     return body;
   }
 
@@ -27,6 +28,9 @@ class Parser {
   size_t i_ = 0;
   int depth_ = 0;
   int loop_depth_ = 0;
+  // Inside if-branches and inline if-expressions Jinja only reports unknown filters/tests when they run.
+  int soft_ = 0;
+  std::vector<std::pair<std::string, size_t>> unknown_;  // unknown filter/test names outside soft regions
   std::vector<Stmt*> macro_stack_;  // innermost macro / call block, for caller/varargs/kwargs detection
 
   struct DepthGuard {
@@ -186,13 +190,17 @@ class Parser {
     while (true) {
       ExprPtr cond = parse_tuple(false, {});
       expect_block_end();
+      ++soft_;
       Body body = subparse({"elif", "else", "endif"});
+      --soft_;
       s->branches.emplace_back(std::move(cond), std::move(body));
       std::string tag = next().text;
       if (tag == "elif") continue;
       if (tag == "else") {
         expect_block_end();
+        ++soft_;
         s->else_body = subparse({"endif"});
+        --soft_;
         next();
       }
       break;
@@ -252,6 +260,8 @@ class Parser {
       ExprPtr def;
       if (skip_op("=")) def = parse_expression(true);
       else if (!s.defaults.empty() && s.defaults.back()) fail("non-default argument follows default argument");
+      if (name == "caller" && !def)
+        fail("When defining macros or call blocks the special \"caller\" argument must be omitted or be given a default.");
       s.params.push_back(name);
       s.defaults.push_back(std::move(def));
     }
@@ -396,7 +406,15 @@ class Parser {
   }
 
   ExprPtr parse_condexpr() {
+    size_t pending = unknown_.size();
     ExprPtr expr1 = parse_or();
+    if (!is_name("if")) return expr1;
+    unknown_.resize(pending);  // the value branch turned out to be conditional
+    ++soft_;
+    struct Unsoft {
+      int& s;
+      ~Unsoft() { --s; }
+    } unsoft{soft_};
     while (is_name("if")) {
       size_t off = next().off;
       auto e = node(ExprKind::Cond, off);
@@ -724,8 +742,11 @@ class Parser {
   ExprPtr parse_filter_call(ExprPtr input) {
     size_t off = cur().off;
     std::string name = expect_name();
-    while (skip_op(".")) name += "." + expect_name();
-    if (!has_filter(name)) fail_at(cat("No filter named '", name, "'."), off);
+    while (skip_op(".")) {
+      name += '.';
+      name += expect_name();
+    }
+    if (!has_filter(name) && soft_ == 0) unknown_.emplace_back(cat("No filter named '", name, "'."), off);
     auto e = node(ExprKind::Filter, off);
     e->a = std::move(input);
     e->name = name;
@@ -753,8 +774,11 @@ class Parser {
     bool negated = skip_name("not");
     size_t name_off = cur().off;
     std::string name = expect_name();
-    while (skip_op(".")) name += "." + expect_name();
-    if (!has_test(name)) fail_at(cat("No test named '", name, "'."), name_off);
+    while (skip_op(".")) {
+      name += '.';
+      name += expect_name();
+    }
+    if (!has_test(name) && soft_ == 0) unknown_.emplace_back(cat("No test named '", name, "'."), name_off);
     auto e = node(ExprKind::Test, off);
     e->a = std::move(subject);
     e->name = name;

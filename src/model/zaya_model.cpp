@@ -62,24 +62,41 @@ std::vector<std::pair<int64_t, bool>> Model::skip_route_reachability() const {
 
 std::vector<float> Model::forward(std::span<const int32_t> ids, DecodeState& st, LogitsMode mode,
                                   ForwardTrace* trace) const {
-  const size_t n = ids.size();
+  BatchItem item{ids, &st, mode, {}};
+  forward_batch(std::span(&item, 1), trace);
+  return std::move(item.logits);
+}
+
+void Model::forward_batch(std::span<BatchItem> items, ForwardTrace* trace) const {
   const size_t H = cfg_.hidden, V = cfg_.vocab, D = cfg_.router_hidden;
-  if (n == 0) return {};
-  for (size_t t = 0; t < n; ++t)
-    if (ids[t] < 0 || ids[t] >= static_cast<int64_t>(V))
-      throw Error(cat("token id ", ids[t], " at position ", t, " is outside the vocabulary [0, ", V, ")"));
-  if (st.n_attention_layers() != static_cast<size_t>(cfg_.n_blocks))
-    throw Error("decode state was made for a different model");
-  if (st.position() + static_cast<int64_t>(n) > cfg_.max_positions)
-    throw Error(cat("context overflow: ", st.position(), " tokens in the state + ", n, " new exceed the model's ",
-                    "max_position_embeddings = ", cfg_.max_positions));
+  // Validate everything before any state changes.
+  std::vector<size_t> offset(items.size() + 1, 0);
+  for (size_t b = 0; b < items.size(); ++b) {
+    const BatchItem& it = items[b];
+    if (!it.state) throw Error("forward_batch: item without a decode state");
+    for (size_t c = 0; c < b; ++c)
+      if (items[c].state == it.state) throw Error("forward_batch: the same decode state appears twice");
+    for (size_t t = 0; t < it.ids.size(); ++t)
+      if (it.ids[t] < 0 || it.ids[t] >= static_cast<int64_t>(V))
+        throw Error(cat("token id ", it.ids[t], " at position ", t, " is outside the vocabulary [0, ", V, ")"));
+    if (it.state->n_attention_layers() != static_cast<size_t>(cfg_.n_blocks))
+      throw Error("decode state was made for a different model");
+    if (it.state->position() + static_cast<int64_t>(it.ids.size()) > cfg_.max_positions)
+      throw Error(cat("context overflow: ", it.state->position(), " tokens in the state + ", it.ids.size(),
+                      " new exceed the model's max_position_embeddings = ", cfg_.max_positions));
+    offset[b + 1] = offset[b] + it.ids.size();
+  }
+  const size_t n = offset.back();
+  for (auto& it : items) it.logits.clear();
+  if (n == 0) return;
+  if (trace && items.size() != 1) throw Error("forward_batch: a trace needs a single sequence");
   const ModelWeights& w = *weights_;
   const Rope rope(cfg_);
-  const int64_t pos0 = st.position();
 
-  // Embedding lookup, then the first merge (no residual term).
+  // Embedding lookup, then the first merge (no residual term). Rows of all sequences are stacked.
   std::vector<float> m(n * H), r(n * H), x(n * H), rho(n * D, 0.0f);
-  for (size_t t = 0; t < n; ++t) w.embedding.row_to_f32(ids[t], &m[t * H]);
+  for (size_t b = 0; b < items.size(); ++b)
+    for (size_t t = 0; t < items[b].ids.size(); ++t) w.embedding.row_to_f32(items[b].ids[t], &m[(offset[b] + t) * H]);
 
   for (size_t l = 0; l < w.layers.size(); ++l) {
     const LayerWeights& lw = w.layers[l];
@@ -88,29 +105,54 @@ std::vector<float> Model::forward(std::span<const int32_t> ids, DecodeState& st,
     for (size_t t = 0; t < n; ++t)
       rmsnorm(&r[t * H], lw.input_norm.data(), H, static_cast<float>(cfg_.norm_eps), &x[t * H]);
     if (lw.is_attention) {
-      cca_attention(lw.attn, cfg_, rope, x.data(), n, pos0, st.layer(l / 2), m.data(), trace, static_cast<int64_t>(l));
+      for (size_t b = 0; b < items.size(); ++b) {
+        const size_t nb = items[b].ids.size();
+        if (nb == 0) continue;
+        DecodeState& st = *items[b].state;
+        cca_attention(lw.attn, cfg_, rope, &x[offset[b] * H], nb, st.position(), st.layer(l / 2), &m[offset[b] * H],
+                      trace, static_cast<int64_t>(l));
+      }
     } else {
       moe_layer(lw.moe, cfg_, skip_route_, x.data(), n, rho.data(), m.data(), trace, static_cast<int64_t>(l));
     }
     if (trace) trace->put("mixer_out." + std::to_string(l), m.data(), m.size());
   }
-  st.advance(static_cast<int64_t>(n));
+  for (auto& it : items) it.state->advance(static_cast<int64_t>(it.ids.size()));
 
   residual_merge(w.final_merge, m.data(), r.data(), n, H);
   if (trace) trace->put("final_residual", r.data(), r.size());
-  if (mode == LogitsMode::None && !trace) return {};
-  const size_t first = (mode == LogitsMode::All || trace) ? 0 : n - 1;
-  const size_t rows = n - first;
-  std::vector<float> y(rows * H);
-  for (size_t t = first; t < n; ++t)
-    rmsnorm(&r[t * H], w.final_norm.data(), H, static_cast<float>(cfg_.norm_eps), &y[(t - first) * H]);
+
+  // Final norm and lm_head only for the rows someone asked for (the 262k-row head is the largest single read).
+  std::vector<size_t> rows;
+  for (size_t b = 0; b < items.size(); ++b) {
+    const size_t nb = items[b].ids.size();
+    if (nb == 0) continue;
+    const bool all = items[b].mode == LogitsMode::All || trace;
+    if (all) for (size_t t = 0; t < nb; ++t) rows.push_back(offset[b] + t);
+    else if (items[b].mode == LogitsMode::Last) rows.push_back(offset[b] + nb - 1);
+  }
+  std::vector<float> y(rows.size() * H);
+  for (size_t i = 0; i < rows.size(); ++i)
+    rmsnorm(&r[rows[i] * H], w.final_norm.data(), H, static_cast<float>(cfg_.norm_eps), &y[i * H]);
   if (trace) trace->put("final_hidden", y.data(), y.size());
-  if (mode == LogitsMode::None) return {};
-  std::vector<float> logits(rows * V);
-  matmul(w.lm_head, y.data(), rows, logits.data());
-  if (mode == LogitsMode::Last && rows > 1)
-    return std::vector<float>(logits.end() - static_cast<ptrdiff_t>(V), logits.end());
-  return logits;
+  if (rows.empty()) return;
+  std::vector<float> logits(rows.size() * V);
+  matmul(w.lm_head, y.data(), rows.size(), logits.data());
+  size_t at = 0;
+  for (size_t b = 0; b < items.size(); ++b) {
+    const size_t nb = items[b].ids.size();
+    if (nb == 0 || items[b].mode == LogitsMode::None) {
+      if (trace && nb) at += nb;
+      continue;
+    }
+    const size_t k = (items[b].mode == LogitsMode::All || trace) ? nb : 1;
+    if (items[b].mode == LogitsMode::Last && k > 1) {
+      items[b].logits.assign(logits.begin() + (at + k - 1) * V, logits.begin() + (at + k) * V);
+    } else {
+      items[b].logits.assign(logits.begin() + at * V, logits.begin() + (at + k) * V);
+    }
+    at += k;
+  }
 }
 
 }  // namespace zaya
