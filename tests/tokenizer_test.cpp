@@ -374,6 +374,67 @@ TEST(TokenizerComponents, SplitBehaviorsAndMetaspace) {
   }
 }
 
+TEST(TokenizerComponents, AddedTokenOptionsAndIgnoreMerges) {
+  json j = llama_like();
+  j["normalizer"] = {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", "\xE2\x96\x81"}};
+  j["decoder"] = nullptr;
+  j["model"]["vocab"]["\xE2\x96\x81ter"] = 14;
+  j["added_tokens"].push_back({{"id", 15}, {"content", "er"}, {"special", false}, {"normalized", false},
+                               {"single_word", true}});
+  j["added_tokens"].push_back({{"id", 16}, {"content", "r e"}, {"special", false}, {"normalized", true}});
+  {
+    const zaya::Tokenizer tok = zaya::Tokenizer::load(write_temp("opts.json", j.dump()).string());
+    // single_word: only where "er" is not inside a word.
+    EXPECT_EQ(show(tok.encode("er")), show({15}));
+    EXPECT_EQ(show(tok.encode(" er ")), show({3, 15, 3}));
+    EXPECT_EQ(show(tok.encode("ter")), show({6, 11}));
+    // normalized: "r e" is matched in the normalized text, so a literal "r▁e" matches it too.
+    EXPECT_EQ(show(tok.encode("tr e")), show({6, 16}));
+    EXPECT_EQ(show(tok.encode("tr\xE2\x96\x81" "e")), show({6, 16}));
+    // "▁ter" is in the vocab but no merge builds it.
+    EXPECT_EQ(show(tok.encode(" ter")), show({3, 6, 11}));
+  }
+  j["model"]["ignore_merges"] = true;
+  const zaya::Tokenizer tok = zaya::Tokenizer::load(write_temp("opts2.json", j.dump()).string());
+  EXPECT_EQ(show(tok.encode(" ter")), show({14}));  // whole piece found in the vocab first
+}
+
+TEST(TokenizerConfig, SideFilesAndEosList) {
+  const fs::path dir = fs::temp_directory_path() / ("zaya_tok_cfg_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  fs::copy_file(tiny_a_dir() + "/tokenizer.json", dir / "tokenizer.json", fs::copy_options::overwrite_existing);
+  std::ofstream(dir / "generation_config.json") << R"({"bos_token_id": 2, "eos_token_id": [1, 106], "pad_token_id": 0})";
+  std::ofstream(dir / "special_tokens_map.json") << R"({"pad_token": {"content": "<pad>"}, "unk_token": "<unk>"})";
+  {
+    const zaya::Tokenizer tok = zaya::Tokenizer::load(dir.string());
+    EXPECT_EQ(tok.eos_id(), 1);
+    EXPECT_EQ(tok.eos_token(), "<eos>");
+    EXPECT_EQ(tok.eos_ids(), (std::vector<int32_t>{1, 106}));
+    EXPECT_EQ(tok.bos_token(), "<bos>");
+    EXPECT_EQ(tok.pad_id(), 0);
+    EXPECT_EQ(tok.unk_token(), "<unk>");
+    EXPECT_FALSE(tok.add_bos_token());
+    EXPECT_FALSE(tok.has_chat_template());
+  }
+  // tokenizer_config.json names the primary eos; generation_config adds the rest.
+  std::ofstream(dir / "tokenizer_config.json")
+      << R"({"eos_token": "<|im_end|>", "add_bos_token": true, "chat_template": "{{ bos_token }}"})";
+  const zaya::Tokenizer tok = zaya::Tokenizer::load(dir.string());
+  EXPECT_EQ(tok.eos_id(), 106);
+  EXPECT_EQ(tok.eos_ids(), (std::vector<int32_t>{106, 1}));
+  EXPECT_TRUE(tok.add_bos_token());
+  EXPECT_EQ(tok.chat_template(), "{{ bos_token }}");
+  // A special token string that is not in the vocabulary is a configuration error naming the file.
+  std::ofstream(dir / "tokenizer_config.json") << R"({"eos_token": "<nope>"})";
+  try {
+    zaya::Tokenizer::load(dir.string());
+    ADD_FAILURE() << "no error for an unknown eos_token";
+  } catch (const zaya::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("tokenizer_config.json"), std::string::npos) << e.what();
+  }
+  fs::remove_all(dir);
+}
+
 TEST(TokenizerErrors, InvalidUtf8Input) {
   const zaya::Tokenizer& tok = tiny_a();
   for (const std::string& bad : {std::string("abc\xFF"), std::string("\xC3"), std::string("a\xE2\x82"),
