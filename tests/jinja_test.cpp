@@ -359,6 +359,15 @@ TEST(JinjaFilters, ScalarsAndJson) {
   EXPECT_EQ(render("{{ v | string }}", ctx), "{'b': [1, 2.0, 'é\"\\n'], 'a': None, 't': True}");
 }
 
+TEST(JinjaFilters, SafeMarkupAndDictViewsLikePython) {
+  // |safe and |escape give markupsafe.Markup, whose `+` escapes the plain operand even without autoescaping.
+  EXPECT_EQ(render("{{ '<a>' + ('x' | safe) }}|{{ '<a>' ~ ('x' | safe) }}|{{ '<b>' | e | e }}"), "&lt;a&gt;x|<a>x|&lt;b&gt;");
+  EXPECT_EQ(render("{{ ['a' | safe] }}"), "[Markup('a')]");
+  ordered_json d = ordered_json::parse(R"({"k": 1})");
+  EXPECT_EQ(render("{{ d.items() }} {{ d.keys() }} {{ d.values() }} {{ d.items()[0] is defined }}", {{"d", d}}),
+            "dict_items([('k', 1)]) dict_keys(['k']) dict_values([1]) False");
+}
+
 TEST(JinjaTests, TypeTests) {
   EXPECT_EQ(render("{{ 'a' is string }}{{ 1 is number }}{{ 1 is integer }}{{ 1.0 is float }}{{ true is boolean }}"
                    "{{ {} is mapping }}{{ [] is iterable }}{{ 'a' is sequence }}{{ 1 is iterable }}"),

@@ -277,10 +277,22 @@ TEST(TokenizerStreaming, ByteFallbackCharactersAndFlush) {
 
 // ---- synthetic tokenizers for components the golden files do not use ----
 
+// Scratch files for the synthetic tokenizers; the folder is removed when the test binary exits.
+fs::path temp_dir() {
+  struct Dir {
+    fs::path path = fs::temp_directory_path() / ("zaya_tok_test_" + std::to_string(::getpid()));
+    ~Dir() {
+      std::error_code ec;
+      fs::remove_all(path, ec);
+    }
+  };
+  static Dir dir;
+  fs::create_directories(dir.path);
+  return dir.path;
+}
+
 fs::path write_temp(const std::string& name, const std::string& content) {
-  const fs::path dir = fs::temp_directory_path() / ("zaya_tok_test_" + std::to_string(::getpid()));
-  fs::create_directories(dir);
-  const fs::path p = dir / name;
+  const fs::path p = temp_dir() / name;
   std::ofstream(p, std::ios::binary) << content;
   return p;
 }
@@ -400,7 +412,7 @@ TEST(TokenizerComponents, AddedTokenOptionsAndIgnoreMerges) {
 }
 
 TEST(TokenizerConfig, SideFilesAndEosList) {
-  const fs::path dir = fs::temp_directory_path() / ("zaya_tok_cfg_" + std::to_string(::getpid()));
+  const fs::path dir = temp_dir() / "cfg";
   fs::create_directories(dir);
   fs::copy_file(tiny_a_dir() + "/tokenizer.json", dir / "tokenizer.json", fs::copy_options::overwrite_existing);
   std::ofstream(dir / "generation_config.json") << R"({"bos_token_id": 2, "eos_token_id": [1, 106], "pad_token_id": 0})";
@@ -432,7 +444,6 @@ TEST(TokenizerConfig, SideFilesAndEosList) {
   } catch (const zaya::Error& e) {
     EXPECT_NE(std::string(e.what()).find("tokenizer_config.json"), std::string::npos) << e.what();
   }
-  fs::remove_all(dir);
 }
 
 TEST(TokenizerErrors, InvalidUtf8Input) {

@@ -286,7 +286,7 @@ std::string format_number(const Value& v, char type, int64_t prec, bool alt, cha
   return buf;
 }
 
-std::string percent_format(const std::string& fmt, const Value& args) {
+std::string percent_format(const std::string& fmt, const Value& args, bool escape_args = false) {
   std::vector<Value> pos;
   const DictData* mapping = nullptr;
   if (args.is_list() && args.lst().tuple) pos = args.lst().items;
@@ -344,6 +344,7 @@ std::string percent_format(const std::string& fmt, const Value& args) {
     std::string piece;
     if (t == 's' || t == 'r' || t == 'a') {
       piece = t == 's' ? to_str(arg) : repr(arg);
+      if (escape_args && !(arg.is_string() && arg.markup)) piece = html_escape(piece);
       if (prec >= 0) {
         U32 u = utf8_decode(piece);
         if (int64_t(u.size()) > prec) piece = utf8_encode(U32_view(u).substr(0, size_t(prec)));
@@ -362,7 +363,9 @@ std::string percent_format(const std::string& fmt, const Value& args) {
     }
     out += pad(piece, width, left ? '<' : '>', ' ');
   }
-  if (next < pos.size() && !mapping) throw Error("not all arguments converted during string formatting");
+  // Python skips the leftover check when the single argument looks like a mapping (dicts, lists).
+  if (next < pos.size() && !mapping && !(args.is_list() && !args.lst().tuple) && !args.is_undefined())
+    throw Error("not all arguments converted during string formatting");
   return out;
 }
 
@@ -597,7 +600,7 @@ Value f_string(Renderer&, const Value& v, CallArgs& a) {
 }
 Value f_safe(Renderer&, const Value& v, CallArgs& a) {
   ArgBinder b("safe", a, {});
-  return v.is_string() ? v : Value::string(to_str(v));
+  return Value::markup_string(to_str(v));
 }
 Value f_lower(Renderer&, const Value& v, CallArgs& a) {
   ArgBinder b("lower", a, {});
@@ -723,6 +726,7 @@ Value f_unique(Renderer& r, const Value& v, CallArgs& a) {
   for (const auto& item : iter_arg(v)) {
     Value k = get_attr_path(r, item, parts);
     if (!cs) k = ignore_case(k);
+    if ((k.is_list() && !k.lst().tuple) || k.is_dict() || k.is_ns()) throw Error(cat("unhashable type: '", type_name(k), "'"));
     if (std::any_of(seen.begin(), seen.end(), [&](const Value& s) { return equals(s, k); })) continue;
     seen.push_back(k);
     out.push_back(item);
@@ -732,7 +736,7 @@ Value f_unique(Renderer& r, const Value& v, CallArgs& a) {
 
 Value f_map(Renderer& r, const Value& v, CallArgs& a) {
   std::vector<Value> out;
-  std::vector<Value> items = iter_arg(v);
+  std::vector<Value> items = truthy(v) ? iter_arg(v) : std::vector<Value>{};  // Jinja: `if value: for ...`
   if (a.pos.empty()) {
     Value attribute, def;
     bool has_attr = false;
@@ -779,6 +783,7 @@ Value select_impl(Renderer& r, const Value& v, CallArgs& a, bool by_attr, bool k
     targs.kw = a.kw;
   }
   std::vector<Value> out;
+  if (!truthy(v)) return Value::list({});  // Jinja: `if value: for ...`
   for (const auto& item : iter_arg(v)) {
     Value x = by_attr ? get_attr_path(r, item, parts) : item;
     bool ok;
@@ -833,23 +838,14 @@ Value f_items(Renderer&, const Value& v, CallArgs& a) {
   return dict_items(v);
 }
 
-std::string html_escape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&#34;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out += c;
-    }
-  }
-  return out;
-}
 Value f_escape(Renderer&, const Value& v, CallArgs& a) {
   ArgBinder b("escape", a, {});
-  return Value::string(html_escape(to_str(v)));
+  if (v.is_string() && v.markup) return v;  // already safe: not escaped twice
+  return Value::markup_string(html_escape(to_str(v)));
+}
+Value f_forceescape(Renderer&, const Value& v, CallArgs& a) {
+  ArgBinder b("forceescape", a, {});
+  return Value::markup_string(html_escape(to_str(v)));
 }
 
 Value f_indent(Renderer&, const Value& v, CallArgs& a) {
@@ -859,7 +855,8 @@ Value f_indent(Renderer&, const Value& v, CallArgs& a) {
   bool first = b.has(1) && truthy(*b.get(1));
   bool blank = b.has(2) && truthy(*b.get(2));
   check_defined(v);
-  std::string s = to_str(v) + "\n";  // Jinja appends a newline so splitlines keeps a trailing empty line
+  if (!v.is_string()) throw Error(cat("unsupported operand type(s) for +=: '", type_name(v), "' and 'str'"));
+  std::string s = v.str() + "\n";  // Jinja appends a newline so splitlines keeps a trailing empty line
   std::vector<std::string> lines = py_splitlines(s, false);
   std::string out;
   for (size_t i = 0; i < lines.size(); ++i) {
@@ -1097,7 +1094,7 @@ const std::map<std::string, FilterFn>& filters() {
       {"capitalize", f_capitalize}, {"center", f_center}, {"count", f_length},
       {"d", f_default},       {"default", f_default},     {"dictsort", f_dictsort},
       {"e", f_escape},        {"escape", f_escape},       {"first", f_first},
-      {"float", f_float},     {"forceescape", f_escape},  {"format", f_format},
+      {"float", f_float},     {"forceescape", f_forceescape},  {"format", f_format},
       {"indent", f_indent},   {"int", f_int},             {"items", f_items},
       {"join", f_join},       {"last", f_last},           {"length", f_length},
       {"list", f_list},       {"lower", f_lower},         {"map", f_map},
@@ -1164,12 +1161,13 @@ const std::map<std::string, TestFn>& tests() {
       {"string", [](Renderer&, const Value& v, CallArgs&) { return v.is_string(); }},
       {"mapping", [](Renderer&, const Value& v, CallArgs&) { return v.is_dict(); }},
       {"sequence", [](Renderer&, const Value& v, CallArgs&) {
-         return v.is_string() || v.is_list() || v.is_dict() || v.is_undefined();
+         return v.is_string() || (v.is_list() && !v.lst().view) || v.is_dict() || v.is_undefined();
        }},
       {"iterable", [](Renderer&, const Value& v, CallArgs&) {
          return v.is_string() || v.is_list() || v.is_dict() || v.is_undefined();
        }},
-      {"callable", [](Renderer&, const Value& v, CallArgs&) { return v.is_callable(); }},
+      // Jinja's Undefined defines __call__ (it raises), so Python's callable() accepts it.
+      {"callable", [](Renderer&, const Value& v, CallArgs&) { return v.is_callable() || v.is_undefined(); }},
       {"escaped", [](Renderer&, const Value&, CallArgs&) { return false; }},
       {"sameas", t_sameas},
       {"in", [](Renderer&, const Value& v, CallArgs& a) { return contains(one_arg("in", a), v); }},
@@ -1378,13 +1376,13 @@ Value str_method(Renderer& r, const std::string& s, const std::string& m, CallAr
 Value dict_method(const Value& d, const std::string& m, CallArgs& a) {
   if (m == "items") {
     ArgBinder b("items", a, {});
-    return dict_items(d);
+    return Value::dict_view("dict_items", dict_items(d).lst().items);
   }
   if (m == "keys" || m == "values") {
     ArgBinder b(m.c_str(), a, {});
     std::vector<Value> out;
     for (const auto& [k, v] : d.dct().items) out.push_back(m == "keys" ? k : v);
-    return Value::list(std::move(out));
+    return Value::dict_view(m == "keys" ? "dict_keys" : "dict_values", std::move(out));
   }
   if (m == "get") {
     ArgBinder b("get", a, {"key", "default"});
@@ -1521,7 +1519,14 @@ bool has_test(const std::string& name) { return tests().count(name) > 0; }
 Value call_filter(Renderer& r, const std::string& name, const Value& input, CallArgs& args) {
   auto it = filters().find(name);
   if (it == filters().end()) throw Error(cat("No filter named '", name, "'."));
-  return it->second(r, input, args);
+  Value out = it->second(r, input, args);
+  // Filters that hand back Markup's own string operations keep a Markup input safe.
+  static const char* keeps[] = {"capitalize", "center", "d", "default", "first", "format", "indent", "last",
+                                "lower", "string", "trim", "truncate", "upper"};
+  if (input.is_string() && input.markup && out.is_string() &&
+      std::find(std::begin(keeps), std::end(keeps), name) != std::end(keeps))
+    out.markup = true;
+  return out;
 }
 
 bool call_test(Renderer& r, const std::string& name, const Value& v, CallArgs& args) {
@@ -1534,14 +1539,41 @@ bool has_method(const Value& obj, const std::string& name) {
   switch (obj.type) {
     case Value::Type::String: return is_str_method(name);
     case Value::Type::Dict: return is_dict_method(name);
-    case Value::Type::List: return is_list_method(name, obj.lst().tuple);
+    case Value::Type::List: return !obj.lst().view && is_list_method(name, obj.lst().tuple);
     default: return false;
   }
 }
 
 Value call_method(Renderer& r, const Value& obj, const std::string& name, CallArgs& args) {
   switch (obj.type) {
-    case Value::Type::String: return str_method(r, obj.str(), name, args);
+    case Value::Type::String: {
+      if (!obj.markup) return str_method(r, obj.str(), name, args);
+      // Markup's methods escape plain-string arguments and return Markup again.
+      static const char* escaping[] = {"capitalize", "center", "format", "ljust", "lower", "lstrip", "replace", "rjust",
+                                       "rstrip", "strip", "swapcase", "title", "upper", "zfill"};
+      auto esc = [](Value& v) {
+        if (v.is_string() && !v.markup) v = Value::markup_string(html_escape(v.str()));
+      };
+      CallArgs a = args;
+      if (std::find(std::begin(escaping), std::end(escaping), name) != std::end(escaping)) {
+        for (auto& v : a.pos) esc(v);
+        for (auto& kv : a.kw) esc(kv.second);
+      } else if (name == "join" && !a.pos.empty()) {
+        std::vector<Value> items = iterate(a.pos[0]);
+        for (auto& v : items) esc(v);
+        a.pos[0] = Value::list(std::move(items));
+      }
+      Value out = str_method(r, obj.str(), name, a);
+      if (out.is_string()) {
+        out.markup = true;
+      } else if (out.is_list()) {
+        std::vector<Value> items = out.lst().items;
+        for (auto& v : items)
+          if (v.is_string()) v.markup = true;
+        out = Value::list(std::move(items), out.lst().tuple);
+      }
+      return out;
+    }
     case Value::Type::Dict: return dict_method(obj, name, args);
     case Value::Type::List: return list_method(obj, name, args);
     default: throw Error(cat("'", type_name(obj), "' object has no attribute '", name, "'"));
@@ -1616,8 +1648,14 @@ Value binary_op(const std::string& op, const Value& a, const Value& b) {
   bool flt = nums && (a.is_float() || b.is_float());
   if (op == "+") {
     if (nums) return flt ? Value::number(a.as_double() + b.as_double()) : Value::integer(a.as_int() + b.as_int());
-    if (a.is_string() && b.is_string()) return Value::string(a.str() + b.str());
-    if (a.is_list() && b.is_list() && a.lst().tuple == b.lst().tuple) {
+    if (a.is_string() && b.is_string()) {
+      if (!a.markup && !b.markup) return Value::string(a.str() + b.str());
+      return Value::markup_string((a.markup ? a.str() : html_escape(a.str())) + (b.markup ? b.str() : html_escape(b.str())));
+    }
+    if ((a.is_string() && a.markup) || (b.is_string() && b.markup))
+      throw Error(cat("unsupported operand type(s) for +: '", a.markup ? "Markup" : type_name(a), "' and '",
+                      b.markup ? "Markup" : type_name(b), "'"));
+    if (a.is_list() && b.is_list() && a.lst().tuple == b.lst().tuple && !a.lst().view && !b.lst().view) {
       std::vector<Value> items = a.lst().items;
       items.insert(items.end(), b.lst().items.begin(), b.lst().items.end());
       return Value::list(std::move(items), a.lst().tuple);
@@ -1630,8 +1668,16 @@ Value binary_op(const std::string& op, const Value& a, const Value& b) {
   }
   if (op == "*") {
     if (nums) return flt ? Value::number(a.as_double() * b.as_double()) : Value::integer(a.as_int() * b.as_int());
-    if ((a.is_string() || a.is_list()) && (b.is_int() || b.is_bool())) return repeat(a, b.as_int());
-    if ((b.is_string() || b.is_list()) && (a.is_int() || a.is_bool())) return repeat(b, a.as_int());
+    if ((a.is_string() || a.is_list()) && (b.is_int() || b.is_bool())) {
+      Value r = repeat(a, b.as_int());
+      r.markup = a.markup;
+      return r;
+    }
+    if ((b.is_string() || b.is_list()) && (a.is_int() || a.is_bool())) {
+      Value r = repeat(b, a.as_int());
+      r.markup = b.markup;
+      return r;
+    }
     bad_operands(op, a, b);
   }
   if (op == "/") {
@@ -1640,7 +1686,10 @@ Value binary_op(const std::string& op, const Value& a, const Value& b) {
     return Value::number(a.as_double() / b.as_double());
   }
   if (op == "//" || op == "%") {
-    if (op == "%" && a.is_string()) return Value::string(percent_format(a.str(), b));
+    if (op == "%" && a.is_string()) {
+      if (!a.markup) return Value::string(percent_format(a.str(), b));
+      return Value::markup_string(percent_format(a.str(), b, true));
+    }
     if (!nums) bad_operands(op, a, b);
     if (b.as_double() == 0) throw Error(op == "%" ? "modulo by zero" : "integer division or modulo by zero");
     if (!flt) return Value::integer(op == "//" ? floordiv_i(a.as_int(), b.as_int()) : mod_i(a.as_int(), b.as_int()));
@@ -1660,7 +1709,10 @@ Value binary_op(const std::string& op, const Value& a, const Value& b) {
       return Value::integer(r);
     }
     if (a.as_double() == 0 && b.as_double() < 0) throw Error("0.0 cannot be raised to a negative power");
-    return Value::number(std::pow(a.as_double(), b.as_double()));
+    double r = std::pow(a.as_double(), b.as_double());
+    if (std::isinf(r) && std::isfinite(a.as_double()) && std::isfinite(b.as_double()))
+      throw Error("(34, 'Numerical result out of range')");  // Python's float pow raises OverflowError
+    return Value::number(r);
   }
   throw Error(cat("unknown operator ", op));
 }
@@ -1675,17 +1727,23 @@ bool contains(const Value& c, const Value& item) {
       for (const auto& x : c.lst().items)
         if (equals(x, item)) return true;
       return false;
-    case Value::Type::Dict: return c.dct().find(item) != nullptr;
+    case Value::Type::Dict:
+      if ((item.is_list() && !item.lst().tuple) || item.is_dict() || item.is_ns())
+        throw Error(cat("unhashable type: '", type_name(item), "'"));
+      return c.dct().find(item) != nullptr;
     default: throw Error(cat("argument of type '", type_name(c), "' is not iterable"));
   }
 }
 
 Value slice(const Value& obj, const Value& start, const Value& stop, const Value& step_v) {
+  // Jinja compiles slices to plain Python subscription (no sandbox fallback), so bad operands raise.
   if (obj.is_undefined()) check_defined(obj);
+  if (obj.is_dict()) throw Error("unhashable type: 'slice'");
+  if ((!obj.is_list() && !obj.is_string()) || (obj.is_list() && obj.lst().view))
+    throw Error(cat("'", type_name(obj), "' object is not subscriptable"));
   for (const Value* v : {&start, &stop, &step_v})
     if (!v->is_none() && !v->is_int() && !v->is_bool())
-      return Value::undefined("slice indices must be integers or None");
-  if (!obj.is_list() && !obj.is_string()) return Value::undefined(cat("'", type_name(obj), "' object is not subscriptable"));
+      throw Error("slice indices must be integers or None or have an __index__ method");
   int64_t step = step_v.is_none() ? 1 : step_v.as_int();
   if (step == 0) throw Error("slice step cannot be zero");
   if (obj.is_list()) {
@@ -1699,10 +1757,13 @@ Value slice(const Value& obj, const Value& start, const Value& stop, const Value
   U32 u = utf8_decode(obj.str());
   int64_t b, e;
   slice_bounds(int64_t(u.size()), start, stop, step, &b, &e);
-  if (step == 1) return Value::string(utf8_encode(U32_view(u).substr(size_t(b), size_t(std::max<int64_t>(0, e - b)))));
   std::string out;
-  for (int64_t i = b; step > 0 ? i < e : i > e; i += step) utf8_append(out, u[size_t(i)]);
-  return Value::string(std::move(out));
+  if (step == 1) out = utf8_encode(U32_view(u).substr(size_t(b), size_t(std::max<int64_t>(0, e - b))));
+  else
+    for (int64_t i = b; step > 0 ? i < e : i > e; i += step) utf8_append(out, u[size_t(i)]);
+  Value r = Value::string(std::move(out));
+  r.markup = obj.markup;
+  return r;
 }
 
 }  // namespace zaya::jinja::detail

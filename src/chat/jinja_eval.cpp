@@ -284,7 +284,7 @@ Value Renderer::getitem(const Value& obj, const Value& key) {
       break;
     case Value::Type::List:
     case Value::Type::String:
-      if (key.is_int() || key.is_bool()) {
+      if ((key.is_int() || key.is_bool()) && !(obj.is_list() && obj.lst().view)) {
         int64_t i = key.as_int();
         if (obj.is_list()) {
           const auto& items = obj.lst().items;
@@ -295,7 +295,11 @@ Value Renderer::getitem(const Value& obj, const Value& key) {
           std::u32string cps = utf8_decode(obj.str());
           int64_t n = int64_t(cps.size());
           if (i < 0) i += n;
-          if (i >= 0 && i < n) return Value::string(utf8_encode(cps.substr(size_t(i), 1)));
+          if (i >= 0 && i < n) {
+            Value ch = Value::string(utf8_encode(cps.substr(size_t(i), 1)));
+            ch.markup = obj.markup;
+            return ch;
+          }
         }
         return Value::undefined(cat(describe_obj(obj), " has no element ", key.as_int()));
       }

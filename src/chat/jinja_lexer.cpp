@@ -186,6 +186,7 @@ class Lexer {
 
   size_t lex_comment(size_t start, size_t body) {
     std::string_view s = src_;
+    if (body >= s.size()) return body;  // Jinja stops lexing at end of input before checking an opened comment
     size_t e = s.find("#}", body);
     if (e == std::string::npos) fail("Missing end of comment tag", start);
     if (e > body && s[e - 1] == '-') return skip_space(s, e + 2);
@@ -221,9 +222,9 @@ class Lexer {
       char c = s[p];
       if (is_digit(c)) {
         p = lex_number(p);
-      } else if (is_name_start(c)) {
+      } else if (is_name_start(c) && name_cp_ok(p)) {
         size_t q = p;
-        while (q < s.size() && is_name_char(s[q])) ++q;
+        while (q < s.size() && is_name_char(s[q]) && name_cp_ok(q)) q += name_cp_len(q);
         emit(Tok::Name, std::string(s.substr(p, q - p)), p);
         p = q;
       } else if (c == '\'' || c == '"') {
@@ -255,6 +256,19 @@ class Lexer {
     size_t q = p;
     while (q < s.size() && (is_digit(s[q]) || (s[q] == '_' && q + 1 < s.size() && is_digit(s[q + 1]) && q > p))) ++q;
     return q;
+  }
+
+  // Non-ASCII identifier characters: letters of any script, not symbols such as emoji.
+  bool name_cp_ok(size_t p) const {
+    if ((unsigned char)src_[p] < 0x80) return true;
+    size_t len;
+    return py_isalnum(cp_at(src_, p, &len));
+  }
+  size_t name_cp_len(size_t p) const {
+    if ((unsigned char)src_[p] < 0x80) return 1;
+    size_t len;
+    cp_at(src_, p, &len);
+    return len;
   }
 
   size_t lex_number(size_t p) {

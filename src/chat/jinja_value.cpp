@@ -42,10 +42,24 @@ Value Value::string(std::string s) {
   v.p = std::make_shared<const std::string>(std::move(s));
   return v;
 }
+Value Value::markup_string(std::string s) {
+  Value v = string(std::move(s));
+  v.markup = true;
+  return v;
+}
 Value Value::list(std::vector<Value> items, bool tuple) {
   auto d = std::make_shared<ListData>();
   d->items = std::move(items);
   d->tuple = tuple;
+  Value v;
+  v.type = Type::List;
+  v.p = ListPtr(std::move(d));
+  return v;
+}
+Value Value::dict_view(const char* kind, std::vector<Value> items) {
+  auto d = std::make_shared<ListData>();
+  d->items = std::move(items);
+  d->view = kind;
   Value v;
   v.type = Type::List;
   v.p = ListPtr(std::move(d));
@@ -267,7 +281,7 @@ std::string type_name(const Value& v) {
     case Value::Type::Int: return "int";
     case Value::Type::Float: return "float";
     case Value::Type::String: return "str";
-    case Value::Type::List: return v.lst().tuple ? "tuple" : "list";
+    case Value::Type::List: return v.lst().view ? v.lst().view : v.lst().tuple ? "tuple" : "list";
     case Value::Type::Dict: return "dict";
     case Value::Type::Namespace: return "Namespace";
     case Value::Type::Callable: return "function";
@@ -354,12 +368,29 @@ std::string py_str_repr(std::string_view s) {
   return out;
 }
 
+std::string html_escape(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (char c : s) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&#34;"; break;
+      case '\'': out += "&#39;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
 std::string repr(const Value& v) {
   switch (v.type) {
     case Value::Type::Undefined: return "Undefined";
-    case Value::Type::String: return py_str_repr(v.str());
+    case Value::Type::String: return v.markup ? "Markup(" + py_str_repr(v.str()) + ")" : py_str_repr(v.str());
     case Value::Type::List: {
       const auto& l = v.lst();
+      if (l.view) return std::string(l.view) + "(" + repr(Value::list(l.items)) + ")";
       std::string out = l.tuple ? "(" : "[";
       for (size_t i = 0; i < l.items.size(); ++i) {
         if (i) out += ", ";
@@ -423,7 +454,7 @@ bool equals(const Value& a, const Value& b) {
     case Value::Type::String: return a.str() == b.str();
     case Value::Type::List: {
       const auto &x = a.lst(), &y = b.lst();
-      if (x.tuple != y.tuple || x.items.size() != y.items.size()) return false;
+      if (x.tuple != y.tuple || x.view != y.view || x.items.size() != y.items.size()) return false;
       for (size_t i = 0; i < x.items.size(); ++i)
         if (!equals(x.items[i], y.items[i])) return false;
       return true;
@@ -456,7 +487,7 @@ int compare(const Value& a, const Value& b) {
     int c = a.str().compare(b.str());  // UTF-8 byte order == code point order
     return c < 0 ? -1 : c > 0 ? 1 : 0;
   }
-  if (a.is_list() && b.is_list() && a.lst().tuple == b.lst().tuple) {
+  if (a.is_list() && b.is_list() && a.lst().tuple == b.lst().tuple && !a.lst().view && !b.lst().view) {
     const auto &x = a.lst().items, &y = b.lst().items;
     for (size_t i = 0; i < x.size() && i < y.size(); ++i) {
       if (equals(x[i], y[i])) continue;
@@ -539,6 +570,7 @@ static void json_dump(std::string& out, const Value& v, const JsonOptions& o, in
     case Value::Type::Float: out += json_float(v.as_double()); return;
     case Value::Type::String: json_string(out, v.str(), o.ensure_ascii); return;
     case Value::Type::List: {
+      if (v.lst().view) throw Error(cat("Object of type ", v.lst().view, " is not JSON serializable"));
       const auto& items = v.lst().items;
       if (items.empty()) {
         out += "[]";

@@ -37,13 +37,18 @@ struct Value {
   static Value integer(int64_t i);
   static Value number(double f);
   static Value string(std::string s);
+  static Value markup_string(std::string s);
   static Value list(std::vector<Value> items, bool tuple = false);
+  static Value dict_view(const char* kind, std::vector<Value> items);
   static Value dict(std::vector<std::pair<Value, Value>> items);
   static Value dict(DictPtr d);
   static Value ns(DictPtr d);
   static Value callable(FnPtr f);
 
   Type type = Type::Undefined;
+  // String only: markupsafe.Markup (from |safe / |escape). `+`, `%` and Markup's methods escape plain-string
+  // operands, which is what Jinja does even without autoescaping.
+  bool markup = false;
   std::variant<std::monostate, bool, int64_t, double, StrPtr, ListPtr, DictPtr, FnPtr> p;
 
   bool is_undefined() const { return type == Type::Undefined; }
@@ -72,6 +77,8 @@ struct Value {
 struct ListData {
   std::vector<Value> items;
   bool tuple = false;
+  // "dict_items" / "dict_keys" / "dict_values" for dict views: iterable but not subscriptable, own repr.
+  const char* view = nullptr;
 };
 
 // Insertion-ordered mapping; lookups are linear, which is faster than hashing for the small dicts templates see.
@@ -103,6 +110,7 @@ std::string to_str(const Value& v);     // str(v); undefined prints as ""
 std::string repr(const Value& v);       // repr(v)
 std::string py_float_repr(double d);
 std::string py_str_repr(std::string_view s);
+std::string html_escape(std::string_view s);  // markupsafe.escape
 bool equals(const Value& a, const Value& b);
 int compare(const Value& a, const Value& b);  // <0, 0, >0; throws Error when Python would raise TypeError
 // Python iteration: list items, dict keys, string code points, undefined -> empty. Throws otherwise.

@@ -17,6 +17,11 @@ Runner add_run(CLI::App& app);
 Runner add_chat(CLI::App& app);
 Runner add_tokenize(CLI::App& app);
 Runner add_template(CLI::App& app);
+Runner add_serve(CLI::App& app);
+Runner add_bench(CLI::App& app);
+Runner add_convert(CLI::App& app);
+Runner add_verify(CLI::App& app);
+Runner add_synth(CLI::App& app);
 
 // Shared helpers.
 std::vector<int32_t> parse_ids(const std::string& text);

@@ -17,6 +17,11 @@ int main(int argc, char** argv) {
       {"chat", zaya::cli::add_chat(app)},
       {"tokenize", zaya::cli::add_tokenize(app)},
       {"template", zaya::cli::add_template(app)},
+      {"serve", zaya::cli::add_serve(app)},
+      {"bench", zaya::cli::add_bench(app)},
+      {"convert", zaya::cli::add_convert(app)},
+      {"verify", zaya::cli::add_verify(app)},
+      {"synth", zaya::cli::add_synth(app)},
   };
   try {
     app.parse(argc, argv);

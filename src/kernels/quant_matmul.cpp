@@ -72,6 +72,11 @@ void decode_row_codes(const WeightMatrix& W, int64_t r, float* out) {
 }
 
 void quant_matmul(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, ThreadPool& pool) {
+  if (affine_matmul_simd(W, X, n_tokens, Y, pool)) return;
+  quant_matmul_generic(W, X, n_tokens, Y, pool);
+}
+
+void quant_matmul_generic(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, ThreadPool& pool) {
   const size_t rows = W.rows, cols = W.cols;
   if (W.format == WeightFormat::Mxtq) {
     // Rotate every token once: x̃ = H(s ⊙ x).

@@ -24,21 +24,29 @@ void causal_conv(const AttentionWeights& w, int64_t C, int64_t dh, const float* 
     float* yj = y.data() + (j - 1) * C;
     for (int64_t c = 0; c < C; ++c) yj[c] = w.conv0_b[c] + w.conv0_w[2 * c] * older[c] + w.conv0_w[2 * c + 1] * newer[c];
   }
-  // Grouped stage: each head group of dh channels mixes densely over two taps (older, newer).
-  default_pool().parallel_for(n, 1, [&](size_t t0, size_t t1) {
-    for (size_t t = t0; t < t1; ++t) {
-      const float* y_old = y.data() + t * C;  // y_{t-1}
-      const float* y_new = y_old + C;         // y_t
-      float* zt = z + t * C;
-      for (int64_t o = 0; o < C; ++o) {
-        const int64_t g0 = (o / dh) * dh;
-        const float* wo = w.conv1_w.data() + o * dh * 2;
-        float acc = 0;
-        for (int64_t i = 0; i < dh; ++i) acc += wo[2 * i] * y_old[g0 + i] + wo[2 * i + 1] * y_new[g0 + i];
-        zt[o] = w.conv1_b[o] + acc;
-      }
+  // Grouped stage: each head group of dh channels mixes densely over two taps (older, newer). Per group this is a
+  // matrix product: the weights [dh out, dh in × 2 taps] are laid out exactly as the conv weight rows, so the inputs
+  // are interleaved the same way (y_{t-1}[i], y_t[i]) and the fast matmul kernel does the work.
+  const int64_t n_groups = C / dh;
+  std::vector<float> xin(n * 2 * dh), zg(n * dh);
+  for (int64_t grp = 0; grp < n_groups; ++grp) {
+    const int64_t g0 = grp * dh;
+    for (size_t t = 0; t < n; ++t) {
+      const float* y_old = y.data() + t * C + g0;
+      const float* y_new = y_old + C;
+      float* xi = &xin[t * 2 * dh];
+      for (int64_t i = 0; i < dh; ++i) xi[2 * i] = y_old[i], xi[2 * i + 1] = y_new[i];
     }
-  });
+    WeightMatrix wg;
+    wg.format = WeightFormat::F32;
+    wg.rows = dh;
+    wg.cols = 2 * dh;
+    wg.data = w.conv1_w.data() + g0 * dh * 2;
+    wg.name = "conv_qk grouped";
+    matmul(wg, xin.data(), n, zg.data());
+    for (size_t t = 0; t < n; ++t)
+      for (int64_t i = 0; i < dh; ++i) z[t * C + g0 + i] = w.conv1_b[g0 + i] + zg[t * dh + i];
+  }
 }
 
 // v ← v · scale / ‖v‖₂ (no epsilon, as the legacy reference).

@@ -1,6 +1,7 @@
 // Decoding: the HF decoder chain over token strings, and the streaming detokenizer.
+#include <algorithm>
+
 #include "tokenizer/internal.h"
-#include "zaya/error.h"
 
 namespace zaya {
 namespace {
@@ -207,13 +208,14 @@ std::string StreamingDetokenizer::drain_bytes(bool final, std::size_t index) {
       }
       continue;
     }
-    // Incomplete: wait for more bytes unless what is here already cannot become valid.
-    std::string probe = p.substr(i);
-    probe.append(need - probe.size(), '\x80');
-    const unsigned second = static_cast<unsigned char>(probe[1]);
-    const bool ok_second = (c != 0xE0 || second >= 0xA0) && (c != 0xED || second <= 0x9F) &&
-                           (c != 0xF0 || second >= 0x90) && (c != 0xF4 || second <= 0x8F);
-    bool ok = i + 1 >= p.size() || ok_second;
+    // Incomplete: wait for more bytes unless what is here already cannot become valid (the second byte has a
+    // narrower range after E0, ED, F0 and F4).
+    bool ok = true;
+    if (i + 1 < p.size()) {
+      const unsigned second = static_cast<unsigned char>(p[i + 1]);
+      ok = (c != 0xE0 || second >= 0xA0) && (c != 0xED || second <= 0x9F) && (c != 0xF0 || second >= 0x90) &&
+           (c != 0xF4 || second <= 0x8F);
+    }
     for (std::size_t k = i + 1; k < p.size(); ++k) ok = ok && (static_cast<unsigned char>(p[k]) & 0xC0) == 0x80;
     if (ok && !final) break;
     done += tok::kReplacementChar;

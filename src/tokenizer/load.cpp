@@ -506,7 +506,8 @@ void build_model(Tokenizer::Impl& im, TokenizerSax& sax) {
       }
     }
   }
-  im.word_split = im.cross_last.size() <= 64;
+  // The cut needs "▁" itself in the vocab (else the right side would start with byte tokens the check misses).
+  im.word_split = im.cross_last.size() <= 64 && im.model_vocab.find(space) >= 0;
   sax.merges.clear();
   sax.merges.shrink_to_fit();
   im.merges.build(entries);

@@ -1,0 +1,160 @@
+// zaya bench: prompt-processing and generation speed of a model, with the bytes of weights each generated token
+// reads and the achieved bandwidth against this machine's measured read bandwidth (decode is memory-bound).
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <vector>
+
+#include "cli/commands.h"
+#include "cli/load.h"
+#include "model/model_weights.h"
+#include "zaya/error.h"
+#include "zaya/kernels.h"
+#include "zaya/thread_pool.h"
+
+namespace zaya::cli {
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+double seconds_since(clock_type::time_point t) { return std::chrono::duration<double>(clock_type::now() - t).count(); }
+
+// Streaming read bandwidth with all pool threads: sum 64-bit words of a buffer much larger than the caches.
+double measure_read_gbs(size_t bytes) {
+  const size_t n = bytes / sizeof(uint64_t);
+  std::vector<uint64_t> buf(n);
+  ThreadPool& pool = default_pool();
+  pool.parallel_for(n, 1 << 16, [&](size_t b, size_t e) {
+    for (size_t i = b; i < e; ++i) buf[i] = i * 0x9E3779B97F4A7C15ull;
+  });
+  double best = 0;
+  std::vector<uint64_t> partial(pool.size() * 64, 0);
+  for (int rep = 0; rep < 5; ++rep) {
+    std::atomic<uint64_t> sink{0};
+    auto t0 = clock_type::now();
+    pool.parallel_for(n, n / (pool.size() * 4) + 1, [&](size_t b, size_t e) {
+      uint64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+      size_t i = b;
+      for (; i + 4 <= e; i += 4) a0 += buf[i], a1 += buf[i + 1], a2 += buf[i + 2], a3 += buf[i + 3];
+      for (; i < e; ++i) a0 += buf[i];
+      sink += a0 + a1 + a2 + a3;
+    });
+    const double s = seconds_since(t0);
+    best = std::max(best, static_cast<double>(n * sizeof(uint64_t)) / s / 1e9);
+    if (sink.load() == 42) std::puts("");  // keeps the loop
+  }
+  return best;
+}
+
+// Weight bytes one decoded token reads: every attention and router matrix, the vectors, one expert per MoE layer
+// (top-1), one embedding row, and the whole lm_head.
+size_t bytes_per_token(const Model& m) {
+  const ModelWeights& w = m.weights();
+  size_t b = w.lm_head.bytes() + w.embedding.bytes() / static_cast<size_t>(std::max<int64_t>(1, w.embedding.rows));
+  auto vec = [](const std::vector<float>& v) { return v.size() * sizeof(float); };
+  for (const auto& l : w.layers) {
+    b += vec(l.input_norm) + vec(l.merge.hidden_scale) * 4;
+    if (l.is_attention) {
+      const auto& a = l.attn;
+      b += a.q.bytes() + a.k.bytes() + a.v_current.bytes() + a.v_delayed.bytes() + a.o.bytes();
+      b += vec(a.conv0_w) + vec(a.conv1_w) + vec(a.conv0_b) + vec(a.conv1_b);
+    } else {
+      const auto& moe = l.moe;
+      b += moe.router_down.bytes() + moe.router_fc1.bytes() + moe.router_fc2.bytes() + moe.router_out.bytes();
+      size_t experts = 0;
+      for (const auto& e : moe.experts) experts += e.gate.bytes() + e.up.bytes() + e.down.bytes();
+      b += experts / std::max<size_t>(1, moe.experts.size());
+    }
+  }
+  return b;
+}
+
+}  // namespace
+
+Runner add_bench(CLI::App& app) {
+  struct Opts {
+    ModelOptions model;
+    int prompt = 512, gen = 128, reps = 1;
+    bool json = false;
+    double bw_gib = 1.0;
+  };
+  auto o = std::make_shared<Opts>();
+  auto* sub = app.add_subcommand("bench", "measure prompt processing and generation speed against memory bandwidth");
+  o->model.add_to(sub);
+  sub->add_option("-p,--prompt-tokens", o->prompt, "prompt length")->check(CLI::PositiveNumber);
+  sub->add_option("-n,--gen-tokens", o->gen, "generated tokens")->check(CLI::PositiveNumber);
+  sub->add_option("-r,--repetitions", o->reps, "repetitions (best is reported)")->check(CLI::PositiveNumber);
+  sub->add_option("--bw-gib", o->bw_gib, "buffer size for the bandwidth measurement (GiB)");
+  sub->add_flag("--json", o->json, "machine-readable output");
+  return [o]() {
+    o->model.quiet = o->model.quiet || o->json;
+    auto t_load = clock_type::now();
+    if (!o->json) std::fprintf(stderr, "zaya bench: loading %s ...\n", o->model.dir.c_str());
+    auto model = load_model(o->model);
+    const double load_s = seconds_since(t_load);
+    const auto& cfg = model->config();
+    if (o->prompt + o->gen > cfg.max_positions)
+      throw Error(cat("-p + -n = ", o->prompt + o->gen, " exceeds the context ", cfg.max_positions));
+    if (!o->json) std::fprintf(stderr, "zaya bench: measuring memory read bandwidth ...\n");
+    const double machine_gbs = measure_read_gbs(static_cast<size_t>(o->bw_gib * (1ull << 30)));
+
+    std::mt19937 rng(1234);
+    std::uniform_int_distribution<int32_t> tok(0, static_cast<int32_t>(cfg.vocab - 1));
+    std::vector<int32_t> prompt(o->prompt);
+    for (auto& t : prompt) t = tok(rng);
+    double best_pp = 0, best_tg = 0;
+    for (int rep = 0; rep < o->reps; ++rep) {
+      DecodeState st = model->new_state();
+      if (!o->json) std::fprintf(stderr, "zaya bench: run %d/%d: prefill %d tokens ...\n", rep + 1, o->reps, o->prompt);
+      auto t0 = clock_type::now();
+      auto logits = model->forward(prompt, st, LogitsMode::Last);
+      best_pp = std::max(best_pp, o->prompt / seconds_since(t0));
+      if (!o->json) std::fprintf(stderr, "zaya bench: run %d/%d: generating %d tokens ...\n", rep + 1, o->reps, o->gen);
+      auto t1 = clock_type::now();
+      for (int i = 0; i < o->gen; ++i) {
+        int32_t next = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+        logits = model->forward(std::span(&next, 1), st, LogitsMode::Last);
+      }
+      best_tg = std::max(best_tg, o->gen / seconds_since(t1));
+    }
+    const size_t bpt = bytes_per_token(*model);
+    const double gen_gbs = bpt * best_tg / 1e9;
+    nlohmann::ordered_json j;
+    j["model"] = o->model.dir;
+    j["threads"] = default_pool().size();
+    j["simd"] = simd_target_name();
+    j["load_s"] = load_s;
+    j["prompt_tokens"] = o->prompt;
+    j["gen_tokens"] = o->gen;
+    j["prompt_tok_s"] = best_pp;
+    j["gen_tok_s"] = best_tg;
+    j["bytes_per_token"] = bpt;
+    j["gen_gbs"] = gen_gbs;
+    j["machine_gbs"] = machine_gbs;
+    j["gen_roofline_frac"] = gen_gbs / machine_gbs;
+    j["roofline_tok_s"] = machine_gbs * 1e9 / static_cast<double>(bpt);
+    j["prompt_to_gen_ratio"] = best_pp / best_tg;
+    if (o->json) {
+      std::printf("%s\n", j.dump(2).c_str());
+      return 0;
+    }
+    std::printf("\n| model | threads | SIMD | test | tok/s | weight bytes/token | GB/s | %% of %.1f GB/s read |\n",
+                machine_gbs);
+    std::printf("|---|---|---|---|---|---|---|---|\n");
+    std::printf("| %s | %zu | %s | pp%d | %.1f | | | |\n", o->model.dir.c_str(), default_pool().size(),
+                simd_target_name(), o->prompt, best_pp);
+    std::printf("| %s | %zu | %s | tg%d | %.2f | %.1f MB | %.2f | %.0f %% |\n", o->model.dir.c_str(),
+                default_pool().size(), simd_target_name(), o->gen, best_tg, bpt / 1e6, gen_gbs,
+                100.0 * gen_gbs / machine_gbs);
+    std::printf("\nroofline for generation at %.1f GB/s: %.2f tok/s; prompt processing is %.1fx generation\n",
+                machine_gbs, machine_gbs * 1e9 / bpt, best_pp / best_tg);
+    return 0;
+  };
+}
+
+}  // namespace zaya::cli

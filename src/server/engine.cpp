@@ -1,0 +1,447 @@
+#include "server/engine.h"
+
+#include <algorithm>
+
+#include "zaya/error.h"
+#include "zaya/stop.h"
+#include "zaya/tokenizer.h"
+
+namespace zaya::server {
+
+namespace {
+double ms_between(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
+bool is_prefix(const std::vector<int32_t>& t, const std::vector<int32_t>& of) {
+  return !t.empty() && t.size() <= of.size() && std::equal(t.begin(), t.end(), of.begin());
+}
+// A cached history can resume `prompt` when it is a prefix of it; one kept without its last logits (a mid-prompt
+// snapshot) only when the prompt goes on past it, since the next token must come from the model's own logits.
+bool usable(const std::vector<int32_t>& t, const std::vector<float>& logits, const std::vector<int32_t>& prompt) {
+  return is_prefix(t, prompt) && (!logits.empty() || t.size() < prompt.size());
+}
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------------------------
+// Task
+
+bool Task::wait(std::vector<TokenPiece>& out, std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lk(mu_);
+  cv_.wait_for(lk, timeout, [&] { return done_ || !pieces_.empty(); });
+  while (!pieces_.empty()) {
+    out.push_back(std::move(pieces_.front()));
+    pieces_.pop_front();
+  }
+  return done_;
+}
+
+TaskSummary Task::summary() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return summary_;
+}
+
+void Task::push(TokenPiece p) {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    pieces_.push_back(std::move(p));
+  }
+  cv_.notify_all();
+}
+
+void Task::finish(TaskSummary s) {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    summary_ = std::move(s);
+    done_ = true;
+  }
+  cv_.notify_all();
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Engine
+
+struct Engine::Slot {
+  int id = 0;
+  // What the state holds (the cache), kept across tasks.
+  DecodeState state;
+  std::vector<int32_t> tokens;
+  std::vector<float> last_logits;
+  uint64_t last_used = 0;
+
+  // The running task.
+  std::shared_ptr<Task> task;
+  uint64_t seq = 0;         // admission order (prefill chunks are scheduled first come, first served)
+  bool prefilling = false;
+  size_t pos = 0;           // prompt tokens in the state
+  int32_t pending = -1;     // sampled token to feed in the next step
+  size_t generated = 0;
+  size_t cached = 0;
+  std::unique_ptr<Sampler> sampler;
+  std::unique_ptr<StreamingDetokenizer> detok;
+  std::unique_ptr<StopStringMatcher> stopper;
+  std::vector<int> history;
+  Clock::time_point admitted, first_token;
+};
+
+Engine::Engine(const Model& model, const Tokenizer& tok, EngineOptions opts, Metrics& metrics)
+    : model_(model), tok_(tok), opt_(opts), metrics_(metrics) {
+  if (opt_.parallel < 1) throw Error("--parallel must be at least 1");
+  if (opt_.batch_tokens < 1) throw Error("the batch size must be at least 1 token");
+  const int64_t max_pos = model.config().max_positions;
+  ctx_ = opt_.ctx > 0 ? std::min(opt_.ctx, max_pos) : max_pos;
+  if (opt_.max_snapshots == 0) opt_.max_snapshots = 4 * static_cast<size_t>(opt_.parallel);
+  for (int64_t e : model.config().eos_token_ids) eos_ids_.push_back(static_cast<int32_t>(e));
+  for (int32_t e : tok.eos_ids()) eos_ids_.push_back(e);
+  for (int i = 0; i < opt_.parallel; ++i) {
+    auto s = std::make_unique<Slot>();
+    s->id = i;
+    s->state = model.new_state();
+    slots_.push_back(std::move(s));
+  }
+  thread_ = std::thread([this] { loop(); });
+}
+
+Engine::~Engine() { stop(); }
+
+void Engine::stop() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+Engine::Admit Engine::submit(const std::shared_ptr<Task>& task) {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (stop_) return Admit::Stopped;
+    const size_t free_slots = slots_.size() - busy_;
+    if (queue_.size() >= opt_.queue + free_slots) return Admit::QueueFull;
+    queue_.push_back(task);
+  }
+  cv_.notify_all();
+  return Admit::Ok;
+}
+
+Engine::Stats Engine::stats() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  Stats s;
+  s.queued = queue_.size();
+  s.busy = busy_;
+  s.slots = slots_.size();
+  s.snapshots = pool_count_;
+  s.snapshot_bytes = pool_bytes_;
+  return s;
+}
+
+void Engine::loop() {
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lk(mu_);
+      // Wake at least every 100 ms so queued tasks can time out even while nothing runs.
+      cv_.wait_for(lk, std::chrono::milliseconds(100),
+                   [&] { return stop_ || busy_ > 0 || (!queue_.empty() && busy_ < slots_.size()); });
+      if (stop_) break;
+      admit_locked(lk);
+    }
+    step();
+  }
+  // Shutting down: nothing more runs.
+  for (auto& s : slots_)
+    if (s->task) finish(*s, "cancelled", "the server is shutting down");
+  std::lock_guard<std::mutex> lk(mu_);
+  for (auto& t : queue_) {
+    TaskSummary sum;
+    sum.finish = "rejected";
+    sum.error = "the server is shutting down";
+    t->finish(sum);
+  }
+  queue_.clear();
+}
+
+void Engine::admit_locked(std::unique_lock<std::mutex>&) {
+  const auto now = Clock::now();
+  // Drop queued tasks whose client left or whose time ran out (anywhere in the queue, not only at the front).
+  for (auto it = queue_.begin(); it != queue_.end();) {
+    auto& t = *it;
+    if (t->cancelled() || now > t->deadline) {
+      TaskSummary sum;
+      sum.finish = t->cancelled() ? "cancelled" : "timeout";
+      sum.error = t->cancelled() ? "cancelled" : "timed out waiting for a free slot";
+      sum.queue_ms = ms_between(t->created, now);
+      metrics_.rejected(t->cancelled() ? "cancelled_in_queue" : "queue_timeout");
+      t->finish(sum);
+      it = queue_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  while (!queue_.empty() && busy_ < slots_.size()) {
+    std::shared_ptr<Task> t = std::move(queue_.front());
+    queue_.pop_front();
+    // The longest cached history that is a prefix of the prompt: an idle slot's live state or a snapshot.
+    size_t best = 0;
+    Slot* best_slot = nullptr;
+    int best_snap = -1;
+    for (auto& s : slots_)
+      if (!s->task && s->tokens.size() > best && usable(s->tokens, s->last_logits, t->prompt))
+        best = s->tokens.size(), best_slot = s.get();
+    for (size_t i = 0; i < pool_.size(); ++i)
+      if (pool_[i].tokens.size() > best && usable(pool_[i].tokens, pool_[i].last_logits, t->prompt))
+        best = pool_[i].tokens.size(), best_slot = nullptr, best_snap = static_cast<int>(i);
+    Slot* slot = best_slot;
+    if (!slot) {
+      // An idle slot holding nothing, else the least recently used idle one (its state goes to the pool first).
+      for (auto& s : slots_) {
+        if (s->task) continue;
+        if (!slot) slot = s.get();
+        else if (slot->tokens.empty()) break;
+        else if (s->tokens.empty() || s->last_used < slot->last_used) slot = s.get();
+      }
+      stash_live(*slot);
+      if (best_snap >= 0) {
+        Snapshot& snap = pool_[static_cast<size_t>(best_snap)];
+        slot->state = snap.state;
+        slot->tokens = snap.tokens;
+        slot->last_logits = snap.last_logits;
+        snap.last_used = ++clock_;
+      } else {
+        slot->state.reset();
+        slot->tokens.clear();
+        slot->last_logits.clear();
+      }
+    }
+    ++busy_;
+    slot->cached = best;
+    start_task(*slot, std::move(t));
+  }
+}
+
+void Engine::start_task(Slot& s, std::shared_ptr<Task> t) {
+  s.task = std::move(t);
+  const Task& task = *s.task;
+  s.seq = ++admitted_;
+  s.admitted = Clock::now();
+  s.pos = s.cached;
+  s.pending = -1;
+  s.generated = 0;
+  s.sampler = std::make_unique<Sampler>(task.params.sampling, static_cast<size_t>(model_.config().vocab));
+  s.detok = std::make_unique<StreamingDetokenizer>(tok_, task.params.skip_special_tokens);
+  s.stopper = std::make_unique<StopStringMatcher>(task.params.stop);
+  s.history.assign(task.prompt.begin(), task.prompt.end());
+  metrics_.prompt_cache(task.prompt.size(), s.cached);
+  s.prefilling = s.pos < task.prompt.size();
+  if (!s.prefilling) {  // the whole prompt is cached, with its last logits
+    s.first_token = Clock::now();
+    sample_next(s);
+  }
+}
+
+void Engine::finish(Slot& s, const std::string& reason, const std::string& error) {
+  Task& t = *s.task;
+  if (reason != "cancelled" && reason != "error" && s.detok && !s.stopper->stopped()) {
+    auto r = s.stopper->feed(s.detok->flush());
+    std::string tail = r.text + s.stopper->finish();
+    if (!tail.empty()) {
+      TokenPiece p;
+      p.text = std::move(tail);
+      t.push(std::move(p));
+    }
+  }
+  const auto now = Clock::now();
+  TaskSummary sum;
+  sum.finish = reason;
+  sum.error = error;
+  sum.prompt_tokens = t.prompt.size();
+  sum.cached_tokens = s.cached;
+  sum.completion_tokens = s.generated;
+  sum.queue_ms = ms_between(t.created, s.admitted);
+  if (s.prefilling) {
+    sum.prompt_ms = ms_between(s.admitted, now);
+  } else {
+    sum.prompt_ms = ms_between(s.admitted, s.first_token);
+    sum.generation_ms = ms_between(s.first_token, now);
+  }
+  sum.slot = s.id;
+  sum.started = true;
+  metrics_.generated(s.generated);
+  metrics_.finished(reason);
+  t.finish(sum);
+  s.task.reset();
+  s.sampler.reset();
+  s.detok.reset();
+  s.stopper.reset();
+  s.pending = -1;
+  s.prefilling = false;
+  s.last_used = ++clock_;
+  std::lock_guard<std::mutex> lk(mu_);
+  --busy_;
+}
+
+void Engine::sample_next(Slot& s) {
+  Task& t = *s.task;
+  const GenParams& p = t.params;
+  if (static_cast<int>(s.generated) >= p.max_tokens) return finish(s, "length");
+  TokenPiece piece;
+  int32_t id;
+  if (p.top_logprobs >= 0) {
+    piece.logprob = s.sampler->sample_with_logprobs(s.last_logits.data(), s.history, p.top_logprobs);
+    piece.has_logprob = true;
+    id = piece.logprob.token;
+  } else {
+    id = s.sampler->sample(s.last_logits.data(), s.history);
+  }
+  ++s.generated;
+  s.history.push_back(id);
+  piece.token = id;
+  const bool is_stop = std::find(p.stop_token_ids.begin(), p.stop_token_ids.end(), id) != p.stop_token_ids.end() ||
+                       (!p.ignore_eos && std::find(eos_ids_.begin(), eos_ids_.end(), id) != eos_ids_.end());
+  if (is_stop) {
+    piece.stop_token = true;
+    t.push(std::move(piece));
+    return finish(s, "stop");
+  }
+  auto r = s.stopper->feed(s.detok->put(id));
+  piece.text = std::move(r.text);
+  t.push(std::move(piece));
+  if (r.stopped) return finish(s, "stop");
+  if (static_cast<int>(s.generated) >= p.max_tokens) return finish(s, "length");
+  if (static_cast<int64_t>(s.tokens.size()) + 1 > ctx_) return finish(s, "length");  // context full
+  s.pending = id;
+}
+
+void Engine::add_snapshot(Snapshot snap) {
+  for (auto& x : pool_)
+    if (x.tokens == snap.tokens) {
+      if (x.last_logits.empty()) x.last_logits = std::move(snap.last_logits);
+      x.last_used = ++clock_;
+      return;
+    }
+  snap.state.shrink_to_fit();
+  snap.bytes = snap.state.bytes() + snap.last_logits.size() * sizeof(float) + snap.tokens.size() * sizeof(int32_t);
+  snap.last_used = ++clock_;
+  pool_.push_back(std::move(snap));
+  size_t bytes = 0;
+  for (auto& x : pool_) bytes += x.bytes;
+  while (pool_.size() > opt_.max_snapshots || (bytes > opt_.max_snapshot_bytes && !pool_.empty())) {
+    auto lru = std::min_element(pool_.begin(), pool_.end(),
+                                [](const Snapshot& a, const Snapshot& b) { return a.last_used < b.last_used; });
+    bytes -= lru->bytes;
+    pool_.erase(lru);
+  }
+  std::lock_guard<std::mutex> lk(mu_);
+  pool_count_ = pool_.size();
+  pool_bytes_ = bytes;
+}
+
+void Engine::save_snapshot(const Slot& s) {
+  if (s.tokens.empty() || opt_.max_snapshots == 0) return;
+  Snapshot snap;
+  snap.tokens = s.tokens;
+  snap.state = s.state;
+  snap.last_logits = s.last_logits;
+  add_snapshot(std::move(snap));
+}
+
+void Engine::stash_live(Slot& s) {
+  if (s.tokens.empty()) return;
+  Snapshot snap;
+  snap.tokens = std::move(s.tokens);
+  snap.state = std::move(s.state);
+  snap.last_logits = std::move(s.last_logits);
+  s.state = model_.new_state();
+  s.tokens.clear();
+  s.last_logits.clear();
+  add_snapshot(std::move(snap));
+}
+
+void Engine::step() {
+  // Cancellations and generation time limits first.
+  const auto now = Clock::now();
+  for (auto& s : slots_) {
+    if (!s->task) continue;
+    if (s->task->cancelled()) finish(*s, "cancelled");
+    else if (now > s->task->deadline) finish(*s, "timeout");
+  }
+  std::vector<Model::BatchItem> items;
+  std::vector<Slot*> who;
+  size_t budget = opt_.batch_tokens, n_decode = 0, n_prefill = 0;
+  for (auto& s : slots_)
+    if (s->task && s->pending >= 0) {
+      items.push_back({std::span(&s->pending, 1), &s->state, LogitsMode::Last, {}});
+      who.push_back(s.get());
+      budget = budget > 0 ? budget - 1 : 0;
+      ++n_decode;
+    }
+  // Prefill chunks, oldest request first; at least a few tokens per step so prompts advance under full decode load.
+  budget = std::max<size_t>(budget, std::min<size_t>(opt_.batch_tokens, 16));
+  std::vector<Slot*> pre;
+  for (auto& s : slots_)
+    if (s->task && s->prefilling) pre.push_back(s.get());
+  std::sort(pre.begin(), pre.end(), [](Slot* a, Slot* b) { return a->seq < b->seq; });
+  for (Slot* s : pre) {
+    if (budget == 0) break;
+    const auto& prompt = s->task->prompt;
+    size_t n = std::min(prompt.size() - s->pos, budget);
+    if (opt_.snapshot_interval > 0)
+      n = std::min(n, (s->pos / opt_.snapshot_interval + 1) * opt_.snapshot_interval - s->pos);
+    const bool last = s->pos + n == prompt.size();
+    items.push_back({std::span(prompt).subspan(s->pos, n), &s->state, last ? LogitsMode::Last : LogitsMode::None, {}});
+    who.push_back(s);
+    budget -= n;
+    n_prefill += n;
+  }
+  if (items.empty()) return;
+  const auto t0 = Clock::now();
+  try {
+    model_.forward_batch(items);
+  } catch (const std::exception& e) {
+    // forward_batch validates before touching any state, so only these tasks fail; their slots start clean.
+    for (Slot* s : who) {
+      s->state.reset();
+      s->tokens.clear();
+      s->last_logits.clear();
+      finish(*s, "error", e.what());
+    }
+    return;
+  }
+  metrics_.step(n_prefill, n_decode, items.size(), std::chrono::duration<double>(Clock::now() - t0).count());
+  for (size_t i = 0; i < items.size(); ++i) {
+    Slot& s = *who[i];
+    if (!s.prefilling) {
+      s.tokens.push_back(s.pending);
+      s.pending = -1;
+      s.last_logits = std::move(items[i].logits);
+      sample_next(s);
+      continue;
+    }
+    const auto& prompt = s.task->prompt;
+    s.tokens.insert(s.tokens.end(), items[i].ids.begin(), items[i].ids.end());
+    s.pos += items[i].ids.size();
+    s.last_logits.clear();  // no longer those of the last token held
+    if (s.pos == prompt.size()) {
+      s.last_logits = std::move(items[i].logits);
+      s.prefilling = false;
+      s.first_token = Clock::now();
+      save_snapshot(s);  // the end of the prompt: a regenerated or edited next turn resumes here
+      sample_next(s);
+    } else if (opt_.snapshot_interval > 0 && s.pos % opt_.snapshot_interval == 0) {
+      // Mid-prompt snapshots need the logits of their last token only when a later prompt ends exactly there;
+      // compute nothing extra and keep them without logits (usable as strict prefixes).
+      Snapshot snap;
+      snap.tokens = s.tokens;
+      snap.state = s.state;
+      // Keep only the newest interval snapshot of this prompt: drop older ones that are prefixes of it.
+      pool_.erase(std::remove_if(pool_.begin(), pool_.end(),
+                                 [&](const Snapshot& x) {
+                                   return x.last_logits.empty() && x.tokens.size() < snap.tokens.size() &&
+                                          is_prefix(x.tokens, snap.tokens);
+                                 }),
+                  pool_.end());
+      add_snapshot(std::move(snap));
+    }
+  }
+}
+
+}  // namespace zaya::server

@@ -1,0 +1,162 @@
+#pragma once
+// The generation engine behind `zaya serve`: N slots, each with its own DecodeState, a bounded FIFO queue, and one
+// scheduler thread that runs the decode steps of every active slot, plus prefill chunks of newly admitted prompts,
+// as one Model::forward_batch call per step.
+//
+// Determinism: the kernels are batch-invariant and prefill is chunk-invariant, and every task owns its Sampler
+// (seeded from the request), so a task's tokens do not depend on what else runs or on cache hits.
+//
+// Prompt reuse: the CCA conv / previous-input state cannot be rolled back token by token, so reuse is only from a
+// state whose whole token history is a prefix of the new prompt. Candidates are the idle slots' live states (the
+// end of the turn they last ran) and a shared LRU pool of snapshots taken at the end of every prompt, every
+// `snapshot_interval` prompt tokens, and of a slot's live state when the slot is handed to an unrelated request.
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "server/metrics.h"
+#include "zaya/decode_state.h"
+#include "zaya/model.h"
+#include "zaya/sampler.h"
+
+namespace zaya {
+class Tokenizer;
+}
+
+namespace zaya::server {
+
+using Clock = std::chrono::steady_clock;
+
+struct GenParams {
+  SamplingParams sampling;
+  int max_tokens = 16;
+  std::vector<std::string> stop;        // stop strings (never part of the output)
+  std::vector<int32_t> stop_token_ids;  // besides the model's eos ids
+  bool ignore_eos = false;
+  int top_logprobs = -1;                // >= 0: return the chosen token's logprob and this many alternatives
+  bool skip_special_tokens = true;
+};
+
+// What one generated token adds to the output.
+struct TokenPiece {
+  std::string text;        // text that became safe to show (may be empty; stop strings never appear)
+  int32_t token = -1;      // -1: the final flush of held-back text
+  bool stop_token = false; // the token ended the generation (eos / stop id); it has no text
+  bool has_logprob = false;
+  SampleResult logprob;
+};
+
+struct TaskSummary {
+  std::string finish = "stop";  // stop | length | cancelled | timeout | error | rejected
+  std::string error;
+  size_t prompt_tokens = 0, cached_tokens = 0, completion_tokens = 0;
+  double queue_ms = 0, prompt_ms = 0, generation_ms = 0;
+  int slot = -1;
+  bool started = false;  // reached a slot (a task that timed out in the queue did not)
+};
+
+class Task {
+ public:
+  Task(std::vector<int32_t> prompt, GenParams params, Clock::time_point deadline)
+      : prompt(std::move(prompt)), params(std::move(params)), deadline(deadline), created(Clock::now()) {}
+  const std::vector<int32_t> prompt;
+  const GenParams params;
+  const Clock::time_point deadline;
+  const Clock::time_point created;
+
+  void cancel() { cancelled_ = true; }
+  bool cancelled() const { return cancelled_; }
+
+  // Consumer: waits up to `timeout` for output, moves what is there into `out`. Returns true once the task is
+  // finished and everything it produced has been handed out (summary() is then final).
+  bool wait(std::vector<TokenPiece>& out, std::chrono::milliseconds timeout);
+  TaskSummary summary() const;
+
+  // Producer (the engine).
+  void push(TokenPiece p);
+  void finish(TaskSummary s);
+
+ private:
+  std::atomic<bool> cancelled_{false};
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<TokenPiece> pieces_;
+  bool done_ = false;
+  TaskSummary summary_;
+};
+
+struct EngineOptions {
+  int parallel = 1;
+  int64_t ctx = 0;                // per-slot context in tokens; 0: the model's max_position_embeddings
+  size_t queue = 64;              // tasks allowed to wait for a slot
+  size_t batch_tokens = 512;      // tokens per model pass (all decode tokens + prefill chunks)
+  size_t max_snapshots = 0;       // 0: 4 per slot
+  size_t max_snapshot_bytes = size_t(4) << 30;
+  size_t snapshot_interval = 512; // prompt tokens between snapshots of a long prefill (0: only at prompt ends)
+};
+
+class Engine {
+ public:
+  Engine(const Model& model, const Tokenizer& tok, EngineOptions opts, Metrics& metrics);
+  ~Engine();
+
+  enum class Admit { Ok, QueueFull, Stopped };
+  Admit submit(const std::shared_ptr<Task>& task);
+  // Finishes every task (cancelled) and joins the scheduler thread.
+  void stop();
+
+  int64_t ctx() const { return ctx_; }
+  int parallel() const { return opt_.parallel; }
+  struct Stats {
+    size_t queued = 0, busy = 0, slots = 0, snapshots = 0, snapshot_bytes = 0;
+  };
+  Stats stats() const;
+
+ private:
+  struct Snapshot {
+    std::vector<int32_t> tokens;
+    DecodeState state;
+    std::vector<float> last_logits;
+    uint64_t last_used = 0;
+    size_t bytes = 0;
+  };
+  struct Slot;
+
+  void loop();
+  void admit_locked(std::unique_lock<std::mutex>& lk);
+  void start_task(Slot& s, std::shared_ptr<Task> t);
+  void step();
+  void sample_next(Slot& s);
+  void finish(Slot& s, const std::string& reason, const std::string& error = "");
+  void save_snapshot(const Slot& s);
+  void stash_live(Slot& s);
+  void add_snapshot(Snapshot snap);
+
+  const Model& model_;
+  const Tokenizer& tok_;
+  EngineOptions opt_;
+  Metrics& metrics_;
+  int64_t ctx_;
+  std::vector<int32_t> eos_ids_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::shared_ptr<Task>> queue_;
+  size_t busy_ = 0;
+  bool stop_ = false;
+
+  std::vector<std::unique_ptr<Slot>> slots_;  // touched only by the scheduler thread (busy_ under mu_)
+  std::vector<Snapshot> pool_;                // scheduler thread only; sizes mirrored under mu_ for stats
+  size_t pool_count_ = 0, pool_bytes_ = 0;    // under mu_
+  uint64_t clock_ = 0, admitted_ = 0;
+  std::thread thread_;
+};
+
+}  // namespace zaya::server

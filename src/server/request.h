@@ -1,0 +1,68 @@
+#pragma once
+// OpenAI request bodies → validated internal requests. Every problem becomes an ApiError carrying the HTTP status
+// and the OpenAI error object ({"error": {"message", "type", "param", "code"}}).
+//
+// Policy for fields: every documented field is type-checked. Fields that would change the output and that this
+// server cannot honour (n > 1, best_of > 1, suffix, response_format json_*, audio, functions, …) are rejected with
+// 400 rather than silently ignored; fields that do not change the output (user, metadata, store, service_tier, …)
+// and unknown vendor extensions are accepted and ignored, since real clients send them.
+#include <cstdint>
+#include <exception>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "server/engine.h"
+#include "zaya/chat.h"
+
+namespace zaya::server {
+
+struct ApiError : std::exception {
+  int status;
+  std::string message, code, param, type;
+  ApiError(int status, std::string message, std::string code = "", std::string param = "",
+           std::string type = "invalid_request_error")
+      : status(status), message(std::move(message)), code(std::move(code)), param(std::move(param)),
+        type(std::move(type)) {}
+  const char* what() const noexcept override { return message.c_str(); }
+  std::string json() const;
+};
+
+// Parses a request body: valid UTF-8, valid JSON, a JSON object. Throws ApiError.
+nlohmann::ordered_json parse_body(const std::string& body);
+
+enum class ToolChoice { Auto, None, Required, Named };
+
+struct ChatRequest {
+  std::string model;
+  nlohmann::ordered_json messages;  // normalized for the template (content parts joined, tool arguments as objects)
+  ChatRenderOptions render;
+  GenParams gen;
+  bool max_tokens_given = false;
+  bool stream = false, include_usage = false, logprobs = false;
+  nlohmann::ordered_json tools;     // null or the list as given
+  ToolChoice tool_choice = ToolChoice::Auto;
+  std::string tool_name;            // for ToolChoice::Named
+  bool parallel_tool_calls = true;
+};
+
+struct CompletionRequest {
+  std::string model;
+  std::optional<std::string> prompt_text;  // a text prompt …
+  std::vector<int32_t> prompt_ids;         // … or token ids
+  GenParams gen;
+  bool max_tokens_given = false;
+  bool stream = false, include_usage = false, echo = false;
+  int logprobs = -1;  // -1: none; else 0..5 alternatives
+};
+
+// `defaults` carries the model's generation_config sampling; `vocab` range-checks token ids and logit_bias.
+ChatRequest parse_chat_request(const nlohmann::ordered_json& body, const SamplingParams& defaults, size_t vocab);
+CompletionRequest parse_completion_request(const nlohmann::ordered_json& body, const SamplingParams& defaults,
+                                           size_t vocab);
+
+// Valid UTF-8 (no overlongs, surrogates or code points past U+10FFFF)?
+bool valid_utf8(std::string_view s);
+
+}  // namespace zaya::server

@@ -1,0 +1,52 @@
+#pragma once
+// `zaya serve`: an OpenAI-compatible HTTP server over one loaded model (see docs/server.md).
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace zaya::server {
+
+struct ServerOptions {
+  std::string model_dir;
+  std::string model_name;          // the id /v1/models lists; default: the model folder's name
+  std::string host = "127.0.0.1";
+  int port = 8080;                 // 0: any free port
+  int parallel = 1;                // slots (concurrent generations)
+  int64_t ctx = 0;                 // per-slot context; 0: the model's max_position_embeddings
+  std::string api_key;             // non-empty: every endpoint but /health needs "Authorization: Bearer KEY"
+  size_t queue = 64;               // requests allowed to wait for a slot; beyond that: 429
+  double timeout_s = 600;          // per request: queue wait + generation
+  int read_timeout_s = 30;         // to receive a request's headers and body
+  size_t max_body_bytes = 8u << 20;
+  size_t batch_tokens = 512;       // tokens per batched model pass
+  size_t cache_snapshots = 0;      // decode-state snapshots kept for prompt reuse (0: 4 per slot)
+  size_t snapshot_interval = 512;  // snapshot every this many prompt tokens of a long prefill (0: off)
+  size_t max_connections = 256;
+  std::string chat_template;       // a Jinja file overriding the model's template
+  bool log_requests = true;        // one line per request on stderr
+  bool verbose_load = false;
+};
+
+class Server {
+ public:
+  // Loads the model, tokenizer and chat template; throws zaya::Error.
+  explicit Server(ServerOptions opts);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds and starts serving on a background thread. Returns the bound port.
+  int start();
+  // Blocks until stop() (from another thread or a signal handler thread).
+  void wait();
+  // Stops accepting, ends open connections and running generations. Idempotent.
+  void stop();
+  int port() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace zaya::server
