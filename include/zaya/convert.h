@@ -39,7 +39,8 @@ struct ConvertOptions {
   uint64_t mxtq_seed = 42;
   bool metal_rules = true;  // MLX affine: Apple-GPU kernel rules, what the published bundles were made with
   int threads = 0;          // 0 = the default pool
-  std::function<void(const ConvertProgress&)> progress;  // called as tensors are written (may be empty)
+  // Called as row chunks are written, then once more with name "done" when everything is (may be empty).
+  std::function<void(const ConvertProgress&)> progress;
 };
 
 struct ConvertResult {

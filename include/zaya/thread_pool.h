@@ -1,6 +1,7 @@
 #pragma once
 // A fixed pool of worker threads for data-parallel loops. Work is split into contiguous chunks; which thread runs a
 // chunk never changes what the chunk computes, so results do not depend on the thread count.
+#include <atomic>
 #include <condition_variable>
 #include <cstddef>
 #include <functional>
@@ -32,8 +33,10 @@ class ThreadPool {
   std::mutex mu_;
   std::condition_variable cv_work_, cv_done_;
   const std::function<void(size_t, size_t)>* job_ = nullptr;
-  size_t job_n_ = 0, job_chunk_ = 0, next_chunk_ = 0, n_chunks_ = 0, chunks_done_ = 0;
-  uint64_t generation_ = 0;
+  size_t job_n_ = 0, job_chunk_ = 0, n_chunks_ = 0;
+  std::atomic<size_t> next_chunk_{0}, chunks_done_{0};
+  std::atomic<uint64_t> generation_{0};
+  size_t active_ = 0;  // workers inside run_chunks (guarded by mu_)
   bool stop_ = false;
   std::mutex call_mu_;  // one parallel_for at a time per pool
 };

@@ -1,6 +1,7 @@
 // zaya convert SRC DST --profile P: quantize a float checkpoint into an MLX/JANG bundle (library: zaya/convert.h).
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 
@@ -20,7 +21,7 @@ std::function<void(const ConvertProgress&)> progress_printer(bool quiet) {
     if (tty) {
       std::fprintf(stderr, "\r[%zu/%zu] %5.1f%%  %.1f / %.1f MB  %-60.60s", p.tensor, p.tensors, 100.0 * mb / std::max(tot, 1e-9),
                    mb, tot, p.name.c_str());
-      if (p.bytes_written == p.bytes_total && p.tensor == p.tensors) std::fprintf(stderr, "\n");
+      if (p.name == "done") std::fprintf(stderr, "\n");  // the library's final report
     } else if (pct / 10 != *last_pct / 10 || *last_pct < 0) {
       *last_pct = pct;
       std::fprintf(stderr, "[%zu/%zu] %d%%  %.1f / %.1f MB  %s\n", p.tensor, p.tensors, pct, mb, tot, p.name.c_str());

@@ -1,13 +1,27 @@
 #include "zaya/thread_pool.h"
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <memory>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define ZAYA_CPU_RELAX() _mm_pause()
+#elif defined(__aarch64__)
+#define ZAYA_CPU_RELAX() asm volatile("yield")
+#else
+#define ZAYA_CPU_RELAX() ((void)0)
+#endif
 
 namespace zaya {
 
 namespace {
 thread_local bool t_inside_pool = false;
-}
+// A decode step issues hundreds of short parallel loops; workers spin this long before sleeping so that waking them
+// costs nothing while a forward pass runs, and they still sleep when the model is idle.
+constexpr auto kSpin = std::chrono::microseconds(200);
+}  // namespace
 
 ThreadPool::ThreadPool(size_t n_threads) {
   if (n_threads == 0) n_threads = std::max<size_t>(1, std::thread::hardware_concurrency());
@@ -18,27 +32,22 @@ ThreadPool::~ThreadPool() {
   {
     std::lock_guard<std::mutex> lk(mu_);
     stop_ = true;
+    generation_.fetch_add(1, std::memory_order_release);
   }
   cv_work_.notify_all();
   for (auto& w : workers_) w.join();
 }
 
 void ThreadPool::run_chunks() {
+  const auto* job = job_;
   for (;;) {
-    size_t b, e;
-    const std::function<void(size_t, size_t)>* job;
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      if (next_chunk_ >= n_chunks_) return;
-      const size_t c = next_chunk_++;
-      b = c * job_chunk_;
-      e = std::min(job_n_, b + job_chunk_);
-      job = job_;
-    }
+    const size_t c = next_chunk_.fetch_add(1, std::memory_order_acq_rel);
+    if (c >= n_chunks_) return;
+    const size_t b = c * job_chunk_, e = std::min(job_n_, b + job_chunk_);
     (*job)(b, e);
-    {
+    if (chunks_done_.fetch_add(1, std::memory_order_acq_rel) + 1 == n_chunks_) {
       std::lock_guard<std::mutex> lk(mu_);
-      if (++chunks_done_ == n_chunks_) cv_done_.notify_all();
+      cv_done_.notify_all();
     }
   }
 }
@@ -47,13 +56,29 @@ void ThreadPool::worker_loop() {
   t_inside_pool = true;
   uint64_t seen = 0;
   for (;;) {
-    {
+    // Spin briefly for the next job, then sleep.
+    const auto until = std::chrono::steady_clock::now() + kSpin;
+    uint64_t g = generation_.load(std::memory_order_acquire);
+    while (g == seen && std::chrono::steady_clock::now() < until) {
+      for (int i = 0; i < 64; ++i) ZAYA_CPU_RELAX();
+      g = generation_.load(std::memory_order_acquire);
+    }
+    if (g == seen) {
       std::unique_lock<std::mutex> lk(mu_);
-      cv_work_.wait(lk, [&] { return stop_ || generation_ != seen; });
+      cv_work_.wait(lk, [&] { return generation_.load(std::memory_order_acquire) != seen; });
+      g = generation_.load(std::memory_order_acquire);
+    }
+    seen = g;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
       if (stop_) return;
-      seen = generation_;
+      ++active_;
     }
     run_chunks();
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      if (--active_ == 0) cv_done_.notify_all();
+    }
   }
 }
 
@@ -65,26 +90,31 @@ void ThreadPool::parallel_for(size_t n, size_t grain, const std::function<void(s
     return;
   }
   std::lock_guard<std::mutex> call(call_mu_);
-  // A few chunks per thread balance uneven work without much locking.
+  // A few chunks per thread balance uneven work without much contention.
   const size_t max_chunks = size() * 4;
-  size_t chunk = std::max(grain, (n + max_chunks - 1) / max_chunks);
+  const size_t chunk = std::max(grain, (n + max_chunks - 1) / max_chunks);
   {
-    std::lock_guard<std::mutex> lk(mu_);
+    std::unique_lock<std::mutex> lk(mu_);
+    // Workers still draining the previous job must leave it before its fields change.
+    cv_done_.wait(lk, [&] { return active_ == 0; });
     job_ = &fn;
     job_n_ = n;
     job_chunk_ = chunk;
     n_chunks_ = (n + chunk - 1) / chunk;
-    next_chunk_ = 0;
-    chunks_done_ = 0;
-    ++generation_;
+    next_chunk_.store(0, std::memory_order_relaxed);
+    chunks_done_.store(0, std::memory_order_relaxed);
+    generation_.fetch_add(1, std::memory_order_release);
   }
   cv_work_.notify_all();
   t_inside_pool = true;
   run_chunks();
   t_inside_pool = false;
+  // Spin for the stragglers first: chunks are short.
+  const auto until = std::chrono::steady_clock::now() + kSpin;
+  while (chunks_done_.load(std::memory_order_acquire) != n_chunks_ && std::chrono::steady_clock::now() < until)
+    ZAYA_CPU_RELAX();
   std::unique_lock<std::mutex> lk(mu_);
-  cv_done_.wait(lk, [&] { return chunks_done_ == n_chunks_; });
-  job_ = nullptr;
+  cv_done_.wait(lk, [&] { return chunks_done_.load(std::memory_order_acquire) == n_chunks_; });
 }
 
 namespace {
