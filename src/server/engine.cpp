@@ -145,6 +145,9 @@ void Engine::loop() {
       if (stop_) break;
       admit_locked(lk);
     }
+    // Slot assignment runs unlocked: it may snapshot states and finish tasks, which take the lock themselves.
+    for (auto& t : admitted_now_) assign(std::move(t));
+    admitted_now_.clear();
     step();
   }
   // Shutting down: nothing more runs.
@@ -178,44 +181,54 @@ void Engine::admit_locked(std::unique_lock<std::mutex>&) {
     }
   }
   while (!queue_.empty() && busy_ < slots_.size()) {
-    std::shared_ptr<Task> t = std::move(queue_.front());
+    admitted_now_.push_back(std::move(queue_.front()));
     queue_.pop_front();
-    // The longest cached history that is a prefix of the prompt: an idle slot's live state or a snapshot.
-    size_t best = 0;
-    Slot* best_slot = nullptr;
-    int best_snap = -1;
-    for (auto& s : slots_)
-      if (!s->task && s->tokens.size() > best && usable(s->tokens, s->last_logits, t->prompt))
-        best = s->tokens.size(), best_slot = s.get();
-    for (size_t i = 0; i < pool_.size(); ++i)
-      if (pool_[i].tokens.size() > best && usable(pool_[i].tokens, pool_[i].last_logits, t->prompt))
-        best = pool_[i].tokens.size(), best_slot = nullptr, best_snap = static_cast<int>(i);
-    Slot* slot = best_slot;
-    if (!slot) {
-      // An idle slot holding nothing, else the least recently used idle one (its state goes to the pool first).
-      for (auto& s : slots_) {
-        if (s->task) continue;
-        if (!slot) slot = s.get();
-        else if (slot->tokens.empty()) break;
-        else if (s->tokens.empty() || s->last_used < slot->last_used) slot = s.get();
-      }
-      stash_live(*slot);
-      if (best_snap >= 0) {
-        Snapshot& snap = pool_[static_cast<size_t>(best_snap)];
-        slot->state = snap.state;
-        slot->tokens = snap.tokens;
-        slot->last_logits = snap.last_logits;
-        snap.last_used = ++clock_;
-      } else {
-        slot->state.reset();
-        slot->tokens.clear();
-        slot->last_logits.clear();
-      }
-    }
     ++busy_;
-    slot->cached = best;
-    start_task(*slot, std::move(t));
   }
+}
+
+void Engine::assign(std::shared_ptr<Task> t) {
+  // The longest cached history that is a prefix of the prompt: an idle slot's live state or a snapshot.
+  size_t best = 0;
+  Slot* best_slot = nullptr;
+  int best_snap = -1;
+  for (auto& s : slots_)
+    if (!s->task && s->tokens.size() > best && usable(s->tokens, s->last_logits, t->prompt))
+      best = s->tokens.size(), best_slot = s.get();
+  for (size_t i = 0; i < pool_.size(); ++i)
+    if (pool_[i].tokens.size() > best && usable(pool_[i].tokens, pool_[i].last_logits, t->prompt))
+      best = pool_[i].tokens.size(), best_slot = nullptr, best_snap = static_cast<int>(i);
+  Slot* slot = best_slot;
+  if (!slot) {
+    // An idle slot holding nothing, else the least recently used idle one (its state goes to the pool first).
+    for (auto& s : slots_) {
+      if (s->task) continue;
+      if (!slot) slot = s.get();
+      else if (slot->tokens.empty()) break;
+      else if (s->tokens.empty() || s->last_used < slot->last_used) slot = s.get();
+    }
+    // Copy the snapshot out first: stashing the slot's state may evict pool entries and move the rest.
+    Snapshot from;
+    if (best_snap >= 0) {
+      Snapshot& snap = pool_[static_cast<size_t>(best_snap)];
+      snap.last_used = ++clock_;
+      from.tokens = snap.tokens;
+      from.state = snap.state;
+      from.last_logits = snap.last_logits;
+    }
+    stash_live(*slot);
+    if (best_snap >= 0) {
+      slot->state = std::move(from.state);
+      slot->tokens = std::move(from.tokens);
+      slot->last_logits = std::move(from.last_logits);
+    } else {
+      slot->state.reset();
+      slot->tokens.clear();
+      slot->last_logits.clear();
+    }
+  }
+  slot->cached = best;
+  start_task(*slot, std::move(t));
 }
 
 void Engine::start_task(Slot& s, std::shared_ptr<Task> t) {

@@ -130,7 +130,8 @@ class Engine {
   struct Slot;
 
   void loop();
-  void admit_locked(std::unique_lock<std::mutex>& lk);
+  void admit_locked(std::unique_lock<std::mutex>& lk);  // moves queued tasks to admitted_now_
+  void assign(std::shared_ptr<Task> t);                 // picks a slot and starts the task
   void start_task(Slot& s, std::shared_ptr<Task> t);
   void step();
   void sample_next(Slot& s);
@@ -149,6 +150,7 @@ class Engine {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::shared_ptr<Task>> queue_;
+  std::vector<std::shared_ptr<Task>> admitted_now_;
   size_t busy_ = 0;
   bool stop_ = false;
 

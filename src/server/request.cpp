@@ -46,6 +46,24 @@ bool valid_utf8(std::string_view s) {
 ojson parse_body(const std::string& body) {
   if (body.empty()) throw ApiError(400, "the request body is empty; expected a JSON object", "invalid_json");
   if (!valid_utf8(body)) throw ApiError(400, "the request body is not valid UTF-8", "invalid_utf8");
+  // Deep nesting would exhaust the stack in recursive consumers (copies, the template engine): refuse it up front.
+  constexpr int kMaxDepth = 64;
+  int depth = 0;
+  bool in_string = false, escaped = false;
+  for (char c : body) {
+    if (in_string) {
+      if (escaped) escaped = false;
+      else if (c == '\\') escaped = true;
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > kMaxDepth)
+        throw ApiError(400, cat("the request body is nested deeper than ", kMaxDepth, " levels"), "invalid_json");
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
   ojson j;
   try {
     j = ojson::parse(body);

@@ -353,7 +353,7 @@ struct Server::Impl {
     return f;
   }
 
-  std::string token_text(int32_t id) const { return tok.decode(std::span(&id, 1), false); }
+  std::string token_text(int32_t id, bool skip_special = false) const { return tok.decode(std::span(&id, 1), skip_special); }
 
   ojson chat_logprob(const TokenPiece& p) const {
     auto entry = [&](int32_t id, float lp) {
@@ -625,9 +625,10 @@ struct Server::Impl {
     auto consume = [&](std::vector<TokenPiece>& ps, std::string& out, ojson* lp) {
       for (auto& p : ps) {
         if (p.has_logprob && !p.stop_token && cr.logprobs >= 0) {
-          const std::string t = token_text(p.token);
+          // Token strings as they appear in the text (special tokens skipped there are empty here too).
+          const std::string t = token_text(p.token, cr.gen.skip_special_tokens);
           ojson top = ojson::object();
-          for (const auto& x : p.logprob.top) top[token_text(x.token)] = x.logprob;
+          for (const auto& x : p.logprob.top) top[token_text(x.token, cr.gen.skip_special_tokens)] = x.logprob;
           if (lp) {
             (*lp)["tokens"].push_back(t);
             (*lp)["token_logprobs"].push_back(p.logprob.logprob);
