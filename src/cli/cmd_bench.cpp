@@ -62,7 +62,7 @@ size_t bytes_per_token(const Model& m) {
     if (l.is_attention) {
       const auto& a = l.attn;
       b += a.q.bytes() + a.k.bytes() + a.v_current.bytes() + a.v_delayed.bytes() + a.o.bytes();
-      b += vec(a.conv0_w) + vec(a.conv1_w) + vec(a.conv0_b) + vec(a.conv1_b);
+      b += vec(a.conv0_w) + a.conv1.bytes() + vec(a.conv0_b) + vec(a.conv1_b);
     } else {
       const auto& moe = l.moe;
       b += moe.router_down.bytes() + moe.router_fc1.bytes() + moe.router_fc2.bytes() + moe.router_out.bytes();

@@ -37,13 +37,7 @@ void causal_conv(const AttentionWeights& w, int64_t C, int64_t dh, const float* 
       float* xi = &xin[t * 2 * dh];
       for (int64_t i = 0; i < dh; ++i) xi[2 * i] = y_old[i], xi[2 * i + 1] = y_new[i];
     }
-    WeightMatrix wg;
-    wg.format = WeightFormat::F32;
-    wg.rows = dh;
-    wg.cols = 2 * dh;
-    wg.data = w.conv1_w.data() + g0 * dh * 2;
-    wg.name = "conv_qk grouped";
-    matmul(wg, xin.data(), n, zg.data());
+    matmul(w.conv1.slice_rows(g0, dh), xin.data(), n, zg.data());
     for (size_t t = 0; t < n; ++t)
       for (int64_t i = 0; i < dh; ++i) z[t * C + g0 + i] = w.conv1_b[g0 + i] + zg[t * dh + i];
   }

@@ -189,7 +189,8 @@ ModelWeights ModelWeights::load(const TensorStore& store, const ModelConfig& c) 
       a.o = L.mat(nm.o_proj(n), H, c.q_width());
       a.conv0_w = L.vec(nm.attn(n, "conv_qk.0.weight", "conv_qk_depthwise.weight"), {C, 1, 2});
       a.conv0_b = L.vec(nm.attn(n, "conv_qk.0.bias", "conv_qk_depthwise.bias"), {C});
-      a.conv1_w = L.vec(nm.attn(n, "conv_qk.1.weight", "conv_qk_grouped.weight"), {C, dh, 2});
+      // Kept in its stored dtype (F16 in bundles): per head group it is a [dh, dh·2] matrix for the matmul kernel.
+      a.conv1 = weight_from_tensor(L.get(nm.attn(n, "conv_qk.1.weight", "conv_qk_grouped.weight"), {C, dh, 2}), C, 2 * dh);
       a.conv1_b = L.vec(nm.attn(n, "conv_qk.1.bias", "conv_qk_grouped.bias"), {C});
       a.temp = L.vec(nm.temp(n), {c.n_kv_heads});
     } else {

@@ -22,7 +22,8 @@ struct AttentionWeights {
   WeightMatrix v_current, v_delayed;  // [nk·dh/2, H] each
   WeightMatrix o;                     // [H, nq·dh]
   std::vector<float> conv0_w, conv0_b;  // depthwise [C, 2], [C]
-  std::vector<float> conv1_w, conv1_b;  // grouped [C, dh, 2], [C]
+  WeightMatrix conv1;                   // grouped [C, dh, 2] viewed as [C, 2·dh] (i-major, tap-minor)
+  std::vector<float> conv1_b;           // [C]
   std::vector<float> temp;              // [nk]
 };
 
