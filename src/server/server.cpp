@@ -5,7 +5,9 @@
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <limits>
@@ -14,8 +16,15 @@
 #include <set>
 #include <thread>
 
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <httplib.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include "server/engine.h"
-#include "server/http.h"
 #include "server/metrics.h"
 #include "server/request.h"
 #include "zaya/chat.h"
@@ -49,7 +58,129 @@ bool constant_time_equal(const std::string& a, const std::string& b) {
   return diff == 0;
 }
 
-const HttpExchange::Headers kCors = {{"Access-Control-Allow-Origin", "*"}};
+using Headers = std::vector<std::pair<std::string, std::string>>;
+const Headers kCors = {{"Access-Control-Allow-Origin", "*"}};
+
+// The socket of the connection a request arrived on. cpp-httplib does not hand it to handlers, so it is found among
+// this process's descriptors by its two endpoints (local port, peer address and port), which are unique while the
+// connection is open. -1 when not found.
+int find_connection_fd(const httplib::Request& req) {
+  DIR* dir = ::opendir("/proc/self/fd");
+  if (!dir) return -1;
+  int found = -1;
+  while (dirent* e = ::readdir(dir)) {
+    char* end = nullptr;
+    const long fd = std::strtol(e->d_name, &end, 10);
+    if (end == e->d_name || *end != '\0' || fd == ::dirfd(dir)) continue;
+    sockaddr_storage local{}, peer{};
+    socklen_t ll = sizeof local, pl = sizeof peer;
+    if (::getsockname(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&local), &ll) != 0) continue;
+    if (::getpeername(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&peer), &pl) != 0) continue;
+    auto port_of = [](const sockaddr_storage& a) -> int {
+      if (a.ss_family == AF_INET) return ntohs(reinterpret_cast<const sockaddr_in&>(a).sin_port);
+      if (a.ss_family == AF_INET6) return ntohs(reinterpret_cast<const sockaddr_in6&>(a).sin6_port);
+      return -1;
+    };
+    auto addr_of = [](const sockaddr_storage& a) -> std::string {
+      char buf[INET6_ADDRSTRLEN] = {};
+      if (a.ss_family == AF_INET) ::inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in&>(a).sin_addr, buf, sizeof buf);
+      if (a.ss_family == AF_INET6) ::inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6&>(a).sin6_addr, buf, sizeof buf);
+      return buf;
+    };
+    if (port_of(local) == req.local_port && port_of(peer) == req.remote_port && addr_of(peer) == req.remote_addr) {
+      found = static_cast<int>(fd);
+      break;
+    }
+  }
+  ::closedir(dir);
+  return found;
+}
+
+// Non-blocking: has the client closed its side of the connection (or did the connection fail)?
+bool socket_gone(int fd) {
+  if (fd < 0) return false;
+  pollfd p{fd, static_cast<short>(POLLIN | POLLRDHUP), 0};
+  if (::poll(&p, 1, 0) <= 0) return false;
+  if (p.revents & (POLLHUP | POLLERR | POLLRDHUP | POLLNVAL)) return true;
+  if (p.revents & POLLIN) {
+    char c;
+    return ::recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0;  // data waiting (a pipelined request) is not a hang-up
+  }
+  return false;
+}
+
+// cpp-httplib 0.11 listens with a backlog of 5, which drops connections when a burst of clients connects at once
+// (32 concurrent streams in the tests): this subclass re-listens with a larger backlog once bound.
+class HttpServer : public httplib::Server {
+ public:
+  void widen_backlog(int backlog) { ::listen(svr_sock_, backlog); }
+};
+
+// Where a handler's answer goes: one plain response, or a stream (chunked) whose body runs after the handler has
+// returned, on the same cpp-httplib worker thread, while cpp-httplib writes the chunks.
+class Exchange {
+ public:
+  using Writer = std::function<bool(std::string_view)>;  // false: the client is gone, stop producing
+  using Gone = std::function<bool()>;
+  using StreamBody = std::function<void(const Writer&, const Gone&)>;
+
+  Exchange(const httplib::Request& req, httplib::Response& res) : req_(req), res_(res) {}
+
+  void respond(int status, const std::string& content_type, const std::string& body, const Headers& extra = {}) {
+    res_.status = status_ = status;
+    for (const auto& [k, v] : extra) res_.set_header(k.c_str(), v);
+    if (!content_type.empty()) res_.set_content(body, content_type.c_str());
+  }
+
+  // Starts a streamed response. `body` writes the chunks; `release` runs once the stream is over, however it ended
+  // (`completed`: the body ran to its end and the client got everything).
+  void stream(int status, const std::string& content_type, StreamBody body, std::function<void(bool)> release,
+              const Headers& extra = {}) {
+    res_.status = status_ = status;
+    streaming_ = true;
+    for (const auto& [k, v] : extra) res_.set_header(k.c_str(), v);
+    struct State {
+      StreamBody body;
+      std::function<void(bool)> release;
+      int fd;
+      bool completed = false;
+    };
+    auto st = std::make_shared<State>(State{std::move(body), std::move(release), fd()});
+    res_.set_chunked_content_provider(
+        content_type,
+        [st](size_t, httplib::DataSink& sink) {
+          bool ok = true;
+          const Gone gone = [&] { return !ok || socket_gone(st->fd); };
+          const Writer write = [&](std::string_view d) {
+            if (ok && !d.empty()) ok = sink.write(d.data(), d.size());
+            return ok && !(d.empty() && socket_gone(st->fd));
+          };
+          st->body(write, gone);
+          if (!ok) return false;
+          sink.done();
+          st->completed = true;
+          return true;
+        },
+        [st](bool success) {
+          if (st->release) st->release(success && st->completed);
+        });
+  }
+
+  bool client_gone() { return socket_gone(fd()); }
+  int status() const { return status_; }
+  bool streaming() const { return streaming_; }
+
+ private:
+  int fd() {
+    if (fd_ == -2) fd_ = find_connection_fd(req_);
+    return fd_;
+  }
+  const httplib::Request& req_;
+  httplib::Response& res_;
+  int status_ = 0;
+  int fd_ = -2;
+  bool streaming_ = false;
+};
 
 // Tool-call closing text appended when the model ends (EOS) inside a call at a parameter boundary.
 const std::string kCloseCall = "</function>\n</zyphra_tool_call>";
@@ -102,17 +233,45 @@ struct Server::Impl {
     eo.max_snapshots = opt.cache_snapshots;
     eo.snapshot_interval = opt.snapshot_interval;
     engine = std::make_unique<Engine>(*model, tok, eo, metrics);
-    HttpServerOptions ho;
-    ho.max_body_bytes = opt.max_body_bytes;
-    ho.read_timeout_s = opt.read_timeout_s;
-    ho.max_connections = opt.max_connections;
-    http = std::make_unique<HttpServer>(ho, [this](const HttpRequest& r, HttpExchange& ex) { handle(r, ex); });
+    setup_http();
+  }
+
+  // cpp-httplib: every method and path goes to handle(), which routes (so unknown paths get 404 and known paths with
+  // the wrong method 405, both as OpenAI-style JSON); errors cpp-httplib answers itself (malformed HTTP, 413, …) get
+  // a JSON body from the error handler.
+  void setup_http() {
+    http = std::make_unique<HttpServer>();
+    const size_t workers = std::max<size_t>(opt.max_connections, 4);
+    http->new_task_queue = [workers] { return new httplib::ThreadPool(workers); };
+    http->set_payload_max_length(opt.max_body_bytes);
+    http->set_read_timeout(opt.read_timeout_s, 0);
+    http->set_write_timeout(30, 0);
+    http->set_keep_alive_timeout(5);
+    http->set_keep_alive_max_count(1000);
+    const auto h = [this](const httplib::Request& req, httplib::Response& res) { handle(req, res); };
+    http->Get(".*", h);
+    http->Post(".*", h);
+    http->Put(".*", h);
+    http->Patch(".*", h);
+    http->Delete(".*", h);
+    http->Options(".*", h);
+    http->set_error_handler(httplib::Server::HandlerWithResponse([](const httplib::Request&, httplib::Response& res) {
+      if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;  // one of ours: already JSON
+      std::string message = "malformed HTTP request", code = "bad_http_request";
+      if (res.status == 413) code = "request_too_large", message = "request body exceeds the size limit";
+      else if (res.status == 404) code = "not_found";
+      else if (res.status == 414) code = "uri_too_long";
+      res.set_content(ApiError(res.status, message, code).json(), "application/json");
+      res.set_header("Access-Control-Allow-Origin", "*");
+      return httplib::Server::HandlerResponse::Handled;
+    }));
   }
 
   // ------------------------------------------------------------------------------------------------------------
-  void handle(const HttpRequest& req, HttpExchange& ex) {
+  void handle(const httplib::Request& req, httplib::Response& res) {
     const auto t0 = std::chrono::steady_clock::now();
     std::string endpoint = "other";
+    Exchange ex(req, res);
     try {
       route(req, ex, endpoint);
     } catch (const ApiError& e) {
@@ -125,19 +284,39 @@ struct Server::Impl {
     } catch (const std::exception& e) {
       ex.respond(500, "application/json", ApiError(500, e.what(), "internal_error", "", "server_error").json(), kCors);
     }
-    const int status = ex.status() ? ex.status() : 499;  // 499: the client left before any response
+    if (!ex.status()) {  // the client left before any response
+      res.status = 499;
+      res.set_content("", "text/plain");
+    }
+    const int status = ex.status() ? ex.status() : 499;
     metrics.request(endpoint, status);
-    if (opt.log_requests)
-      std::fprintf(stderr, "zaya serve: %s %s %s %d %.1f ms\n", req.remote.c_str(), req.method.c_str(),
-                   req.path.c_str(), status,
-                   std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    if (opt.log_requests && !ex.streaming()) log_request(req, status, t0);
   }
 
-  void route(const HttpRequest& req, HttpExchange& ex, std::string& endpoint) {
+  void log_request(const httplib::Request& req, int status, std::chrono::steady_clock::time_point t0) const {
+    std::fprintf(stderr, "zaya serve: %s %s %s %d %.1f ms\n", req.remote_addr.c_str(), req.method.c_str(),
+                 req.path.c_str(), status,
+                 std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+
+  // Called by a stream's body when it ends (the request line is logged then, with the stream's duration).
+  std::function<void(bool)> stream_logger(const httplib::Request& req, std::function<void()> on_abort) {
+    const auto t0 = std::chrono::steady_clock::now();
+    return [this, t0, remote = req.remote_addr, method = req.method, path = req.path,
+            on_abort = std::move(on_abort)](bool completed) {
+      if (!completed && on_abort) on_abort();
+      if (opt.log_requests)
+        std::fprintf(stderr, "zaya serve: %s %s %s 200 %.1f ms%s\n", remote.c_str(), method.c_str(), path.c_str(),
+                     std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(),
+                     completed ? "" : " (stream ended early)");
+    };
+  }
+
+  void route(const httplib::Request& req, Exchange& ex, std::string& endpoint) {
     struct Route {
       const char* path;
       const char* method;
-      void (Impl::*fn)(const HttpRequest&, HttpExchange&);
+      void (Impl::*fn)(const httplib::Request&, Exchange&);
     };
     static const Route routes[] = {
         {"/v1/chat/completions", "POST", &Impl::chat},
@@ -179,7 +358,7 @@ struct Server::Impl {
     if (!hit && !model_get)
       throw ApiError(405, cat(req.method, " is not allowed on ", req.path), "method_not_allowed");
     if (!opt.api_key.empty() && path != "/health") {
-      const std::string auth = req.header("authorization");
+      const std::string auth = req.get_header_value("Authorization");
       const std::string prefix = "Bearer ";
       if (auth.size() <= prefix.size() || auth.compare(0, prefix.size(), prefix) != 0 ||
           !constant_time_equal(auth.substr(prefix.size()), opt.api_key))
@@ -198,30 +377,30 @@ struct Server::Impl {
             {"max_model_len", engine->ctx()}};
   }
 
-  void models(const HttpRequest&, HttpExchange& ex) {
+  void models(const httplib::Request&, Exchange& ex) {
     ojson j = {{"object", "list"}, {"data", ojson::array({model_object()})}};
     ex.respond(200, "application/json", dump(j), kCors);
   }
 
-  void model_one(const std::string& id, HttpExchange& ex) {
+  void model_one(const std::string& id, Exchange& ex) {
     if (id != model_name) throw ApiError(404, cat("the model '", id, "' does not exist"), "model_not_found", "model");
     ex.respond(200, "application/json", dump(model_object()), kCors);
   }
 
-  void health(const HttpRequest&, HttpExchange& ex) {
+  void health(const httplib::Request&, Exchange& ex) {
     const auto s = engine->stats();
     ojson j = {{"status", "ok"}, {"model", model_name}, {"slots_total", s.slots}, {"slots_idle", s.slots - s.busy},
                {"queue_depth", s.queued}};
     ex.respond(200, "application/json", dump(j), kCors);
   }
 
-  void metrics_text(const HttpRequest&, HttpExchange& ex) {
+  void metrics_text(const httplib::Request&, Exchange& ex) {
     const auto s = engine->stats();
     ex.respond(200, "text/plain; version=0.0.4; charset=utf-8",
                metrics.render(s.queued, s.busy, s.slots, s.snapshots, s.snapshot_bytes), kCors);
   }
 
-  void tokenize(const HttpRequest& req, HttpExchange& ex) {
+  void tokenize(const httplib::Request& req, Exchange& ex) {
     const ojson body = parse_body(req.body);
     bool add_special = false, with_pieces = false;
     if (body.contains("add_special") && !body["add_special"].is_null()) {
@@ -254,7 +433,7 @@ struct Server::Impl {
     ex.respond(200, "application/json", dump(j), kCors);
   }
 
-  void detokenize(const HttpRequest& req, HttpExchange& ex) {
+  void detokenize(const httplib::Request& req, Exchange& ex) {
     const ojson body = parse_body(req.body);
     if (!body.contains("tokens")) throw ApiError(400, "'tokens' is required", "missing_required_parameter", "tokens");
     if (!body["tokens"].is_array()) throw ApiError(400, "'tokens' must be a list of token ids", "invalid_type", "tokens");
@@ -308,7 +487,7 @@ struct Server::Impl {
 
   // Waits for the task to reach a slot (first output) so queue timeouts can still be answered with an HTTP error.
   // Returns false when the client left (the task is cancelled).
-  bool await_start(Task& task, HttpExchange& ex, std::vector<TokenPiece>& pieces, bool& done) {
+  bool await_start(Task& task, Exchange& ex, std::vector<TokenPiece>& pieces, bool& done) {
     for (;;) {
       done = task.wait(pieces, std::chrono::milliseconds(50));
       if (done || !pieces.empty()) break;
@@ -445,7 +624,7 @@ struct Server::Impl {
     }
   };
 
-  void chat(const HttpRequest& req, HttpExchange& ex) {
+  void chat(const httplib::Request& req, Exchange& ex) {
     const ojson body = parse_body(req.body);
     ChatRequest cr = parse_chat_request(body, defaults, vocab);
     std::string prompt = fmt->render(cr.messages, cr.render);
@@ -466,7 +645,8 @@ struct Server::Impl {
     po.parse_tool_calls = !cr.tools.is_null() && cr.tool_choice != ToolChoice::None;
     if (!cr.tools.is_null()) po.tools = cr.tools;
     po.id_prefix = random_id("call_", 8) + "_";
-    ChatAccumulator acc;
+    auto run = std::make_shared<ChatRun>();  // shared with the stream body, which runs after this handler returns
+    ChatAccumulator& acc = run->acc;
     acc.parser = std::make_unique<OutputParser>(po);
     acc.streaming = cr.stream;
     if (!forced.empty()) {
@@ -474,13 +654,37 @@ struct Server::Impl {
       acc.handle(std::move(ev));
     }
 
-    auto task = submit(std::move(ids), cr.gen);
-    const std::string id = random_id("chatcmpl-");
-    const int64_t created_at = unix_now();
+    run->task = submit(std::move(ids), cr.gen);
+    run->id = random_id("chatcmpl-");
+    run->created_at = unix_now();
+    if (!await_start(*run->task, ex, run->pieces, run->done)) return;
+    if (!cr.stream) return chat_run(*run, cr, &ex, nullptr, nullptr);
+    ex.stream(200, "text/event-stream",
+              [this, run, cr = std::move(cr)](const Exchange::Writer& write, const Exchange::Gone& gone) {
+                chat_run(*run, cr, nullptr, &write, &gone);
+              },
+              stream_logger(req, [run] { run->task->cancel(); }), kCors);
+  }
+
+  struct ChatRun {
+    ChatAccumulator acc;
+    std::shared_ptr<Task> task;
+    std::string id;
+    int64_t created_at = 0;
     std::vector<TokenPiece> pieces;
     bool done = false;
-    if (!await_start(*task, ex, pieces, done)) return;
+  };
 
+  // The rest of a chat completion once its task runs: the plain answer through `ex`, or (write != nullptr) the
+  // SSE stream through `write`.
+  void chat_run(ChatRun& run, const ChatRequest& cr, Exchange* ex, const Exchange::Writer* write,
+                const Exchange::Gone* gone) {
+    ChatAccumulator& acc = run.acc;
+    auto& task = run.task;
+    const std::string& id = run.id;
+    const int64_t created_at = run.created_at;
+    std::vector<TokenPiece>& pieces = run.pieces;
+    bool& done = run.done;
     ojson logprobs = ojson::array();
     bool stop_token_end = false;
     bool cut_after_call = false;  // parallel_tool_calls = false and one call is complete
@@ -512,7 +716,7 @@ struct Server::Impl {
       while (!done) {
         done = task->wait(pieces, std::chrono::milliseconds(50));
         consume(pieces, logprobs);
-        if (!done && ex.client_gone()) {
+        if (!done && ex->client_gone()) {
           task->cancel();
           return;
         }
@@ -542,14 +746,13 @@ struct Server::Impl {
       ojson j = {{"id", id},           {"object", "chat.completion"},  {"created", created_at},
                  {"model", model_name}, {"system_fingerprint", "fp_zaya"}, {"choices", ojson::array({choice})},
                  {"usage", usage_json(s, reasoning_tokens, true)}, {"timings", timings_json(s)}};
-      ex.respond(200, "application/json", dump(j), kCors);
+      ex->respond(200, "application/json", dump(j), kCors);
       return;
     }
 
     // Streaming: role first, then deltas as they come, the finish chunk, optional usage, [DONE].
-    if (!ex.begin_stream(200, "text/event-stream", kCors)) return task->cancel();
     auto send = [&](const std::string& s) {
-      if (ex.write(s)) return true;
+      if ((*write)(s)) return true;
       task->cancel();
       return false;
     };
@@ -572,7 +775,7 @@ struct Server::Impl {
       if (!flush(lp)) return;
       if (done) break;
       done = task->wait(pieces, std::chrono::milliseconds(50));
-      if (!done && pieces.empty() && ex.client_gone()) return task->cancel();
+      if (!done && pieces.empty() && (*gone)()) return task->cancel();
     }
     const TaskSummary s = task->summary();
     if (s.finish == "error") {
@@ -605,20 +808,44 @@ struct Server::Impl {
   // ------------------------------------------------------------------------------------------------------------
   // POST /v1/completions
 
-  void completions(const HttpRequest& req, HttpExchange& ex) {
+  void completions(const httplib::Request& req, Exchange& ex) {
     const ojson body = parse_body(req.body);
     CompletionRequest cr = parse_completion_request(body, defaults, vocab);
     std::vector<int32_t> ids = cr.prompt_text ? tok.encode(*cr.prompt_text, true) : cr.prompt_ids;
     fit_context(ids.size(), cr.gen, cr.max_tokens_given);
     const std::string echo_text = !cr.echo ? "" : cr.prompt_text ? *cr.prompt_text : tok.decode(ids, false);
 
-    auto task = submit(std::move(ids), cr.gen);
-    const std::string id = random_id("cmpl-");
-    const int64_t created_at = unix_now();
+    auto run = std::make_shared<CompletionRun>();  // shared with the stream body, which runs after this returns
+    run->echo_text = echo_text;
+    run->task = submit(std::move(ids), cr.gen);
+    run->id = random_id("cmpl-");
+    run->created_at = unix_now();
+    if (!await_start(*run->task, ex, run->pieces, run->done)) return;
+    if (!cr.stream) return completion_run(*run, cr, &ex, nullptr, nullptr);
+    ex.stream(200, "text/event-stream",
+              [this, run, cr = std::move(cr)](const Exchange::Writer& write, const Exchange::Gone& gone) {
+                completion_run(*run, cr, nullptr, &write, &gone);
+              },
+              stream_logger(req, [run] { run->task->cancel(); }), kCors);
+  }
+
+  struct CompletionRun {
+    std::string echo_text;
+    std::shared_ptr<Task> task;
+    std::string id;
+    int64_t created_at = 0;
     std::vector<TokenPiece> pieces;
     bool done = false;
-    if (!await_start(*task, ex, pieces, done)) return;
+  };
 
+  void completion_run(CompletionRun& run, const CompletionRequest& cr, Exchange* ex, const Exchange::Writer* write,
+                      const Exchange::Gone* gone) {
+    const std::string& echo_text = run.echo_text;
+    auto& task = run.task;
+    const std::string& id = run.id;
+    const int64_t created_at = run.created_at;
+    std::vector<TokenPiece>& pieces = run.pieces;
+    bool& done = run.done;
     std::string text = echo_text;
     ojson lp_tokens = ojson::array(), lp_values = ojson::array(), lp_top = ojson::array(), lp_offsets = ojson::array();
     size_t offset = text.size();
@@ -652,7 +879,7 @@ struct Server::Impl {
       while (!done) {
         done = task->wait(pieces, std::chrono::milliseconds(50));
         consume(pieces, text, &lp);
-        if (!done && ex.client_gone()) {
+        if (!done && ex->client_gone()) {
           task->cancel();
           return;
         }
@@ -665,11 +892,10 @@ struct Server::Impl {
       ojson j = {{"id", id}, {"object", "text_completion"}, {"created", created_at}, {"model", model_name},
                  {"system_fingerprint", "fp_zaya"}, {"choices", ojson::array({choice})},
                  {"usage", usage_json(s, 0, false)}, {"timings", timings_json(s)}};
-      ex.respond(200, "application/json", dump(j), kCors);
+      ex->respond(200, "application/json", dump(j), kCors);
       return;
     }
 
-    if (!ex.begin_stream(200, "text/event-stream", kCors)) return task->cancel();
     auto chunk = [&](const std::string& t, const ojson& finish, const ojson& lp) {
       ojson c = {{"id", id}, {"object", "text_completion"}, {"created", created_at}, {"model", model_name},
                  {"system_fingerprint", "fp_zaya"},
@@ -678,7 +904,7 @@ struct Server::Impl {
       return c;
     };
     auto send = [&](const ojson& c) {
-      if (ex.write("data: " + dump(c) + "\n\n")) return true;
+      if ((*write)("data: " + dump(c) + "\n\n")) return true;
       task->cancel();
       return false;
     };
@@ -691,12 +917,12 @@ struct Server::Impl {
       if ((!out.empty() || has_lp) && !send(chunk(out, nullptr, has_lp ? lp : ojson(nullptr)))) return;
       if (done) break;
       done = task->wait(pieces, std::chrono::milliseconds(50));
-      if (!done && pieces.empty() && ex.client_gone()) return task->cancel();
+      if (!done && pieces.empty() && (*gone)()) return task->cancel();
     }
     const TaskSummary s = task->summary();
     if (s.finish == "error") {
-      ex.write("data: " + ApiError(500, s.error, "generation_error", "", "server_error").json() + "\n\n");
-      ex.write("data: [DONE]\n\n");
+      (*write)("data: " + ApiError(500, s.error, "generation_error", "", "server_error").json() + "\n\n");
+      (*write)("data: [DONE]\n\n");
       return;
     }
     if (s.finish == "cancelled") return;
@@ -708,7 +934,7 @@ struct Server::Impl {
                  {"system_fingerprint", "fp_zaya"}, {"choices", ojson::array()}, {"usage", usage_json(s, 0, false)}};
       if (!send(u)) return;
     }
-    ex.write("data: [DONE]\n\n");
+    (*write)("data: [DONE]\n\n");
   }
 };
 
@@ -717,8 +943,13 @@ Server::Server(ServerOptions opts) : impl_(std::make_unique<Impl>(std::move(opts
 Server::~Server() { stop(); }
 
 int Server::start() {
-  impl_->port = impl_->http->listen(impl_->opt.host, impl_->opt.port);
-  impl_->thread = std::thread([this] { impl_->http->serve(); });
+  auto& http = *impl_->http;
+  impl_->port = impl_->opt.port == 0 ? http.bind_to_any_port(impl_->opt.host)
+                                     : (http.bind_to_port(impl_->opt.host, impl_->opt.port) ? impl_->opt.port : -1);
+  if (impl_->port < 0)
+    throw Error(cat("cannot listen on ", impl_->opt.host, ":", impl_->opt.port, ": ", std::strerror(errno)));
+  http.widen_backlog(512);
+  impl_->thread = std::thread([this] { impl_->http->listen_after_bind(); });
   return impl_->port;
 }
 

@@ -22,7 +22,7 @@ struct ServerOptions {
   size_t batch_tokens = 512;       // tokens per batched model pass
   size_t cache_snapshots = 0;      // decode-state snapshots kept for prompt reuse (0: 4 per slot)
   size_t snapshot_interval = 512;  // snapshot every this many prompt tokens of a long prefill (0: off)
-  size_t max_connections = 256;
+  size_t max_connections = 256;   // HTTP worker threads (one per open connection; more connections wait)
   std::string chat_template;       // a Jinja file overriding the model's template
   bool log_requests = true;        // one line per request on stderr
   bool verbose_load = false;
