@@ -36,7 +36,7 @@ std::unique_ptr<Model> Model::load(const std::string& dir, const LoadOptions& op
       std::string reach;
       int n_reachable = 0;
       for (auto [layer, ok] : m->skip_route_reachability()) {
-        reach += " " + std::to_string(layer) + (ok ? ":yes" : ":no");
+        reach += cat(" ", layer, ok ? ":yes" : ":no");
         n_reachable += ok;
       }
       std::fprintf(stderr, "zaya: skip route reachable in %d MoE layers (layer:reachable)%s\n", n_reachable,
@@ -101,7 +101,7 @@ void Model::forward_batch(std::span<BatchItem> items, ForwardTrace* trace) const
   for (size_t l = 0; l < w.layers.size(); ++l) {
     const LayerWeights& lw = w.layers[l];
     residual_merge(lw.merge, m.data(), r.data(), n, H);
-    if (trace) trace->put("residual_in." + std::to_string(l), r.data(), r.size());
+    if (trace) trace->put(cat("residual_in.", l), r.data(), r.size());
     for (size_t t = 0; t < n; ++t)
       rmsnorm(&r[t * H], lw.input_norm.data(), H, static_cast<float>(cfg_.norm_eps), &x[t * H]);
     if (lw.is_attention) {
@@ -115,7 +115,7 @@ void Model::forward_batch(std::span<BatchItem> items, ForwardTrace* trace) const
     } else {
       moe_layer(lw.moe, cfg_, skip_route_, x.data(), n, rho.data(), m.data(), trace, static_cast<int64_t>(l));
     }
-    if (trace) trace->put("mixer_out." + std::to_string(l), m.data(), m.size());
+    if (trace) trace->put(cat("mixer_out.", l), m.data(), m.size());
   }
   for (auto& it : items) it.state->advance(static_cast<int64_t>(it.ids.size()));
 
