@@ -27,19 +27,7 @@ std::string golden(const std::string& rel) { return test::require_path(test::dat
 std::string tiny_a() { return golden("zaya1-text/tiny-a"); }
 std::string tiny_a_native() { return golden("zaya1-text/tiny-a/native"); }
 
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& tag) {
-    path = fs::temp_directory_path() / ("zaya_" + tag + "_" + std::to_string(::getpid()));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string operator/(const std::string& s) const { return (path / s).string(); }
-};
+using test::TempDir;
 
 ConvertOptions opts(Profile p, uint64_t shard_bytes = 0) {
   ConvertOptions o;

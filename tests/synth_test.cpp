@@ -21,19 +21,7 @@ using namespace zaya;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& tag) {
-    path = fs::temp_directory_path() / ("zaya_" + tag + "_" + std::to_string(::getpid()));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string operator/(const std::string& s) const { return (path / s).string(); }
-};
+using test::TempDir;
 
 // A small legacy config whose widths the group sizes divide (so every profile really quantizes every linear).
 std::string small_config(const TempDir& tmp) {

@@ -1,5 +1,6 @@
 #pragma once
 // Shared helpers for the test suite: where the copied golden data and fetched assets live.
+#include <filesystem>
 #include <string>
 
 namespace zaya::test {
@@ -14,6 +15,17 @@ std::string cli_path();
 std::string require_path(const std::string& path);
 // Reads a whole file.
 std::string read_file(const std::string& path);
+// A fresh directory under the system temp dir (named after `tag` and the process id), removed on destruction.
+struct TempDir {
+  std::filesystem::path path;
+  explicit TempDir(const std::string& tag);
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  std::string str() const { return path.string(); }
+  std::string operator/(const std::string& name) const { return (path / name).string(); }
+};
+
 // Runs a shell command; returns its exit code and fills stdout/stderr text.
 int run_command(const std::string& cmd, std::string* out = nullptr, std::string* err = nullptr);
 

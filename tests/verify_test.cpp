@@ -22,19 +22,7 @@ namespace {
 
 std::string bundle(const std::string& name) { return test::require_path(test::data_dir() + "/golden/zaya1-bundles/" + name); }
 
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& tag) {
-    path = fs::temp_directory_path() / ("zaya_" + tag + "_" + std::to_string(::getpid()));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string operator/(const std::string& s) const { return (path / s).string(); }
-};
+using test::TempDir;
 
 struct Tensor {
   TensorSpec spec;
