@@ -3,6 +3,7 @@
 // plain floats, MLX affine (2–8 bits), MLX mxfp4/nvfp4/mxfp8, or JANG MXTQ. Layers only hold WeightMatrix values,
 // so they do not care how a weight is stored. Every pointer refers to rows stored one after another.
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -53,6 +54,19 @@ struct WeightMatrix {
   // A view of rows [r0, r0+n): slices stacked experts and gate/up halves without copying.
   WeightMatrix slice_rows(int64_t r0, int64_t n) const;
 };
+
+// Element i of a stored scale/bias array (F16, BF16 or F32; any alignment) as fp32.
+inline float stored_scale(const void* base, DType dt, size_t i) {
+  const uint8_t* p = static_cast<const uint8_t*>(base);
+  if (dt == DType::F32) {
+    float v;
+    std::memcpy(&v, p + 4 * i, 4);
+    return v;
+  }
+  uint16_t h;
+  std::memcpy(&h, p + 2 * i, 2);
+  return dt == DType::BF16 ? bf16_to_f32(h) : f16_to_f32(h);
+}
 
 // Wraps a float tensor without copying when it is aligned. `rows`/`cols` give the matrix view, e.g. [E, 2I, H] as
 // E·2I rows of H.

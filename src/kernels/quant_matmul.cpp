@@ -17,14 +17,6 @@ namespace zaya {
 
 namespace {
 
-float load_scale(const uint8_t* p, DType dt, size_t i) {
-  switch (dt) {
-    case DType::F32: { float v; std::memcpy(&v, p + 4 * i, 4); return v; }
-    case DType::BF16: { uint16_t v; std::memcpy(&v, p + 2 * i, 2); return bf16_to_f32(v); }
-    default: { uint16_t v; std::memcpy(&v, p + 2 * i, 2); return f16_to_f32(v); }
-  }
-}
-
 // Affine codes of one row as floats; 4- and 8-bit (the bundles' widths) have straight-line loops.
 void decode_affine(const uint32_t* w, int64_t n, int bits, float* out) {
   if (bits == 4) {
@@ -118,7 +110,7 @@ void quant_matmul_generic(const WeightMatrix& W, const float* X, size_t n_tokens
       const uint8_t* sp = static_cast<const uint8_t*>(W.scales) + r * W.scale_row_bytes;
       if (affine) {
         const uint8_t* bp = static_cast<const uint8_t*>(W.biases) + r * W.scale_row_bytes;
-        for (size_t g = 0; g < groups; ++g) sc[g] = load_scale(sp, W.scale_dtype, g), bi[g] = load_scale(bp, W.scale_dtype, g);
+        for (size_t g = 0; g < groups; ++g) sc[g] = stored_scale(sp, W.scale_dtype, g), bi[g] = stored_scale(bp, W.scale_dtype, g);
       } else if (W.format == WeightFormat::NvFp4) {
         for (size_t g = 0; g < groups; ++g) sc[g] = quant::e4m3_to_f32(sp[g]);
       } else {

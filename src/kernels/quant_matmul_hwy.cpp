@@ -23,31 +23,6 @@
 #include "zaya/safetensors.h"
 #include "zaya/thread_pool.h"
 
-#ifndef ZAYA_QUANT_HWY_HELPERS
-#define ZAYA_QUANT_HWY_HELPERS
-namespace zaya {
-namespace {
-// Half → float by bit manipulation (scales/biases of every row, so it must be cheap); exact for normals and
-// zero, subnormals and inf/nan through the slow exact routine.
-inline float half_to_float(uint16_t h) {
-  const uint32_t exp = (h >> 10) & 0x1f;
-  if (exp == 0 || exp == 31) return f16_to_f32(h);
-  const uint32_t bits = (static_cast<uint32_t>(h & 0x8000) << 16) | ((exp + 112) << 23) | (static_cast<uint32_t>(h & 0x3ff) << 13);
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
-}
-inline float scale_value(const uint8_t* p, DType dt, size_t i) {
-  uint16_t h;
-  switch (dt) {
-    case DType::F32: { float v; std::memcpy(&v, p + 4 * i, 4); return v; }
-    case DType::BF16: std::memcpy(&h, p + 2 * i, 2); return bf16_to_f32(h);
-    default: std::memcpy(&h, p + 2 * i, 2); return half_to_float(h);
-  }
-}
-}  // namespace
-}  // namespace zaya
-#endif
 
 HWY_BEFORE_NAMESPACE();
 namespace zaya {
@@ -79,7 +54,7 @@ HWY_INLINE void LoadScales(const uint8_t* p, DType dt, size_t groups, float* out
     for (; g + N <= groups; g += N)
       hn::StoreU(hn::PromoteTo(df, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(p) + g)), df, out + g);
   }
-  for (; g < groups; ++g) out[g] = scale_value(p, dt, g);
+  for (; g < groups; ++g) out[g] = stored_scale(p, dt, g);
 }
 
 // Calls fn(w0, w1, offset) for every pair of N-lane vectors of dequantized weights of one row, in activation (xp)

@@ -31,17 +31,6 @@ size_t WeightMatrix::bytes() const {
   return b;
 }
 
-namespace {
-float scale_at(const void* base, DType dt, size_t i) {
-  const uint8_t* p = static_cast<const uint8_t*>(base);
-  switch (dt) {
-    case DType::F32: { float v; std::memcpy(&v, p + 4 * i, 4); return v; }
-    case DType::BF16: { uint16_t v; std::memcpy(&v, p + 2 * i, 2); return bf16_to_f32(v); }
-    default: { uint16_t v; std::memcpy(&v, p + 2 * i, 2); return f16_to_f32(v); }
-  }
-}
-}  // namespace
-
 void WeightMatrix::row_to_f32(int64_t r, float* out) const {
   if (r < 0 || r >= rows) throw Error(cat(name, ": row ", r, " out of range [0, ", rows, ")"));
   const uint8_t* row = static_cast<const uint8_t*>(data) + static_cast<size_t>(r) * stride();
@@ -62,7 +51,7 @@ void WeightMatrix::row_to_f32(int64_t r, float* out) const {
       std::vector<float> s(groups), b(groups);
       const uint8_t* sp = static_cast<const uint8_t*>(scales) + static_cast<size_t>(r) * scale_row_bytes;
       const uint8_t* bp = static_cast<const uint8_t*>(biases) + static_cast<size_t>(r) * scale_row_bytes;
-      for (int64_t g = 0; g < groups; ++g) s[g] = scale_at(sp, scale_dtype, g), b[g] = scale_at(bp, scale_dtype, g);
+      for (int64_t g = 0; g < groups; ++g) s[g] = stored_scale(sp, scale_dtype, g), b[g] = stored_scale(bp, scale_dtype, g);
       quant::affine_dequantize_row(reinterpret_cast<const uint32_t*>(row), s.data(), b.data(), cols, bits, group_size, out);
       return;
     }
