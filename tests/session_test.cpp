@@ -8,6 +8,7 @@
 #include "zaya/error.h"
 #include "zaya/model.h"
 #include "zaya/session.h"
+#include "zaya/snapshot_pool.h"
 #include "zaya/tokenizer.h"
 
 using namespace zaya;
@@ -99,4 +100,28 @@ TEST(Session, BadPromptsAreRejected) {
   EXPECT_THROW(s.prefill(bad), Error);
   EXPECT_TRUE(s.tokens().empty());
   EXPECT_THROW(s.generate(greedy(1)), Error);
+}
+
+TEST(SnapshotPool, LongestResumablePrefixAndLruEviction) {
+  auto m = load("tiny-a");
+  SnapshotPool pool(2);
+  auto snap = [&](std::vector<int32_t> t, bool logits) {
+    return PrefixSnapshot{std::move(t), m->new_state(), logits ? std::vector<float>(4, 0.f) : std::vector<float>{}, 0};
+  };
+  pool.add(snap({2, 5}, true));
+  pool.add(snap({2, 5, 7}, false));
+  const std::vector<int32_t> prompt = {2, 5, 7, 9};
+  EXPECT_EQ(pool.find(prompt), 1);                          // longest prefix
+  EXPECT_EQ(pool.find(std::vector<int32_t>{2, 5, 7}), 0);   // no logits: only strict prefixes resume
+  EXPECT_EQ(pool.find(prompt, 3), -1);                      // nothing longer than 3 tokens
+  const size_t bytes = pool.total_bytes();
+  pool.add(snap({2, 5}, true));                             // same history: refresh, no new entry
+  EXPECT_EQ(pool.size(), 2u);
+  EXPECT_EQ(pool.total_bytes(), bytes);
+  pool.use(0);
+  pool.add(snap({3}, true));                                // evicts the least recently used ({2,5,7})
+  EXPECT_EQ(pool.size(), 2u);
+  EXPECT_EQ(pool.find(prompt), 0);
+  pool.drop_prefixes_of({3, 4});                            // has logits: kept
+  EXPECT_EQ(pool.size(), 2u);
 }

@@ -15,6 +15,7 @@
 #include "zaya/decode_state.h"
 #include "zaya/model.h"
 #include "zaya/sampler.h"
+#include "zaya/snapshot_pool.h"
 
 namespace zaya {
 
@@ -68,12 +69,6 @@ class Session {
   size_t snapshot_count() const { return snapshots_.size(); }
 
  private:
-  struct Snapshot {
-    std::vector<int32_t> tokens;
-    DecodeState state;
-    std::vector<float> last_logits;
-    uint64_t last_used = 0;
-  };
   void save_snapshot();
   void feed(std::span<const int32_t> ids);  // runs ids through the model; keeps last_logits_
 
@@ -82,9 +77,8 @@ class Session {
   DecodeState state_;
   std::vector<int32_t> tokens_;
   std::vector<float> last_logits_;  // logits after tokens_.back()
-  std::vector<Snapshot> snapshots_;
-  size_t max_snapshots_, snapshot_interval_;
-  uint64_t clock_ = 0;
+  SnapshotPool snapshots_;
+  size_t snapshot_interval_;
 };
 
 }  // namespace zaya

@@ -18,7 +18,7 @@ const char* finish_reason_name(FinishReason r) {
 }
 
 Session::Session(const Model& model, const Tokenizer* tokenizer, size_t max_snapshots, size_t snapshot_interval)
-    : model_(model), tok_(tokenizer), state_(model.new_state()), max_snapshots_(max_snapshots),
+    : model_(model), tok_(tokenizer), state_(model.new_state()), snapshots_(max_snapshots),
       snapshot_interval_(snapshot_interval) {}
 
 void Session::reset() {
@@ -33,41 +33,20 @@ void Session::feed(std::span<const int32_t> ids) {
   tokens_.insert(tokens_.end(), ids.begin(), ids.end());
 }
 
-void Session::save_snapshot() {
-  if (max_snapshots_ == 0 || tokens_.empty()) return;
-  for (auto& s : snapshots_)
-    if (s.tokens == tokens_) {
-      s.last_used = ++clock_;
-      return;
-    }
-  if (snapshots_.size() >= max_snapshots_) {
-    auto lru = std::min_element(snapshots_.begin(), snapshots_.end(),
-                                [](const Snapshot& a, const Snapshot& b) { return a.last_used < b.last_used; });
-    snapshots_.erase(lru);
-  }
-  Snapshot s{tokens_, state_, last_logits_, ++clock_};
-  s.state.shrink_to_fit();
-  snapshots_.push_back(std::move(s));
-}
+void Session::save_snapshot() { snapshots_.add(PrefixSnapshot{tokens_, state_, last_logits_, 0}); }
 
 size_t Session::prefill(std::span<const int32_t> prompt) {
   if (prompt.empty()) throw Error("empty prompt: at least one token is needed");
-  auto is_prefix = [&](const std::vector<int32_t>& t) {
-    return t.size() <= prompt.size() && std::equal(t.begin(), t.end(), prompt.begin());
-  };
-  // The live state if it is a prefix, else the longest snapshot that is.
-  size_t best = is_prefix(tokens_) ? tokens_.size() : 0;
-  Snapshot* from = nullptr;
-  for (auto& s : snapshots_)
-    if (s.tokens.size() > best && is_prefix(s.tokens)) best = s.tokens.size(), from = &s;
-  if (from) {
-    state_ = from->state;
-    tokens_ = from->tokens;
-    last_logits_ = from->last_logits;
-    from->last_used = ++clock_;
-  } else if (best == 0 || !is_prefix(tokens_)) {
+  // The live state if it can resume the prompt, else the longest snapshot that can.
+  size_t best = can_resume(tokens_, last_logits_, prompt) ? tokens_.size() : 0;
+  if (const int i = snapshots_.find(prompt, best); i >= 0) {
+    const PrefixSnapshot& from = snapshots_.use(static_cast<size_t>(i));
+    state_ = from.state;
+    tokens_ = from.tokens;
+    last_logits_ = from.last_logits;
+    best = tokens_.size();
+  } else if (best == 0) {
     reset();
-    best = 0;
   }
   // A prompt equal to what is cached still needs its last logits; they are kept with the state.
   try {

@@ -12,14 +12,6 @@ namespace {
 double ms_between(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double, std::milli>(b - a).count();
 }
-bool is_prefix(const std::vector<int32_t>& t, const std::vector<int32_t>& of) {
-  return !t.empty() && t.size() <= of.size() && std::equal(t.begin(), t.end(), of.begin());
-}
-// A cached history can resume `prompt` when it is a prefix of it; one kept without its last logits (a mid-prompt
-// snapshot) only when the prompt goes on past it, since the next token must come from the model's own logits.
-bool usable(const std::vector<int32_t>& t, const std::vector<float>& logits, const std::vector<int32_t>& prompt) {
-  return is_prefix(t, prompt) && (!logits.empty() || t.size() < prompt.size());
-}
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -90,6 +82,7 @@ Engine::Engine(const Model& model, const Tokenizer& tok, EngineOptions opts, Met
   const int64_t max_pos = model.config().max_positions;
   ctx_ = opt_.ctx > 0 ? std::min(opt_.ctx, max_pos) : max_pos;
   if (opt_.max_snapshots == 0) opt_.max_snapshots = 4 * static_cast<size_t>(opt_.parallel);
+  pool_.set_limits(opt_.max_snapshots, opt_.max_snapshot_bytes);
   for (int64_t e : model.config().eos_token_ids) eos_ids_.push_back(static_cast<int32_t>(e));
   for (int32_t e : tok.eos_ids()) eos_ids_.push_back(e);
   for (int i = 0; i < opt_.parallel; ++i) {
@@ -191,13 +184,11 @@ void Engine::assign(std::shared_ptr<Task> t) {
   // The longest cached history that is a prefix of the prompt: an idle slot's live state or a snapshot.
   size_t best = 0;
   Slot* best_slot = nullptr;
-  int best_snap = -1;
   for (auto& s : slots_)
-    if (!s->task && s->tokens.size() > best && usable(s->tokens, s->last_logits, t->prompt))
+    if (!s->task && s->tokens.size() > best && can_resume(s->tokens, s->last_logits, t->prompt))
       best = s->tokens.size(), best_slot = s.get();
-  for (size_t i = 0; i < pool_.size(); ++i)
-    if (pool_[i].tokens.size() > best && usable(pool_[i].tokens, pool_[i].last_logits, t->prompt))
-      best = pool_[i].tokens.size(), best_slot = nullptr, best_snap = static_cast<int>(i);
+  const int best_snap = pool_.find(t->prompt, best);
+  if (best_snap >= 0) best = pool_.use(static_cast<size_t>(best_snap)).tokens.size(), best_slot = nullptr;
   Slot* slot = best_slot;
   if (!slot) {
     // An idle slot holding nothing, else the least recently used idle one (its state goes to the pool first).
@@ -208,10 +199,9 @@ void Engine::assign(std::shared_ptr<Task> t) {
       else if (s->tokens.empty() || s->last_used < slot->last_used) slot = s.get();
     }
     // Copy the snapshot out first: stashing the slot's state may evict pool entries and move the rest.
-    Snapshot from;
+    PrefixSnapshot from;
     if (best_snap >= 0) {
-      Snapshot& snap = pool_[static_cast<size_t>(best_snap)];
-      snap.last_used = ++clock_;
+      const PrefixSnapshot& snap = pool_.use(static_cast<size_t>(best_snap));
       from.tokens = snap.tokens;
       from.state = snap.state;
       from.last_logits = snap.last_logits;
@@ -324,33 +314,16 @@ void Engine::sample_next(Slot& s) {
   s.pending = id;
 }
 
-void Engine::add_snapshot(Snapshot snap) {
-  for (auto& x : pool_)
-    if (x.tokens == snap.tokens) {
-      if (x.last_logits.empty()) x.last_logits = std::move(snap.last_logits);
-      x.last_used = ++clock_;
-      return;
-    }
-  snap.state.shrink_to_fit();
-  snap.bytes = snap.state.bytes() + snap.last_logits.size() * sizeof(float) + snap.tokens.size() * sizeof(int32_t);
-  snap.last_used = ++clock_;
-  pool_.push_back(std::move(snap));
-  size_t bytes = 0;
-  for (auto& x : pool_) bytes += x.bytes;
-  while (pool_.size() > opt_.max_snapshots || (bytes > opt_.max_snapshot_bytes && !pool_.empty())) {
-    auto lru = std::min_element(pool_.begin(), pool_.end(),
-                                [](const Snapshot& a, const Snapshot& b) { return a.last_used < b.last_used; });
-    bytes -= lru->bytes;
-    pool_.erase(lru);
-  }
+void Engine::add_snapshot(PrefixSnapshot snap) {
+  pool_.add(std::move(snap));
   std::lock_guard<std::mutex> lk(mu_);
   pool_count_ = pool_.size();
-  pool_bytes_ = bytes;
+  pool_bytes_ = pool_.total_bytes();
 }
 
 void Engine::save_snapshot(const Slot& s) {
   if (s.tokens.empty() || opt_.max_snapshots == 0) return;
-  Snapshot snap;
+  PrefixSnapshot snap;
   snap.tokens = s.tokens;
   snap.state = s.state;
   snap.last_logits = s.last_logits;
@@ -359,7 +332,7 @@ void Engine::save_snapshot(const Slot& s) {
 
 void Engine::stash_live(Slot& s) {
   if (s.tokens.empty()) return;
-  Snapshot snap;
+  PrefixSnapshot snap;
   snap.tokens = std::move(s.tokens);
   snap.state = std::move(s.state);
   snap.last_logits = std::move(s.last_logits);
@@ -442,16 +415,11 @@ void Engine::step() {
     } else if (opt_.snapshot_interval > 0 && s.pos % opt_.snapshot_interval == 0) {
       // Mid-prompt snapshots need the logits of their last token only when a later prompt ends exactly there;
       // compute nothing extra and keep them without logits (usable as strict prefixes).
-      Snapshot snap;
+      PrefixSnapshot snap;
       snap.tokens = s.tokens;
       snap.state = s.state;
       // Keep only the newest interval snapshot of this prompt: drop older ones that are prefixes of it.
-      pool_.erase(std::remove_if(pool_.begin(), pool_.end(),
-                                 [&](const Snapshot& x) {
-                                   return x.last_logits.empty() && x.tokens.size() < snap.tokens.size() &&
-                                          is_prefix(x.tokens, snap.tokens);
-                                 }),
-                  pool_.end());
+      pool_.drop_prefixes_of(snap.tokens);
       add_snapshot(std::move(snap));
     }
   }

@@ -25,6 +25,7 @@
 #include "zaya/decode_state.h"
 #include "zaya/model.h"
 #include "zaya/sampler.h"
+#include "zaya/snapshot_pool.h"
 
 namespace zaya {
 class Tokenizer;
@@ -120,13 +121,6 @@ class Engine {
   Stats stats() const;
 
  private:
-  struct Snapshot {
-    std::vector<int32_t> tokens;
-    DecodeState state;
-    std::vector<float> last_logits;
-    uint64_t last_used = 0;
-    size_t bytes = 0;
-  };
   struct Slot;
 
   void loop();
@@ -138,7 +132,7 @@ class Engine {
   void finish(Slot& s, const std::string& reason, const std::string& error = "");
   void save_snapshot(const Slot& s);
   void stash_live(Slot& s);
-  void add_snapshot(Snapshot snap);
+  void add_snapshot(PrefixSnapshot snap);
 
   const Model& model_;
   const Tokenizer& tok_;
@@ -155,7 +149,7 @@ class Engine {
   bool stop_ = false;
 
   std::vector<std::unique_ptr<Slot>> slots_;  // touched only by the scheduler thread (busy_ under mu_)
-  std::vector<Snapshot> pool_;                // scheduler thread only; sizes mirrored under mu_ for stats
+  SnapshotPool pool_{0};                      // scheduler thread only; sizes mirrored under mu_ for stats
   size_t pool_count_ = 0, pool_bytes_ = 0;    // under mu_
   uint64_t clock_ = 0, admitted_ = 0;
   std::thread thread_;
