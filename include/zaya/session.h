@@ -55,7 +55,7 @@ class Session {
   size_t prefill(std::span<const int32_t> prompt);
 
   // Generates after the current state (call prefill first). on_text receives each safe-to-show text piece and the id
-  // that produced it; returning false cancels. The generated tokens become part of the session's history.
+  // that produced it (without a tokenizer: every generated id, with empty text); returning false cancels. The generated tokens become part of the session's history.
   GenerationResult generate(const GenerateOptions& opts,
                             const std::function<bool(const std::string& text, int32_t id)>& on_text = {});
 

@@ -111,6 +111,8 @@ GenerationResult Session::generate(const GenerateOptions& opts,
       if (!emit(r.text, id)) res.finish = FinishReason::Cancelled, done = true;
       if (r.stopped) res.finish = FinishReason::Stop, res.stop_string = r.stop, done = true;
     }
+    // Without a tokenizer there is no text: report every id (the stop token too).
+    if (!detok && on_text && !on_text(std::string(), id) && !done) res.finish = FinishReason::Cancelled, done = true;
     // Every sampled token enters the state, so the session history matches what was generated (a following chat
     // turn then only adds its new tokens).
     if (state_.position() < state_.max_positions()) {

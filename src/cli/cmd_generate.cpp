@@ -7,6 +7,7 @@
 #include "cli/load.h"
 #include "zaya/error.h"
 #include "zaya/sampler.h"
+#include "zaya/session.h"
 
 namespace zaya::cli {
 
@@ -37,35 +38,21 @@ Runner add_generate(CLI::App& app) {
     if (!*seed) o->sampling.seed = random_seed();
     const auto prompt = parse_ids(o->ids);
     auto model = load_model(o->model);
-    const auto& cfg = model->config();
-    Sampler sampler(o->sampling, static_cast<size_t>(cfg.vocab));
-    DecodeState st = model->new_state();
-    std::vector<int> history(prompt.begin(), prompt.end());
-    std::vector<int32_t> out;
-    using clock = std::chrono::steady_clock;
-    auto t0 = clock::now();
-    std::vector<float> logits = model->forward(prompt, st, LogitsMode::Last);
-    auto t1 = clock::now();
-    for (int i = 0; i < o->n; ++i) {
-      const int next = sampler.sample(logits.data(), history);
-      out.push_back(next);
-      history.push_back(next);
-      if (o->print_ids) {
-        std::printf("%s%d", out.size() > 1 ? "," : "", next);
-        std::fflush(stdout);
-      }
-      bool eos = false;
-      for (int64_t e : cfg.eos_token_ids) eos |= (e == next);
-      if (eos && !o->ignore_eos) break;
-      if (i + 1 < o->n) logits = model->forward(std::span(&out.back(), 1), st, LogitsMode::Last);
-    }
-    auto t2 = clock::now();
+    Session session(*model, nullptr);
+    GenerateOptions g;
+    g.sampling = o->sampling;
+    g.max_tokens = o->n;
+    g.ignore_eos = o->ignore_eos;
+    size_t printed = 0;
+    const auto r = session.complete(prompt, g, [&](const std::string&, int32_t id) {
+      if (o->print_ids) std::printf("%s%d", printed++ ? "," : "", id), std::fflush(stdout);
+      return true;
+    });
     if (o->print_ids) std::printf("\n");
-    const double pp = std::chrono::duration<double>(t1 - t0).count(), tg = std::chrono::duration<double>(t2 - t1).count();
     if (!o->model.quiet)
       std::fprintf(stderr, "zaya: prompt %zu tokens in %.3f s (%.1f tok/s), generated %zu tokens in %.3f s (%.1f tok/s)\n",
-                   prompt.size(), pp, prompt.size() / std::max(pp, 1e-9), out.size(), tg,
-                   out.size() / std::max(tg, 1e-9));
+                   r.prompt_tokens, r.prompt_seconds, r.prompt_tokens / std::max(r.prompt_seconds, 1e-9),
+                   r.tokens.size(), r.generation_seconds, r.tokens.size() / std::max(r.generation_seconds, 1e-9));
     return 0;
   };
 }
