@@ -95,12 +95,22 @@ TEST_P(BundleGolden, DequantizedWeightsMatch) {
   EXPECT_GT(checked, 10);
 }
 
+void check_bundle_logits(const std::string& dir, bool exact);
+
+// Both arithmetics of the affine products (int16 activations by default, fp32 with `exact`) meet the same tolerance.
 TEST_P(BundleGolden, LogitsMatchReference) {
-  const std::string dir = bundle(GetParam());
+  for (bool exact : {false, true}) {
+    SCOPED_TRACE(exact ? "exact (fp32 activations)" : "default (int16 activations)");
+    check_bundle_logits(bundle(GetParam()), exact);
+  }
+}
+
+void check_bundle_logits(const std::string& dir, bool exact) {
   auto meta = json::parse(test::read_file(dir + "/cases.json"));
   auto cases = TensorStore::open(dir + "/cases.safetensors");
   LoadOptions o;
   o.verbose = false;
+  o.exact = exact;
   auto m = Model::load(dir, o);
   const size_t V = m->config().vocab;
   const auto ids = meta["full"]["ids"].get<std::vector<int32_t>>();

@@ -3,8 +3,10 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 #include <random>
 
+#include "kernels/affine_q16.h"
 #include "kernels/quant_matmul.h"
 #include "zaya/kernels.h"
 #include "zaya/quant.h"
@@ -156,11 +158,91 @@ TEST(KernelQuant, FpModesAndMxtqMatchReference) {
     }
 }
 
+// The int16-activation SIMD kernel, both paths (one token at a time and multi-token tiles), is the canonical
+// arithmetic of affine_q16.h: compared with its scalar reference on ragged shapes (partial 16-block segments, row
+// and token tails). Bitwise where the target has FMA, which every SIMD target we dispatch to on x86-64 ≥ AVX2 has.
+TEST(KernelQuant, AffineQ16PathsMatchScalarReference) {
+  std::mt19937 rng(21);
+  const std::string target = affine_simd_target_name();
+  const bool fma_target = target != "SSE4" && target != "EMU128";
+  for (int bits : {4, 8})
+    for (int group : {32, 64, 128})
+      for (int64_t cols : {128, 384, 512, 2048 + 128, 2048 + 512})
+        for (int64_t rows : {1, 5, 34})
+          for (size_t tokens : {1, 2, 5, 9}) {
+            if (cols % group) continue;
+            auto q = make_affine(rows, cols, bits, group, rng);
+            auto X = random_floats(tokens * cols, rng);
+            std::vector<float> ref(tokens * rows), y0(tokens * rows), y1(tokens * rows);
+            q16::matmul_ref(q.W, X.data(), tokens, ref.data());
+            if (!affine_matmul_path(q.W, X.data(), tokens, y0.data(), 0)) GTEST_SKIP() << "no SIMD target";
+            ASSERT_TRUE(affine_matmul_path(q.W, X.data(), tokens, y1.data(), 1));
+            for (size_t i = 0; i < ref.size(); ++i) {
+              const std::string what = "b" + std::to_string(bits) + " g" + std::to_string(group) + " cols " +
+                                       std::to_string(cols) + " rows " + std::to_string(rows) + " i " + std::to_string(i);
+              ASSERT_EQ(y0[i], y1[i]) << what << " (one-token vs tiled path)";
+              if (fma_target) ASSERT_EQ(y0[i], ref[i]) << what;
+              else ASSERT_NEAR(y0[i], ref[i], 1e-6f * (1 + std::fabs(ref[i]))) << what;
+            }
+          }
+}
+
+// Activation quantization: |xq·d − x| ≤ d/2, the block maximum maps to ±32767, Σxq and the group sums are kept, and
+// a non-finite activation turns its outputs into NaN instead of a finite wrong number.
+TEST(KernelQuant, AffineQ16ActivationQuantization) {
+  std::mt19937 rng(22);
+  auto X = random_floats(3 * 160, rng, 3.0f);
+  for (int i = 0; i < 32; ++i) X[160 + 32 + i] = 0.0f;  // an all-zero block
+  q16::Activations a;
+  q16::quantize_activations(X.data(), 3, 160, 32, a);
+  ASSERT_EQ(a.blocks, 5u);
+  ASSERT_EQ(a.blocks16, 16u);
+  for (size_t t = 0; t < 3; ++t)
+    for (size_t b = 0; b < 5; ++b) {
+      const float d = a.d[t * 16 + b];
+      int32_t sum = 0, amax = 0;
+      for (size_t i = 0; i < 32; ++i) {
+        const int16_t v = a.xq[t * 512 + b * 32 + i];
+        EXPECT_LE(std::fabs(v * d - X[t * 160 + b * 32 + i]), 0.5f * d * 1.0001f + 1e-12f);
+        sum += v;
+        amax = std::max<int32_t>(amax, std::abs(v));
+      }
+      EXPECT_EQ(sum, a.xqsum[t * 16 + b]);
+      if (t == 1 && b == 1) EXPECT_EQ(d, 0.0f); else EXPECT_EQ(amax, 32767);
+    }
+  auto q = make_affine(4, 160, 4, 32, rng);
+  X[2 * 160 + 70] = std::numeric_limits<float>::infinity();
+  std::vector<float> y(3 * 4);
+  matmul(q.W, X.data(), 3, y.data());
+  for (int r = 0; r < 4; ++r) {
+    EXPECT_TRUE(std::isfinite(y[r])) << r;
+    EXPECT_TRUE(std::isnan(y[2 * 4 + r])) << r;
+  }
+}
+
+// fp32-activation path (exact_activations): the reference arithmetic up to summation order.
+TEST(KernelQuant, AffineExactPathMatchesReference) {
+  std::mt19937 rng(23);
+  for (int bits : {4, 8})
+    for (int64_t cols : {128, 2048 + 128})
+      for (size_t tokens : {1, 5}) {
+        auto q = make_affine(9, cols, bits, 32, rng);
+        q.W.exact_activations = true;
+        auto X = random_floats(tokens * cols, rng);
+        std::vector<float> Y(tokens * 9), R(tokens * 9);
+        matmul(q.W, X.data(), tokens, Y.data());
+        matmul_ref(q.W, X.data(), tokens, R.data());
+        for (size_t i = 0; i < Y.size(); ++i) ASSERT_NEAR(Y[i], R[i], 2e-6 * (1 + std::fabs(R[i]))) << bits << " " << cols;
+      }
+}
+
 TEST(KernelQuant, ThreadAndBatchInvariant) {
   std::mt19937 rng(9);
   std::vector<QuantMatrix> ms;
   ms.push_back(make_affine(37, 2048, 4, 32, rng));
   ms.push_back(make_affine(37, 2048 + 96, 8, 32, rng));
+  ms.push_back(make_affine(37, 2048, 4, 32, rng));
+  ms.back().W.exact_activations = true;
   ms.push_back(make_mxtq(21, 192, 4, rng));
   ms.push_back(make_fp(21, 128, quant::FpMode::MxFp4, WeightFormat::MxFp4, rng));
   for (auto& q : ms) {

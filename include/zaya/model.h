@@ -20,6 +20,9 @@ struct LoadOptions {
   bool override_skip_route = false;
   SkipRoute skip_route = SkipRoute::ScaledInput;
   bool verbose = true;  // log layout, skip route and its reachability to stderr
+  // Affine 4/8-bit products with fp32 activations, exactly the reference's arithmetic (slower prefill); default: int16
+  // activations (see src/kernels/affine_q16.h).
+  bool exact = false;
 };
 
 // Optional capture of internals for golden tests and debugging. Names follow the golden cases (without the

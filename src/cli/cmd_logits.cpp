@@ -17,7 +17,7 @@ Runner add_logits(CLI::App& app) {
   };
   auto o = std::make_shared<Opts>();
   auto* sub = app.add_subcommand("logits", "write the logits of every position to a .npy file");
-  o->model.add_to(sub);
+  o->model.add_to(sub, /*exact_by_default=*/true);
   sub->add_option("--ids", o->ids, "comma-separated token ids")->required();
   sub->add_option("--prefill", o->prefill, "prefill the first K tokens in one call, then decode one token at a time")
       ->check(CLI::PositiveNumber);

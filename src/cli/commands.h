@@ -31,7 +31,10 @@ struct ModelOptions {
   std::string skip_route;  // "", "px" or "zero"
   int threads = 0;
   bool quiet = false;
-  void add_to(CLI::App* sub);
+  // Affine products with fp32 activations (the reference arithmetic) instead of int16 activations. `zaya logits`,
+  // the comparison tool, defaults to exact (--fast turns it off); everything else defaults to fast (--exact).
+  bool exact = false;
+  void add_to(CLI::App* sub, bool exact_by_default = false);
 };
 
 }  // namespace zaya::cli

@@ -27,13 +27,19 @@ std::vector<int32_t> parse_ids(const std::string& text) {
   return ids;
 }
 
-void ModelOptions::add_to(CLI::App* sub) {
+void ModelOptions::add_to(CLI::App* sub, bool exact_by_default) {
   sub->add_option("-m,--model", dir, "model folder (config.json + safetensors)")->required();
   sub->add_option("--skip-route", skip_route,
                   "MOD skip-route semantics: px (p*x, legacy reference) or zero (v5 port); default per layout")
       ->check(CLI::IsMember({"px", "zero"}));
   sub->add_option("-t,--threads", threads, "worker threads (0 = all cores)")->check(CLI::NonNegativeNumber);
   sub->add_flag("-q,--quiet", quiet, "do not log model details to stderr");
+  exact = exact_by_default;
+  if (exact_by_default)
+    sub->add_flag_callback("--fast", [this] { exact = false; },
+                           "quantized products with int16 activations (the default of generate/run/serve)");
+  else
+    sub->add_flag("--exact", exact, "quantized products with fp32 activations, the reference arithmetic (slower prefill)");
 }
 
 }  // namespace zaya::cli

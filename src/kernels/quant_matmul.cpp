@@ -64,7 +64,8 @@ void decode_row_codes(const WeightMatrix& W, int64_t r, float* out) {
 }
 
 void quant_matmul(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, ThreadPool& pool) {
-  if (affine_matmul_simd(W, X, n_tokens, Y, pool)) return;
+  if (W.exact_activations ? affine_matmul_f32_simd(W, X, n_tokens, Y, pool) : affine_matmul_simd(W, X, n_tokens, Y, pool))
+    return;
   quant_matmul_generic(W, X, n_tokens, Y, pool);
 }
 

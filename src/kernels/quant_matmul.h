@@ -12,8 +12,17 @@ class ThreadPool;
 // like the float kernels.
 void quant_matmul(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, ThreadPool& pool);
 
-// SIMD path for affine 4/8-bit (quant_matmul_hwy.cpp); returns false for widths it does not handle.
+// Affine 4/8-bit in the canonical int16-activation arithmetic (affine_q16.h, quant_matmul_hwy.cpp); false for
+// widths it does not handle.
 bool affine_matmul_simd(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, ThreadPool& pool);
+// Affine 4/8-bit with fp32 activations (W.exact_activations; affine_f32_hwy.cpp).
+bool affine_matmul_f32_simd(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, ThreadPool& pool);
+
+// Tests: the affine 4/8-bit SIMD kernel with a forced path (0 = one token at a time, 1 = multi-token tiles);
+// false where the target has no SIMD path.
+bool affine_matmul_path(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, int path);
+// Highway target the affine kernel runs on (e.g. "AVX3_DL").
+const char* affine_simd_target_name();
 
 // The portable path for every packed format (also the fallback of the SIMD one).
 void quant_matmul_generic(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, ThreadPool& pool);

@@ -1,16 +1,22 @@
-// SIMD kernels for MLX affine 4- and 8-bit weights (the widths of the published ZAYA bundles), working on the packed
-// bytes directly. Per group (same scale and bias), chunks of N bytes are zero-extended to N u32 lanes; for 4 bits
-// the low nibbles are the even elements and the high nibbles the odd ones, so the activations are pre-permuted once
-// per call into [even | odd] halves of every 2N-element chunk and every FMA reads contiguous memory. A weight is
-// dequantized as q·s + b (one FMA) and accumulated as w·x + acc (one FMA). Every output's operation sequence depends
-// only on `cols` — the fused decode path and the buffered prefill path do the same arithmetic in the same order —
-// so results are thread- and batch-invariant.
+// SIMD kernels for MLX affine 4- and 8-bit weights (the widths of the published ZAYA bundles), in the canonical
+// int16-activation arithmetic of affine_q16.h: exact integer dot products per 32-column block (VNNI vpdpwssd where
+// the CPU has it, pmaddwd otherwise), then one fp32 FMA per block into 16 virtual lanes.
+//
+// Two paths compute the same integer block sums and the same fp32 sequence, so they agree bit for bit:
+//  * one token (generation): the packed row is streamed once; code words meet the activations in their natural
+//    order and the per-lane partial sums are folded into per-block sums (a short shuffle tree).
+//  * several tokens (prefill, batched decode): rows are first rearranged so that lane j of every vector holds
+//    block j of a 16-block segment; then each (row, token) pair accumulates 16 products per lane before its single
+//    fp32 step, and a 2-row × 4-token register tile reuses every load.
 #ifndef HWY_DISABLED_TARGETS
 #define HWY_DISABLED_TARGETS (HWY_SSSE3 | HWY_SVE | HWY_SVE2 | HWY_SVE_256 | HWY_SVE2_128 | HWY_RVV)
 #endif
+// Ice Lake / Zen 4 and later: the VNNI integer dot product is what makes prefill faster than fp32 FMAs.
+#define HWY_WANT_AVX3_DL 1
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #undef HWY_TARGET_INCLUDE
@@ -19,208 +25,524 @@
 #include <hwy/highway.h>
 #include <hwy/aligned_allocator.h>
 
+#include "kernels/affine_q16.h"
 #include "kernels/quant_matmul.h"
 #include "zaya/safetensors.h"
 #include "zaya/thread_pool.h"
-
 
 HWY_BEFORE_NAMESPACE();
 namespace zaya {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
-using DF = hn::ScalableTag<float>;
-using DU = hn::RebindToUnsigned<DF>;
-using DI = hn::RebindToSigned<DF>;
-using DU8 = hn::Rebind<uint8_t, DF>;
-using DH = hn::Rebind<hwy::float16_t, DF>;
-using VF = hn::Vec<DF>;
-constexpr size_t kTile = 4;       // tokens sharing one decoded row
-constexpr size_t kRowBlock = 8;   // rows dequantized together for prefill
-// Rows per register tile in prefill: 2 rows × 4 tokens × 2 chains = 16 accumulators fit 32-register targets.
-#if HWY_ARCH_X86 && HWY_TARGET > HWY_AVX3
-constexpr size_t kTileRows = 1;
-#else
-constexpr size_t kTileRows = 2;
-#endif
+using q16::kBlock;
+using q16::kLanes;
 
-// Group scales (or biases) of one row as fp32.
-HWY_INLINE void LoadScales(const uint8_t* p, DType dt, size_t groups, float* out) {
+#if HWY_TARGET != HWY_SCALAR
+
+using DI = hn::ScalableTag<int32_t>;
+using D16 = hn::Repartition<int16_t, DI>;
+using DU16 = hn::RebindToUnsigned<D16>;
+using DU8H = hn::Rebind<uint8_t, DU16>;  // one byte per 16-bit lane
+using DF = hn::Repartition<float, DI>;
+using DH = hn::Rebind<hwy::float16_t, DF>;
+using VI = hn::Vec<DI>;
+using V16 = hn::Vec<D16>;
+using VF = hn::Vec<DF>;
+
+
+// acc + Σ of the two int16 products in every 32-bit lane (a[2j]·b[2j] + a[2j+1]·b[2j+1]).
+HWY_INLINE VI MulAddPairs(V16 a, V16 b, VI acc) {
+#if HWY_TARGET == HWY_AVX3_DL
+  // Inline asm: hwy 1.0.3's AVX3_DL attribute string lacks avx512vnni, so the intrinsic is not available here.
+  __m512i r = acc.raw;
+  asm("vpdpwssd %2, %1, %0" : "+v"(r) : "v"(a.raw), "v"(b.raw));
+  return VI{r};
+#elif HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_SSE4
+  VI unused = hn::Zero(DI());
+  return hn::ReorderWidenMulAccumulate(DI(), a, b, acc, unused);  // pmaddwd + add
+#else
+  const DI di;
+  const VI a32 = hn::BitCast(di, a), b32 = hn::BitCast(di, b);
+  const VI ae = hn::ShiftRight<16>(hn::ShiftLeft<16>(a32)), be = hn::ShiftRight<16>(hn::ShiftLeft<16>(b32));
+  const VI ao = hn::ShiftRight<16>(a32), bo = hn::ShiftRight<16>(b32);
+  return hn::Add(acc, hn::Add(hn::Mul(ae, be), hn::Mul(ao, bo)));
+#endif
+}
+
+// Per-row scale/bias arrays as fp32: scales expanded to one per 32-column block, biases one per group; both
+// zero-padded to the 16-lane segments.
+HWY_INLINE void LoadRowScales(const WeightMatrix& W, size_t r, size_t blocks16, size_t groups16, float* sblk,
+                              float* bias) {
+  const float c = static_cast<float>(q16::code_centre(W.bits));
+  const size_t G = W.group_size, groups = W.cols / G, per_group = G / kBlock;
+  const uint8_t* sp = static_cast<const uint8_t*>(W.scales) + r * W.scale_row_bytes;
+  const uint8_t* bp = static_cast<const uint8_t*>(W.biases) + r * W.scale_row_bytes;
   const DF df;
   const size_t N = hn::Lanes(df);
   size_t g = 0;
-  if (dt == DType::F16) {
+  if (W.scale_dtype == DType::F16 && per_group == 1) {
     const DH dh;
-    for (; g + N <= groups; g += N)
-      hn::StoreU(hn::PromoteTo(df, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(p) + g)), df, out + g);
+    for (; g + N <= groups; g += N) {
+      const VF s = hn::PromoteTo(df, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(sp) + g));
+      hn::Store(s, df, sblk + g);
+      hn::Store(hn::MulAdd(hn::Set(df, c), s, hn::PromoteTo(df, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(bp) + g))), df, bias + g);
+    }
   }
-  for (; g < groups; ++g) out[g] = stored_scale(p, dt, g);
+  for (; g < groups; ++g) {
+    const float s = stored_scale(sp, W.scale_dtype, g);
+    for (size_t k = 0; k < per_group; ++k) sblk[g * per_group + k] = s;
+    bias[g] = std::fma(c, s, stored_scale(bp, W.scale_dtype, g));
+  }
+  std::fill(sblk + groups * per_group, sblk + blocks16, 0.0f);
+  std::fill(bias + groups, bias + groups16, 0.0f);
 }
 
-// Calls fn(w0, w1, offset) for every pair of N-lane vectors of dequantized weights of one row, in activation (xp)
-// order: w0 covers [offset, offset+N), w1 [offset+N, offset+2N). Pairs feed two independent accumulator chains, so
-// the FMA latency does not serialize the loop.
-template <int BITS, class Fn>
-HWY_INLINE void ForEachWeightPair(const uint8_t* HWY_RESTRICT row, const float* HWY_RESTRICT sg,
-                                  const float* HWY_RESTRICT bg, size_t groups, size_t G, Fn&& fn) {
+// Σ over groups of bias·xsum into the 16 virtual lanes (B of affine_q16.h).
+HWY_INLINE void BiasLanes(const float* bias, const float* xsum, size_t groups16, float* lanes) {
   const DF df;
-  const DU du;
+  const size_t N = hn::Lanes(df);
+  VF acc[kLanes];
+  for (size_t u = 0; u < kLanes / N; ++u) acc[u] = hn::Zero(df);
+  for (size_t g = 0; g < groups16; g += kLanes)
+    for (size_t u = 0; u < kLanes / N; ++u)
+      acc[u] = hn::MulAdd(hn::Load(df, bias + g + u * N), hn::LoadU(df, xsum + g + u * N), acc[u]);
+  for (size_t u = 0; u < kLanes / N; ++u) hn::Store(acc[u], df, lanes + u * N);
+}
+
+// q16::reduce16 of lanes F + B, with 4-lane vectors: (i, i+8), (i, i+4), then (0, 2)(1, 3), then (0, 1).
+HWY_INLINE float Reduce16(const float* HWY_RESTRICT f, const float* HWY_RESTRICT b) {
+  const hn::FixedTag<float, 4> d4;
+  using V4 = hn::Vec<decltype(d4)>;
+  V4 v[4];
+  for (int i = 0; i < 4; ++i) v[i] = hn::Add(hn::Load(d4, f + 4 * i), hn::Load(d4, b + 4 * i));
+  const V4 c = hn::Add(hn::Add(v[0], v[2]), hn::Add(v[1], v[3]));
+  const V4 e = hn::Add(c, hn::Shuffle1032(c));
+  return hn::GetLane(hn::Add(e, hn::Shuffle2301(e)));
+}
+
+// ---- one token --------------------------------------------------------------------------------------------------
+
+#if HWY_TARGET <= HWY_AVX3
+// V[c] (c = 0..7) hold 8 lanes of block 2c then 8 lanes of block 2c+1; returns the 16 block sums in order.
+HWY_INLINE __m512i FoldPairsOfBlocks(const __m512i* V) {
+  __m512i W[4], X[2];
+  for (int i = 0; i < 4; ++i)
+    W[i] = _mm512_add_epi32(_mm512_unpacklo_epi32(V[2 * i], V[2 * i + 1]), _mm512_unpackhi_epi32(V[2 * i], V[2 * i + 1]));
+  for (int i = 0; i < 2; ++i)
+    X[i] = _mm512_add_epi32(_mm512_unpacklo_epi64(W[2 * i], W[2 * i + 1]), _mm512_unpackhi_epi64(W[2 * i], W[2 * i + 1]));
+  // Per 128-bit quarter q, X[i] lane m = Σ of quarter q of V[4i+m]; blocks 2c are quarters 0+1, blocks 2c+1 are 2+3.
+  const __m512i S = _mm512_add_epi32(_mm512_shuffle_i32x4(X[0], X[1], 0x88), _mm512_shuffle_i32x4(X[0], X[1], 0xDD));
+  const __m512i order = _mm512_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7, 8, 12, 9, 13, 10, 14, 11, 15);
+  return _mm512_permutexvar_epi32(order, S);
+}
+#endif
+
+// Block sums of one 16-block segment: codes `p` (packed, bits per code), activations `xp` in the decode layout.
+template <int BITS>
+HWY_INLINE void SegmentBlockSums(const uint8_t* HWY_RESTRICT p, const int16_t* HWY_RESTRICT xp, int32_t* isum) {
+  const D16 d16;
+  const DU16 du16;
+  const DU8H du8;
   const DI di;
-  const DU8 du8;
-  const size_t N = hn::Lanes(df);
-  const size_t bytes_per_group = G * BITS / 8;
-  const auto mask = hn::Set(du, 0xFu);
-  size_t off = 0;
-  for (size_t g = 0; g < groups; ++g) {
-    const auto s = hn::Set(df, sg[g]);
-    const auto b = hn::Set(df, bg[g]);
-    const uint8_t* p = row + g * bytes_per_group;
+  const size_t N16 = hn::Lanes(d16), N32 = hn::Lanes(di);
+  // Columns per chunk: 4-bit loads N16 bytes = 2·N16 codes (low nibbles meet the even columns, high the odd ones);
+  // 8-bit loads N16 codes.
+  constexpr size_t kCols = kBlock * kLanes;
+  const size_t chunk_cols = BITS == 4 ? 2 * N16 : N16;
+  const size_t chunks = kCols / chunk_cols;
+  auto chunk_sum = [&](size_t c) HWY_ATTR -> VI {
+    const auto codes = hn::PromoteTo(du16, hn::LoadU(du8, p + c * N16));
     if constexpr (BITS == 4) {
-      for (size_t c = 0; c < bytes_per_group; c += N, off += 2 * N) {
-        const auto codes = hn::PromoteTo(du, hn::LoadU(du8, p + c));
-        const auto lo = hn::ConvertTo(df, hn::BitCast(di, hn::And(codes, mask)));
-        const auto hi = hn::ConvertTo(df, hn::BitCast(di, hn::ShiftRight<4>(codes)));
-        fn(hn::MulAdd(lo, s, b), hn::MulAdd(hi, s, b), off);
-      }
+      const auto lo = hn::And(codes, hn::Set(du16, 0x0F)), hi = hn::ShiftRight<4>(codes);
+      const VI acc = MulAddPairs(hn::BitCast(d16, lo), hn::Load(d16, xp + c * 2 * N16), hn::Zero(di));
+      return MulAddPairs(hn::BitCast(d16, hi), hn::Load(d16, xp + c * 2 * N16 + N16), acc);
     } else {
-      for (size_t c = 0; c < bytes_per_group; c += 2 * N, off += 2 * N) {
-        const auto c0 = hn::ConvertTo(df, hn::BitCast(di, hn::PromoteTo(du, hn::LoadU(du8, p + c))));
-        const auto c1 = hn::ConvertTo(df, hn::BitCast(di, hn::PromoteTo(du, hn::LoadU(du8, p + c + N))));
-        fn(hn::MulAdd(c0, s, b), hn::MulAdd(c1, s, b), off);
-      }
+      return MulAddPairs(hn::BitCast(d16, codes), hn::Load(d16, xp + c * N16), hn::Zero(di));
     }
+  };
+#if HWY_TARGET <= HWY_AVX3
+  __m512i V[8];
+  if constexpr (BITS == 4) {
+    for (size_t c = 0; c < 8; ++c) V[c] = chunk_sum(c).raw;
+  } else {
+    // Each chunk is one block; fold pairs of blocks to the 8-lanes-per-block shape of the 4-bit case.
+    for (size_t c = 0; c < 8; ++c) {
+      const __m512i a = chunk_sum(2 * c).raw, b = chunk_sum(2 * c + 1).raw;
+      V[c] = _mm512_add_epi32(_mm512_shuffle_i32x4(a, b, 0x44), _mm512_shuffle_i32x4(a, b, 0xEE));
+    }
+  }
+  _mm512_store_si512(isum, FoldPairsOfBlocks(V));
+  (void)chunks;
+  (void)N32;
+#else
+  HWY_ALIGN int32_t lanes[HWY_MAX_BYTES / 4];
+  for (size_t b = 0; b < kLanes; ++b) isum[b] = 0;
+  // Lane j of a chunk sum covers columns (4-bit) 4j..4j+3 or (8-bit) 2j, 2j+1 of the chunk.
+  const size_t cols_per_lane = BITS == 4 ? 4 : 2;
+  for (size_t c = 0; c < chunks; ++c) {
+    hn::Store(chunk_sum(c), di, lanes);
+    for (size_t j = 0; j < N32; ++j) isum[(c * chunk_cols + j * cols_per_lane) / kBlock] += lanes[j];
+  }
+#endif
+}
+
+// Token t of `a` from x (SIMD; the same numbers as q16::quantize_token). With `seg` set, also writes the token's
+// activations in the segment layout of the multi-token path.
+void QuantizeToken(const float* HWY_RESTRICT x, size_t t, q16::Activations& a, uint32_t* HWY_RESTRICT seg) {
+  const DF df;
+  const DI di;
+  const hn::Rebind<int16_t, DI> d16h;
+  const size_t N = hn::Lanes(df), N32 = N;
+  int16_t* q = &a.xq[t * a.blocks16 * kBlock];
+  for (size_t b = 0; b < a.blocks; ++b) {
+    const float* xb = x + b * kBlock;
+    VF vmax = hn::Zero(df);
+    auto finite = hn::IsFinite(hn::LoadU(df, xb));
+    for (size_t i = 0; i < kBlock; i += N) {
+      const VF v = hn::LoadU(df, xb + i);
+      finite = hn::And(finite, hn::IsFinite(v));
+      vmax = hn::Max(vmax, hn::Abs(v));
+    }
+    float& d = a.d[t * a.blocks16 + b];
+    if (!hn::AllTrue(df, finite)) {
+      d = std::numeric_limits<float>::quiet_NaN();
+      continue;
+    }
+    const float amax = hn::GetLane(hn::MaxOfLanes(df, vmax));
+    if (amax == 0.0f) continue;
+    d = amax / q16::kQMax;
+    const VF id = hn::Set(df, q16::kQMax / amax);
+    VI sum = hn::Zero(di);
+    for (size_t i = 0; i < kBlock; i += N) {
+      const VI v = hn::NearestInt(hn::Mul(hn::LoadU(df, xb + i), id));
+      sum = hn::Add(sum, v);
+      hn::StoreU(hn::DemoteTo(d16h, v), d16h, q + b * kBlock + i);
+    }
+    a.xqsum[t * a.blocks16 + b] = hn::GetLane(hn::SumOfLanes(di, sum));
+  }
+  // Group sums: 8 column-interleaved partial sums, then the fixed tree (q16::group_sum).
+  const hn::CappedTag<float, 8> d8;
+  const size_t N8 = hn::Lanes(d8);
+  HWY_ALIGN float p[8];
+  for (size_t g = 0; g < a.groups; ++g) {
+    const float* xg = x + g * a.group_size;
+    hn::Vec<decltype(d8)> acc[8];
+    for (size_t u = 0; u < 8 / N8; ++u) acc[u] = hn::Zero(d8);
+    for (size_t i = 0; i < a.group_size; i += 8)
+      for (size_t u = 0; u < 8 / N8; ++u) acc[u] = hn::Add(acc[u], hn::LoadU(d8, xg + i + u * N8));
+    for (size_t u = 0; u < 8 / N8; ++u) hn::Store(acc[u], d8, p + u * N8);
+    for (size_t l = 0; l < 4; ++l) p[l] += p[l + 4];
+    a.xsum[t * a.groups16 + g] = (p[0] + p[2]) + (p[1] + p[3]);
+  }
+  if (!seg) return;
+  // Segment layout: pair k of block (s·16 + u·N32 + j) at ((s·16 + u·N32)·16 + k·N32 + j).
+  const uint32_t* pairs = reinterpret_cast<const uint32_t*>(q);
+  for (size_t b = 0; b < a.blocks16; ++b) {
+    const size_t s = b / kLanes, u = (b % kLanes) / N32, j = b % N32;
+    uint32_t* o = seg + (s * kLanes + u * N32) * kLanes + j;
+    const uint32_t* src = pairs + b * (kBlock / 2);
+    for (size_t k = 0; k < kLanes; ++k) o[k * N32] = src[k];
   }
 }
 
-template <int BITS, size_t NT>
-HWY_INLINE void DecodeDot(const uint8_t* row, const float* sg, const float* bg, size_t groups, size_t G,
-                          const float* xp, size_t pcols, float* out) {
-  const DF df;
-  const size_t N = hn::Lanes(df);
-  VF a0[NT], a1[NT];
-  for (size_t j = 0; j < NT; ++j) a0[j] = hn::Zero(df), a1[j] = hn::Zero(df);
-  ForEachWeightPair<BITS>(row, sg, bg, groups, G, [&](VF w0, VF w1, size_t off) HWY_ATTR {
-    for (size_t j = 0; j < NT; ++j) {
-      a0[j] = hn::MulAdd(w0, hn::Load(df, xp + j * pcols + off), a0[j]);
-      a1[j] = hn::MulAdd(w1, hn::Load(df, xp + j * pcols + off + N), a1[j]);
-    }
-  });
-  for (size_t j = 0; j < NT; ++j) out[j] = hn::GetLane(hn::SumOfLanes(df, hn::Add(a0[j], a1[j])));
-}
-
-// R rows × kTile tokens of dequantized weights against activations, two accumulator chains per output in the same
-// order as DecodeDot (so every output is bitwise what the one-token path gives).
-template <size_t R>
-HWY_INLINE void TileRowsTokens(const float* HWY_RESTRICT w, const float* HWY_RESTRICT x, size_t cols, float* Y,
-                               size_t y_stride) {
-  const DF df;
-  const size_t N = hn::Lanes(df);
-  VF a0[R][kTile], a1[R][kTile];
-  for (size_t i = 0; i < R; ++i)
-    for (size_t j = 0; j < kTile; ++j) a0[i][j] = hn::Zero(df), a1[i][j] = hn::Zero(df);
-  for (size_t c = 0; c < cols; c += 2 * N) {
-    VF w0[R], w1[R];
-    for (size_t i = 0; i < R; ++i) w0[i] = hn::Load(df, w + i * cols + c), w1[i] = hn::Load(df, w + i * cols + c + N);
-    for (size_t j = 0; j < kTile; ++j) {
-      const VF x0 = hn::Load(df, x + j * cols + c), x1 = hn::Load(df, x + j * cols + c + N);
-      for (size_t i = 0; i < R; ++i) {
-        a0[i][j] = hn::MulAdd(w0[i], x0, a0[i][j]);
-        a1[i][j] = hn::MulAdd(w1[i], x1, a1[i][j]);
-      }
-    }
+// Decode layout of the activations: 4-bit chunks of 2·N16 columns as [even | odd]; 8-bit in column order.
+template <int BITS>
+void DecodeLayout(const q16::Activations& a, size_t t, int16_t* out) {
+  const size_t N16 = hn::Lanes(D16());
+  const size_t stride = a.blocks16 * kBlock;
+  const int16_t* x = &a.xq[t * stride];
+  if (BITS == 8) {
+    std::memcpy(out, x, stride * sizeof(int16_t));
+    return;
   }
-  for (size_t i = 0; i < R; ++i)
-    for (size_t j = 0; j < kTile; ++j) Y[j * y_stride + i] = hn::GetLane(hn::SumOfLanes(df, hn::Add(a0[i][j], a1[i][j])));
+  for (size_t c = 0; c < stride; c += 2 * N16)
+    for (size_t l = 0; l < N16; ++l) out[c + l] = x[c + 2 * l], out[c + N16 + l] = x[c + 2 * l + 1];
 }
 
 template <int BITS>
-void AffineImpl(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, ThreadPool& pool) {
+void DecodeRows(const WeightMatrix& W, const q16::Activations& a, const int16_t* xp, size_t r0, size_t r1, float* Y) {
   const DF df;
+  const DI di;
   const size_t N = hn::Lanes(df);
-  const size_t rows = W.rows, cols = W.cols, G = W.group_size, groups = cols / G;
+  const size_t seg_bytes = kBlock * kLanes * BITS / 8, blocks = a.blocks, segs = a.blocks16 / kLanes;
+  const size_t full_segs = blocks / kLanes;
+  auto sblk = hwy::AllocateAligned<float>(a.blocks16);
+  auto bias = hwy::AllocateAligned<float>(a.groups16);
+  auto tail = hwy::AllocateAligned<uint8_t>(seg_bytes);
+  HWY_ALIGN int32_t isum[kLanes];
+  HWY_ALIGN float lanesF[kLanes], lanesB[kLanes];
+  const float* d = &a.d[0];
+  // c·Σxq per block: subtracted from Σ q·xq to centre the codes.
+  std::vector<int32_t> cxv(a.blocks16);
+  for (size_t b = 0; b < a.blocks16; ++b) cxv[b] = q16::code_centre(BITS) * a.xqsum[b];
+  const int32_t* cx = cxv.data();
+  for (size_t r = r0; r < r1; ++r) {
+    LoadRowScales(W, r, a.blocks16, a.groups16, sblk.get(), bias.get());
+    const uint8_t* row = static_cast<const uint8_t*>(W.data) + r * W.row_bytes;
+    VF acc[kLanes];
+    for (size_t u = 0; u < kLanes / N; ++u) acc[u] = hn::Zero(df);
+    for (size_t s = 0; s < segs; ++s) {
+      const uint8_t* p = row + s * seg_bytes;
+      if (s >= full_segs) {  // last, partial segment: zero-padded copy
+        std::memset(tail.get(), 0, seg_bytes);
+        std::memcpy(tail.get(), p, (blocks - s * kLanes) * kBlock * BITS / 8);
+        p = tail.get();
+      }
+      SegmentBlockSums<BITS>(p, xp + s * kBlock * kLanes, isum);
+      for (size_t u = 0; u < kLanes / N; ++u) {
+        const size_t b = s * kLanes + u * N;
+        const VF m = hn::Mul(hn::Load(df, sblk.get() + b), hn::LoadU(df, d + b));
+        const VI centred = hn::Sub(hn::Load(di, isum + u * N), hn::LoadU(di, cx + b));
+        acc[u] = hn::MulAdd(hn::ConvertTo(df, centred), m, acc[u]);
+      }
+    }
+    for (size_t u = 0; u < kLanes / N; ++u) hn::Store(acc[u], df, lanesF + u * N);
+    BiasLanes(bias.get(), &a.xsum[0], a.groups16, lanesB);
+    Y[r] = Reduce16(lanesF, lanesB);
+  }
+}
 
-  // Activations in the order the decoded vectors come out: 4-bit chunks of 2N elements as [even | odd].
-  auto xp = hwy::AllocateAligned<float>(n_tokens * cols);
-  for (size_t t = 0; t < n_tokens; ++t) {
-    const float* x = X + t * cols;
-    float* dst = xp.get() + t * cols;
-    if (BITS == 4) {
-      for (size_t c = 0; c < cols; c += 2 * N)
-        for (size_t l = 0; l < N; ++l) dst[c + l] = x[c + 2 * l], dst[c + N + l] = x[c + 2 * l + 1];
-    } else {
-      std::memcpy(dst, x, cols * sizeof(float));
+// ---- several tokens ---------------------------------------------------------------------------------------------
+
+#if HWY_TARGET == HWY_AVX3_DL
+// Byte indices of the 16×16 transpose of a 4-bit segment (block j's 16 packed bytes are row j): output vector a holds
+// bytes k = 4a … 4a+3 of every block, 16 per k, picked from (z0, z1) or (z2, z3) by permutex2var.
+struct TransposeIndex {
+  alignas(64) uint8_t idx[4][64];
+  TransposeIndex() {
+    for (int a = 0; a < 4; ++a)
+      for (int q = 0; q < 4; ++q)
+        for (int j = 0; j < 16; ++j) idx[a][16 * q + j] = static_cast<uint8_t>(((j / 4) % 2) * 64 + 16 * (j % 4) + 4 * a + q);
+  }
+};
+
+HWY_INLINE void Segment4ToLayout(const uint8_t* HWY_RESTRICT p, uint32_t* HWY_RESTRICT out) {
+  static const TransposeIndex kIdx;
+  const __m512i z0 = _mm512_loadu_si512(p), z1 = _mm512_loadu_si512(p + 64), z2 = _mm512_loadu_si512(p + 128),
+                z3 = _mm512_loadu_si512(p + 192);
+  const __mmask64 upper_blocks = 0xFF00FF00FF00FF00ull;  // j >= 8 in every 16-byte row
+  alignas(64) uint8_t t[256];
+  for (int a = 0; a < 4; ++a) {
+    const __m512i idx = _mm512_load_si512(kIdx.idx[a]);
+    const __m512i lo = _mm512_permutex2var_epi8(z0, idx, z1), hi = _mm512_permutex2var_epi8(z2, idx, z3);
+    _mm512_store_si512(t + 64 * a, _mm512_mask_blend_epi8(upper_blocks, lo, hi));
+  }
+  // Byte b → lane (b & 0xF) | (b >> 4) << 16.
+  const __m512i mask = _mm512_set1_epi32(0x000F000F);
+  for (int k = 0; k < 16; ++k) {
+    const __m512i v = _mm512_cvtepu8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(t + 16 * k)));
+    _mm512_store_si512(out + 16 * k, _mm512_and_si512(_mm512_or_si512(v, _mm512_slli_epi32(v, 12)), mask));
+  }
+}
+#endif
+
+// Segment layout: for every 16-block segment, sub-vector u (N32 blocks), pair k = 0..15, lane j: the int16 pair
+// (column 2k, 2k+1) of block (segment·16 + u·N32 + j), as one 32-bit lane. Rows of codes and tokens of activations
+// use the same layout, so lane j always meets block j.
+template <int BITS>
+void CodesToSegmentLayout(const WeightMatrix& W, size_t r, size_t blocks16, uint32_t* out) {
+  const size_t N32 = hn::Lanes(DI());
+  const size_t blocks = W.cols / kBlock, block_bytes = kBlock * BITS / 8;
+  const uint8_t* row = static_cast<const uint8_t*>(W.data) + r * W.row_bytes;
+  for (size_t s = 0; s < blocks16 / kLanes; ++s) {
+#if HWY_TARGET == HWY_AVX3_DL
+    if (BITS == 4 && (s + 1) * kLanes <= blocks) {
+      Segment4ToLayout(row + s * kLanes * block_bytes, out + s * kLanes * kLanes);
+      continue;
+    }
+#endif
+    for (size_t u = 0; u < kLanes / N32; ++u)
+      for (size_t j = 0; j < N32; ++j) {
+        const size_t b = s * kLanes + u * N32 + j;
+        uint32_t* o = out + (s * kLanes + u * N32) * kLanes + j;
+        if (b >= blocks) {
+          for (size_t k = 0; k < kLanes; ++k) o[k * N32] = 0;
+          continue;
+        }
+        const uint8_t* q = row + b * block_bytes;
+        if constexpr (BITS == 4) {
+          for (size_t k = 0; k < kLanes; ++k) o[k * N32] = (q[k] & 0xFu) | (static_cast<uint32_t>(q[k] >> 4) << 16);
+        } else {
+          for (size_t k = 0; k < kLanes; ++k) o[k * N32] = q[2 * k] | (static_cast<uint32_t>(q[2 * k + 1]) << 16);
+        }
+      }
+  }
+}
+
+constexpr size_t kSubs = kLanes * 4 / HWY_MAX_BYTES;  // vectors per 16 virtual lanes
+
+// R rows × T tokens over every segment; acc[i][j] receive the 16 fp32 lanes of F.
+template <size_t R, size_t T>
+HWY_INLINE void TileRowsTokens(const uint32_t* const* codes, const uint32_t* const* x, const float* const* sblk,
+                               const float* const* d, const int32_t* const* cx, size_t blocks16,
+                               float (*lanes)[T][kLanes]) {
+  const DF df;
+  const DI di;
+  const D16 d16;
+  const size_t N = hn::Lanes(di), subs = kLanes / N;
+  VF acc[R][T][kSubs];
+  for (size_t i = 0; i < R; ++i)
+    for (size_t j = 0; j < T; ++j)
+      for (size_t u = 0; u < subs; ++u) acc[i][j][u] = hn::Zero(df);
+  for (size_t s = 0; s < blocks16 / kLanes; ++s) {
+    for (size_t u = 0; u < subs; ++u) {
+      const size_t off = (s * kLanes + u * N) * kLanes;
+      VI isum[R][T];
+      for (size_t i = 0; i < R; ++i)
+        for (size_t j = 0; j < T; ++j) isum[i][j] = hn::Zero(di);
+      for (size_t k = 0; k < kLanes; ++k) {
+        V16 c[R];
+        for (size_t i = 0; i < R; ++i) c[i] = hn::BitCast(d16, hn::Load(di, reinterpret_cast<const int32_t*>(codes[i] + off + k * N)));
+        for (size_t j = 0; j < T; ++j) {
+          const V16 xv = hn::BitCast(d16, hn::Load(di, reinterpret_cast<const int32_t*>(x[j] + off + k * N)));
+          for (size_t i = 0; i < R; ++i) isum[i][j] = MulAddPairs(c[i], xv, isum[i][j]);
+        }
+      }
+      const size_t b = s * kLanes + u * N;
+      for (size_t i = 0; i < R; ++i) {
+        const VF sv = hn::Load(df, sblk[i] + b);
+        for (size_t j = 0; j < T; ++j)
+          acc[i][j][u] = hn::MulAdd(hn::ConvertTo(df, hn::Sub(isum[i][j], hn::Load(di, cx[j] + b))),
+                                    hn::Mul(sv, hn::LoadU(df, d[j] + b)), acc[i][j][u]);
+      }
     }
   }
+  for (size_t i = 0; i < R; ++i)
+    for (size_t j = 0; j < T; ++j)
+      for (size_t u = 0; u < subs; ++u) hn::Store(acc[i][j][u], df, lanes[i][j] + u * N);
+}
 
-  const size_t work = cols * std::max<size_t>(1, n_tokens);
-  pool.parallel_for(rows, std::max<size_t>(4, 65536 / work), [&](size_t r0, size_t r1) {
-    auto sg = hwy::AllocateAligned<float>(groups + N);
-    auto bg = hwy::AllocateAligned<float>(groups + N);
-    auto wrow = hwy::AllocateAligned<float>(n_tokens > kTile ? kRowBlock * cols : 1);
-    float out[kTile];
-    for (size_t r = r0; r < r1; ++r) {
-      LoadScales(static_cast<const uint8_t*>(W.scales) + r * W.scale_row_bytes, W.scale_dtype, groups, sg.get());
-      LoadScales(static_cast<const uint8_t*>(W.biases) + r * W.scale_row_bytes, W.scale_dtype, groups, bg.get());
-      const uint8_t* row = static_cast<const uint8_t*>(W.data) + r * W.row_bytes;
-      if (n_tokens <= kTile) {
-        // Decode fused with the dot products (generation: one token per sequence).
-        switch (n_tokens) {
-          case 1: DecodeDot<BITS, 1>(row, sg.get(), bg.get(), groups, G, xp.get(), cols, out); break;
-          case 2: DecodeDot<BITS, 2>(row, sg.get(), bg.get(), groups, G, xp.get(), cols, out); break;
-          case 3: DecodeDot<BITS, 3>(row, sg.get(), bg.get(), groups, G, xp.get(), cols, out); break;
-          default: DecodeDot<BITS, 4>(row, sg.get(), bg.get(), groups, G, xp.get(), cols, out); break;
-        }
-        for (size_t j = 0; j < n_tokens; ++j) Y[j * rows + r] = out[j];
+#if HWY_TARGET <= HWY_AVX3
+constexpr size_t kTileRows = 2;  // 2 rows × 4 tokens: 8 int + 8 fp32 accumulators of 32 registers
+#else
+constexpr size_t kTileRows = 1;
+#endif
+constexpr size_t kTileTokens = 4;
+
+template <int BITS>
+void TiledRows(const WeightMatrix& W, const q16::Activations& a, const uint32_t* xs, const int32_t* cx, size_t r0,
+               size_t r1, float* Y) {
+  const size_t rows = W.rows, n = a.n, seg_words = a.blocks16 * kLanes;
+  auto codes = hwy::AllocateAligned<uint32_t>(kTileRows * seg_words);
+  auto sblk = hwy::AllocateAligned<float>(kTileRows * a.blocks16);
+  auto bias = hwy::AllocateAligned<float>(kTileRows * a.groups16);
+  HWY_ALIGN float lanesB[kLanes];
+  for (size_t r = r0; r < r1; r += kTileRows) {
+    const size_t nr = std::min(kTileRows, r1 - r);
+    const uint32_t* cp[kTileRows];
+    const float* sp[kTileRows];
+    for (size_t i = 0; i < nr; ++i) {
+      CodesToSegmentLayout<BITS>(W, r + i, a.blocks16, codes.get() + i * seg_words);
+      LoadRowScales(W, r + i, a.blocks16, a.groups16, sblk.get() + i * a.blocks16, bias.get() + i * a.groups16);
+      cp[i] = codes.get() + i * seg_words;
+      sp[i] = sblk.get() + i * a.blocks16;
+    }
+    for (size_t t = 0; t < n; t += kTileTokens) {
+      const size_t nt = std::min(kTileTokens, n - t);
+      const uint32_t* xp[kTileTokens];
+      const float* dp[kTileTokens];
+      const int32_t* cp2[kTileTokens];
+      for (size_t j = 0; j < nt; ++j)
+        xp[j] = xs + (t + j) * seg_words, dp[j] = &a.d[(t + j) * a.blocks16], cp2[j] = cx + (t + j) * a.blocks16;
+      HWY_ALIGN float lanes[kTileRows][kTileTokens][kLanes];
+      auto finish = [&](size_t i, size_t j) HWY_ATTR {
+        BiasLanes(bias.get() + i * a.groups16, &a.xsum[(t + j) * a.groups16], a.groups16, lanesB);
+        Y[(t + j) * rows + r + i] = Reduce16(lanes[i][j], lanesB);
+      };
+      if (nr == kTileRows && nt == kTileTokens) {
+        TileRowsTokens<kTileRows, kTileTokens>(cp, xp, sp, dp, cp2, a.blocks16, lanes);
+        for (size_t i = 0; i < nr; ++i)
+          for (size_t j = 0; j < nt; ++j) finish(i, j);
         continue;
       }
-      // Prefill: dequantize a block of rows once (the same q·s + b), then stream token tiles over it; a token tile's
-      // activations stay in L1/L2 while it meets every row of the block.
-      const size_t rb = std::min(kRowBlock, r1 - r);
-      for (size_t i = 0; i < rb; ++i) {
-        if (i > 0) {
-          LoadScales(static_cast<const uint8_t*>(W.scales) + (r + i) * W.scale_row_bytes, W.scale_dtype, groups, sg.get());
-          LoadScales(static_cast<const uint8_t*>(W.biases) + (r + i) * W.scale_row_bytes, W.scale_dtype, groups, bg.get());
+      for (size_t i = 0; i < nr; ++i)
+        for (size_t j = 0; j < nt; ++j) {
+          float one[1][1][kLanes];
+          TileRowsTokens<1, 1>(&cp[i], &xp[j], &sp[i], &dp[j], &cp2[j], a.blocks16, one);
+          std::memcpy(lanes[i][j], one[0][0], sizeof(one[0][0]));
+          finish(i, j);
         }
-        float* wr = wrow.get() + i * cols;
-        ForEachWeightPair<BITS>(static_cast<const uint8_t*>(W.data) + (r + i) * W.row_bytes, sg.get(), bg.get(), groups, G,
-                                [&](VF w0, VF w1, size_t off) HWY_ATTR {
-                                  hn::Store(w0, df, wr + off);
-                                  hn::Store(w1, df, wr + off + N);
-                                });
-      }
-      for (size_t t0 = 0; t0 < n_tokens; t0 += kTile) {
-        const size_t nt = std::min(kTile, n_tokens - t0);
-        size_t i = 0;
-        if (nt == kTile)
-          for (; i + kTileRows <= rb; i += kTileRows) TileRowsTokens<kTileRows>(wrow.get() + i * cols, xp.get() + t0 * cols, cols, Y + t0 * rows + r + i, rows);
-        for (; i < rb; ++i) {
-          const float* wr = wrow.get() + i * cols;
-          for (size_t j = 0; j < nt; ++j) {
-            VF a0 = hn::Zero(df), a1 = hn::Zero(df);
-            const float* x = xp.get() + (t0 + j) * cols;
-            for (size_t c = 0; c < cols; c += 2 * N) {
-              a0 = hn::MulAdd(hn::Load(df, wr + c), hn::Load(df, x + c), a0);
-              a1 = hn::MulAdd(hn::Load(df, wr + c + N), hn::Load(df, x + c + N), a1);
-            }
-            Y[(t0 + j) * rows + r + i] = hn::GetLane(hn::SumOfLanes(df, hn::Add(a0, a1)));
-          }
-        }
-      }
-      r += rb - 1;
     }
+  }
+}
+
+// c·Σxq per token and block (aligned for the tile loads).
+hwy::AlignedFreeUniquePtr<int32_t[]> CentreTerms(const q16::Activations& a, int bits) {
+  auto cx = hwy::AllocateAligned<int32_t>(a.n * a.blocks16);
+  for (size_t i = 0; i < a.n * a.blocks16; ++i) cx[i] = q16::code_centre(bits) * a.xqsum[i];
+  return cx;
+}
+
+template <int BITS>
+void AffineQ16Impl(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, ThreadPool& pool) {
+  q16::Activations a;
+  const size_t cols = W.cols;
+  q16::prepare_activations(n_tokens, cols, W.group_size, a);
+  const size_t rows = W.rows, work = cols * n_tokens;
+  size_t grain = std::max<size_t>(4, 65536 / std::max<size_t>(1, work));
+  grain = (grain + kTileRows - 1) / kTileRows * kTileRows;
+  if (n_tokens == 1) {
+    QuantizeToken(X, 0, a, nullptr);
+    auto xp = hwy::AllocateAligned<int16_t>(a.blocks16 * kBlock);
+    DecodeLayout<BITS>(a, 0, xp.get());
+    pool.parallel_for(rows, grain, [&](size_t r0, size_t r1) { DecodeRows<BITS>(W, a, xp.get(), r0, r1, Y); });
+    return;
+  }
+  const size_t seg_words = a.blocks16 * kLanes;
+  auto xs = hwy::AllocateAligned<uint32_t>(n_tokens * seg_words);
+  pool.parallel_for(n_tokens, std::max<size_t>(1, 16384 / cols), [&](size_t t0, size_t t1) {
+    for (size_t t = t0; t < t1; ++t) QuantizeToken(X + t * cols, t, a, xs.get() + t * seg_words);
   });
+  auto cx = CentreTerms(a, W.bits);
+  pool.parallel_for(rows, grain, [&](size_t r0, size_t r1) { TiledRows<BITS>(W, a, xs.get(), cx.get(), r0, r1, Y); });
 }
 
 bool AffineMatmulT(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, ThreadPool& pool) {
-  // Chunks must tile a group: N bytes (4-bit) or 2N bytes (8-bit) per step; groups of 32+ hold any N <= 16.
-  const size_t N = hn::Lanes(DF());
-  if (W.format != WeightFormat::Affine || (W.bits != 4 && W.bits != 8)) return false;
-  if ((static_cast<size_t>(W.group_size) * W.bits / 8) % (W.bits == 4 ? N : 2 * N) != 0) return false;
-  if (W.bits == 4) AffineImpl<4>(W, X, n_tokens, Y, pool);
-  else if (W.bits == 8) AffineImpl<8>(W, X, n_tokens, Y, pool);
-  else return false;
+  if (!q16::supported(W) || (W.bits != 4 && W.bits != 8)) return false;
+  if (W.bits == 4) AffineQ16Impl<4>(W, X, n_tokens, Y, pool);
+  else AffineQ16Impl<8>(W, X, n_tokens, Y, pool);
   return true;
 }
+
+// Forces one path (tests): 0 = one-token path per token, 1 = tiled path.
+bool AffineMatmulPathT(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, int path) {
+  if (!q16::supported(W) || (W.bits != 4 && W.bits != 8)) return false;
+  q16::Activations a;
+  q16::prepare_activations(n_tokens, W.cols, W.group_size, a);
+  const size_t seg_words = a.blocks16 * kLanes;
+  auto xs = hwy::AllocateAligned<uint32_t>(n_tokens * seg_words);
+  for (size_t t = 0; t < n_tokens; ++t) QuantizeToken(X + t * W.cols, t, a, xs.get() + t * seg_words);
+  if (path == 0) {
+    auto xp = hwy::AllocateAligned<int16_t>(a.blocks16 * kBlock);
+    std::vector<float> y(W.rows);
+    for (size_t t = 0; t < n_tokens; ++t) {
+      q16::Activations one = a;
+      one.n = 1;
+      one.xq.assign(a.xq.begin() + t * a.blocks16 * kBlock, a.xq.begin() + (t + 1) * a.blocks16 * kBlock);
+      one.d.assign(a.d.begin() + t * a.blocks16, a.d.begin() + (t + 1) * a.blocks16);
+      one.xsum.assign(a.xsum.begin() + t * a.groups16, a.xsum.begin() + (t + 1) * a.groups16);
+      one.xqsum.assign(a.xqsum.begin() + t * a.blocks16, a.xqsum.begin() + (t + 1) * a.blocks16);
+      if (W.bits == 4) DecodeLayout<4>(one, 0, xp.get()), DecodeRows<4>(W, one, xp.get(), 0, W.rows, y.data());
+      else DecodeLayout<8>(one, 0, xp.get()), DecodeRows<8>(W, one, xp.get(), 0, W.rows, y.data());
+      for (int64_t r = 0; r < W.rows; ++r) Y[t * W.rows + r] = y[r];
+    }
+    return true;
+  }
+  auto cx = CentreTerms(a, W.bits);
+  if (W.bits == 4) TiledRows<4>(W, a, xs.get(), cx.get(), 0, W.rows, Y);
+  else TiledRows<8>(W, a, xs.get(), cx.get(), 0, W.rows, Y);
+  return true;
+}
+
+#else  // HWY_SCALAR: the scalar reference is the kernel.
+
+bool AffineMatmulT(const WeightMatrix&, const float*, size_t, float*, ThreadPool&) { return false; }
+bool AffineMatmulPathT(const WeightMatrix&, const float*, size_t, float*, int) { return false; }
+
+#endif
+
+const char* AffineTargetNameT() { return hwy::TargetName(HWY_TARGET); }
 
 }  // namespace HWY_NAMESPACE
 }  // namespace zaya
@@ -229,8 +551,27 @@ HWY_AFTER_NAMESPACE();
 #if HWY_ONCE
 namespace zaya {
 HWY_EXPORT(AffineMatmulT);
+HWY_EXPORT(AffineMatmulPathT);
+HWY_EXPORT(AffineTargetNameT);
+
 bool affine_matmul_simd(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, ThreadPool& pool) {
-  return HWY_DYNAMIC_DISPATCH(AffineMatmulT)(W, X, n_tokens, Y, pool);
+  if (HWY_DYNAMIC_DISPATCH(AffineMatmulT)(W, X, n_tokens, Y, pool)) return true;
+  if (!q16::supported(W) || (W.bits != 4 && W.bits != 8)) return false;
+  // A target without the SIMD path still uses the canonical arithmetic (same results everywhere on this machine).
+  pool.parallel_for(W.rows, 16, [&](size_t r0, size_t r1) {
+    WeightMatrix part = W.slice_rows(static_cast<int64_t>(r0), static_cast<int64_t>(r1 - r0));
+    std::vector<float> y((r1 - r0) * n_tokens);
+    q16::matmul_ref(part, X, n_tokens, y.data());
+    for (size_t t = 0; t < n_tokens; ++t)
+      std::memcpy(Y + t * W.rows + r0, &y[t * (r1 - r0)], (r1 - r0) * sizeof(float));
+  });
+  return true;
 }
+
+bool affine_matmul_path(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, int path) {
+  return HWY_DYNAMIC_DISPATCH(AffineMatmulPathT)(W, X, n_tokens, Y, path);
+}
+
+const char* affine_simd_target_name() { return HWY_DYNAMIC_DISPATCH(AffineTargetNameT)(); }
 }  // namespace zaya
 #endif

@@ -242,4 +242,18 @@ ModelWeights ModelWeights::load(const TensorStore& store, const ModelConfig& c) 
   return w;
 }
 
+void for_each_matrix(ModelWeights& w, const std::function<void(WeightMatrix&)>& fn) {
+  fn(w.embedding);
+  fn(w.lm_head);
+  for (auto& l : w.layers) {
+    if (l.is_attention) {
+      for (WeightMatrix* m : {&l.attn.q, &l.attn.k, &l.attn.v_current, &l.attn.v_delayed, &l.attn.o, &l.attn.conv1}) fn(*m);
+    } else {
+      for (WeightMatrix* m : {&l.moe.router_down, &l.moe.router_fc1, &l.moe.router_fc2, &l.moe.router_out}) fn(*m);
+      for (auto& e : l.moe.experts)
+        for (WeightMatrix* m : {&e.gate, &e.up, &e.down}) fn(*m);
+    }
+  }
+}
+
 }  // namespace zaya

@@ -1,4 +1,5 @@
 #pragma once
+#include <functional>
 // The ZAYA1 weights, organised by layer kind, independent of the checkpoint layout they came from. Legacy layer
 // index n (0 … 2B-1: even = attention, odd = MoE) is used throughout, as in the spec; native checkpoints are
 // mapped onto it by name (spec §2.2).
@@ -69,6 +70,9 @@ Layout detect_layout(const TensorStore& store);
 
 // Every tensor the architecture expects, with its shape, for a layout (used for loading checks, `info` counts and
 // verification). lm_head.weight is listed only when embeddings are untied.
+// Every matrix of the model (for settings that apply to all of them).
+void for_each_matrix(ModelWeights& w, const std::function<void(WeightMatrix&)>& fn);
+
 struct ExpectedTensor {
   std::string name;
   std::vector<int64_t> shape;

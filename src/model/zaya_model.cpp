@@ -24,6 +24,7 @@ std::unique_ptr<Model> Model::load(const std::string& dir, const LoadOptions& op
   m->cfg_ = ModelConfig::load(dir);
   m->store_ = std::make_unique<TensorStore>(TensorStore::open(dir));
   m->weights_ = std::make_unique<ModelWeights>(ModelWeights::load(*m->store_, m->cfg_));
+  if (opts.exact) for_each_matrix(*m->weights_, [](WeightMatrix& w) { w.exact_activations = true; });
   m->skip_route_ = opts.override_skip_route ? opts.skip_route : m->cfg_.default_skip_route();
   if (opts.verbose) {
     std::fprintf(stderr, "zaya: %s layout, %lld attention + %lld MoE layers, hidden %lld, vocab %lld\n",
