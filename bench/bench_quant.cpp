@@ -51,6 +51,7 @@ void run(benchmark::State& state, const WeightMatrix& W, size_t tokens, size_t t
 }
 
 // 16 experts' worth of gate_proj weights (cycled) so one-token runs stream from memory, not cache.
+// Args: tokens, threads, exact (1 = fp32 activations, 0 = the default int16 activations).
 void BM_Affine4_Expert(benchmark::State& state) {
   static std::vector<std::unique_ptr<Affine>> m;
   if (m.empty())
@@ -60,19 +61,28 @@ void BM_Affine4_Expert(benchmark::State& state) {
   std::vector<float> x(tokens * 2048, 0.5f), y(tokens * 2048);
   size_t i = 0, bytes = 0;
   for (auto _ : state) {
-    const auto& W = m[i++ % m.size()]->W;
+    auto& W = m[i++ % m.size()]->W;
+    W.exact_activations = state.range(2) != 0;
     matmul(W, x.data(), tokens, y.data(), &pool);
     bytes += W.bytes();
   }
   state.SetBytesProcessed(static_cast<int64_t>(bytes));
   state.counters["tok/s"] = benchmark::Counter(static_cast<double>(state.iterations() * tokens), benchmark::Counter::kIsRate);
 }
-BENCHMARK(BM_Affine4_Expert)->Args({1, 1})->Args({1, 2})->Args({64, 2})->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_Affine4_Expert)
+    ->ArgsProduct({{1}, {1, 2}, {0, 1}})
+    ->Args({64, 2, 0})
+    ->Args({64, 2, 1})
+    ->Args({512, 2, 0})
+    ->Args({512, 2, 1})
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
 
 void BM_Affine8_LmHead(benchmark::State& state) {
   static Affine head(262272, 2048, 8, 32);
+  head.W.exact_activations = state.range(2) != 0;
   run(state, head.W, state.range(0), state.range(1));
 }
-BENCHMARK(BM_Affine8_LmHead)->Args({1, 1})->Args({1, 2})->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Affine8_LmHead)->ArgsProduct({{1}, {1, 2}, {0, 1}})->UseRealTime()->Unit(benchmark::kMillisecond);
 
 }  // namespace

@@ -51,6 +51,17 @@ using V16 = hn::Vec<D16>;
 using VF = hn::Vec<DF>;
 
 
+// Per-thread scratch that grows to the largest size asked for: the kernels run once per pool chunk, hundreds of
+// thousands of times per generated token, so they must not allocate.
+template <class T>
+T* Scratch(size_t n, int slot) {
+  thread_local hwy::AlignedFreeUniquePtr<uint8_t[]> buf[4];
+  thread_local size_t cap[4] = {};
+  const size_t bytes = n * sizeof(T) + 64;
+  if (cap[slot] < bytes) buf[slot] = hwy::AllocateAligned<uint8_t>(bytes), cap[slot] = bytes;
+  return reinterpret_cast<T*>(buf[slot].get());
+}
+
 // acc + Σ of the two int16 products in every 32-bit lane (a[2j]·b[2j] + a[2j+1]·b[2j+1]).
 HWY_INLINE VI MulAddPairs(V16 a, V16 b, VI acc) {
 #if HWY_TARGET == HWY_AVX3_DL
@@ -260,45 +271,48 @@ void DecodeLayout(const q16::Activations& a, size_t t, int16_t* out) {
     for (size_t l = 0; l < N16; ++l) out[c + l] = x[c + 2 * l], out[c + N16 + l] = x[c + 2 * l + 1];
 }
 
+constexpr size_t kAhead = 4;  // rows of software prefetch in the one-token path
+
 template <int BITS>
-void DecodeRows(const WeightMatrix& W, const q16::Activations& a, const int16_t* xp, size_t r0, size_t r1, float* Y) {
+void DecodeRows(const WeightMatrix& W, const q16::Activations& a, const int16_t* xp, const int32_t* cx, size_t r0,
+                size_t r1, float* Y) {
   const DF df;
   const DI di;
   const size_t N = hn::Lanes(df);
   const size_t seg_bytes = kBlock * kLanes * BITS / 8, blocks = a.blocks, segs = a.blocks16 / kLanes;
   const size_t full_segs = blocks / kLanes;
-  auto sblk = hwy::AllocateAligned<float>(a.blocks16);
-  auto bias = hwy::AllocateAligned<float>(a.groups16);
-  auto tail = hwy::AllocateAligned<uint8_t>(seg_bytes);
+  float* sblk = Scratch<float>(a.blocks16, 0);
+  float* bias = Scratch<float>(a.groups16, 1);
+  uint8_t* tail = Scratch<uint8_t>(seg_bytes, 2);
   HWY_ALIGN int32_t isum[kLanes];
   HWY_ALIGN float lanesF[kLanes], lanesB[kLanes];
   const float* d = &a.d[0];
   // c·Σxq per block: subtracted from Σ q·xq to centre the codes.
-  std::vector<int32_t> cxv(a.blocks16);
-  for (size_t b = 0; b < a.blocks16; ++b) cxv[b] = q16::code_centre(BITS) * a.xqsum[b];
-  const int32_t* cx = cxv.data();
   for (size_t r = r0; r < r1; ++r) {
-    LoadRowScales(W, r, a.blocks16, a.groups16, sblk.get(), bias.get());
+    LoadRowScales(W, r, a.blocks16, a.groups16, sblk, bias);
     const uint8_t* row = static_cast<const uint8_t*>(W.data) + r * W.row_bytes;
     VF acc[kLanes];
     for (size_t u = 0; u < kLanes / N; ++u) acc[u] = hn::Zero(df);
     for (size_t s = 0; s < segs; ++s) {
       const uint8_t* p = row + s * seg_bytes;
+      // Keep misses in flight while the segment's shuffle tree runs: fetch the same segment of the row kAhead on.
+      if (r + kAhead < r1)
+        for (size_t l = 0; l < seg_bytes; l += 64) __builtin_prefetch(p + kAhead * W.row_bytes + l);
       if (s >= full_segs) {  // last, partial segment: zero-padded copy
-        std::memset(tail.get(), 0, seg_bytes);
-        std::memcpy(tail.get(), p, (blocks - s * kLanes) * kBlock * BITS / 8);
-        p = tail.get();
+        std::memset(tail, 0, seg_bytes);
+        std::memcpy(tail, p, (blocks - s * kLanes) * kBlock * BITS / 8);
+        p = tail;
       }
       SegmentBlockSums<BITS>(p, xp + s * kBlock * kLanes, isum);
       for (size_t u = 0; u < kLanes / N; ++u) {
         const size_t b = s * kLanes + u * N;
-        const VF m = hn::Mul(hn::Load(df, sblk.get() + b), hn::LoadU(df, d + b));
+        const VF m = hn::Mul(hn::Load(df, sblk + b), hn::LoadU(df, d + b));
         const VI centred = hn::Sub(hn::Load(di, isum + u * N), hn::LoadU(di, cx + b));
         acc[u] = hn::MulAdd(hn::ConvertTo(df, centred), m, acc[u]);
       }
     }
     for (size_t u = 0; u < kLanes / N; ++u) hn::Store(acc[u], df, lanesF + u * N);
-    BiasLanes(bias.get(), &a.xsum[0], a.groups16, lanesB);
+    BiasLanes(bias, &a.xsum[0], a.groups16, lanesB);
     Y[r] = Reduce16(lanesF, lanesB);
   }
 }
@@ -370,21 +384,30 @@ void CodesToSegmentLayout(const WeightMatrix& W, size_t r, size_t blocks16, uint
   }
 }
 
-constexpr size_t kSubs = kLanes * 4 / HWY_MAX_BYTES;  // vectors per 16 virtual lanes
+#if HWY_TARGET <= HWY_AVX3
+constexpr size_t kTileRows = 4;  // 4 rows × 4 tokens: 16 integer accumulators of 32 registers
+#else
+constexpr size_t kTileRows = 1;  // 16 registers: 1 row × 4 tokens
+#endif
+constexpr size_t kTileTokens = 4, kTileTokensMax = 4;
 
-// R rows × T tokens over every segment; acc[i][j] receive the 16 fp32 lanes of F.
+// R rows × T tokens over every segment; lanes[i][j] receive the 16 fp32 lanes of F. The fp32 accumulators stay in
+// memory (one update per segment) so the inner loop keeps its R·T integer accumulators in registers.
 template <size_t R, size_t T>
 HWY_INLINE void TileRowsTokens(const uint32_t* const* codes, const uint32_t* const* x, const float* const* sblk,
                                const float* const* d, const int32_t* const* cx, size_t blocks16,
-                               float (*lanes)[T][kLanes]) {
+                               float (*lanes)[kTileTokensMax][kLanes]) {
   const DF df;
   const DI di;
   const D16 d16;
   const size_t N = hn::Lanes(di), subs = kLanes / N;
-  VF acc[R][T][kSubs];
   for (size_t i = 0; i < R; ++i)
     for (size_t j = 0; j < T; ++j)
-      for (size_t u = 0; u < subs; ++u) acc[i][j][u] = hn::Zero(df);
+      for (size_t u = 0; u < subs; ++u) hn::Store(hn::Zero(df), df, lanes[i][j] + u * N);
+  const int32_t* cp[R];
+  const int32_t* xp[T];
+  for (size_t i = 0; i < R; ++i) cp[i] = reinterpret_cast<const int32_t*>(codes[i]);
+  for (size_t j = 0; j < T; ++j) xp[j] = reinterpret_cast<const int32_t*>(x[j]);
   for (size_t s = 0; s < blocks16 / kLanes; ++s) {
     for (size_t u = 0; u < subs; ++u) {
       const size_t off = (s * kLanes + u * N) * kLanes;
@@ -393,75 +416,74 @@ HWY_INLINE void TileRowsTokens(const uint32_t* const* codes, const uint32_t* con
         for (size_t j = 0; j < T; ++j) isum[i][j] = hn::Zero(di);
       for (size_t k = 0; k < kLanes; ++k) {
         V16 c[R];
-        for (size_t i = 0; i < R; ++i) c[i] = hn::BitCast(d16, hn::Load(di, reinterpret_cast<const int32_t*>(codes[i] + off + k * N)));
+        for (size_t i = 0; i < R; ++i) c[i] = hn::BitCast(d16, hn::Load(di, cp[i] + off + k * N));
         for (size_t j = 0; j < T; ++j) {
-          const V16 xv = hn::BitCast(d16, hn::Load(di, reinterpret_cast<const int32_t*>(x[j] + off + k * N)));
+          const V16 xv = hn::BitCast(d16, hn::Load(di, xp[j] + off + k * N));
           for (size_t i = 0; i < R; ++i) isum[i][j] = MulAddPairs(c[i], xv, isum[i][j]);
         }
       }
       const size_t b = s * kLanes + u * N;
       for (size_t i = 0; i < R; ++i) {
         const VF sv = hn::Load(df, sblk[i] + b);
-        for (size_t j = 0; j < T; ++j)
-          acc[i][j][u] = hn::MulAdd(hn::ConvertTo(df, hn::Sub(isum[i][j], hn::Load(di, cx[j] + b))),
-                                    hn::Mul(sv, hn::LoadU(df, d[j] + b)), acc[i][j][u]);
+        for (size_t j = 0; j < T; ++j) {
+          float* l = lanes[i][j] + u * N;
+          const VF f = hn::ConvertTo(df, hn::Sub(isum[i][j], hn::Load(di, cx[j] + b)));
+          hn::Store(hn::MulAdd(f, hn::Mul(sv, hn::LoadU(df, d[j] + b)), hn::Load(df, l)), df, l);
+        }
       }
     }
   }
-  for (size_t i = 0; i < R; ++i)
-    for (size_t j = 0; j < T; ++j)
-      for (size_t u = 0; u < subs; ++u) hn::Store(acc[i][j][u], df, lanes[i][j] + u * N);
 }
 
-#if HWY_TARGET <= HWY_AVX3
-constexpr size_t kTileRows = 2;  // 2 rows × 4 tokens: 8 int + 8 fp32 accumulators of 32 registers
-#else
-constexpr size_t kTileRows = 1;
-#endif
-constexpr size_t kTileTokens = 4;
+
+// R rows × nt (≤ 4) tokens.
+template <size_t R>
+HWY_INLINE void TileTokens(size_t nt, const uint32_t* const* codes, const uint32_t* const* x, const float* const* sblk,
+                           const float* const* d, const int32_t* const* cx, size_t blocks16,
+                           float (*lanes)[kTileTokensMax][kLanes]) {
+  switch (nt) {
+    case 4: TileRowsTokens<R, 4>(codes, x, sblk, d, cx, blocks16, lanes); break;
+    case 3: TileRowsTokens<R, 3>(codes, x, sblk, d, cx, blocks16, lanes); break;
+    case 2: TileRowsTokens<R, 2>(codes, x, sblk, d, cx, blocks16, lanes); break;
+    default: TileRowsTokens<R, 1>(codes, x, sblk, d, cx, blocks16, lanes); break;
+  }
+}
 
 template <int BITS>
 void TiledRows(const WeightMatrix& W, const q16::Activations& a, const uint32_t* xs, const int32_t* cx, size_t r0,
                size_t r1, float* Y) {
   const size_t rows = W.rows, n = a.n, seg_words = a.blocks16 * kLanes;
-  auto codes = hwy::AllocateAligned<uint32_t>(kTileRows * seg_words);
-  auto sblk = hwy::AllocateAligned<float>(kTileRows * a.blocks16);
-  auto bias = hwy::AllocateAligned<float>(kTileRows * a.groups16);
+  uint32_t* codes = Scratch<uint32_t>(kTileRows * seg_words, 0);
+  float* sblk = Scratch<float>(kTileRows * a.blocks16, 1);
+  float* bias = Scratch<float>(kTileRows * a.groups16, 2);
   HWY_ALIGN float lanesB[kLanes];
   for (size_t r = r0; r < r1; r += kTileRows) {
     const size_t nr = std::min(kTileRows, r1 - r);
-    const uint32_t* cp[kTileRows];
-    const float* sp[kTileRows];
+    const uint32_t* cp[kTileRows] = {};
+    const float* sp[kTileRows] = {};
     for (size_t i = 0; i < nr; ++i) {
-      CodesToSegmentLayout<BITS>(W, r + i, a.blocks16, codes.get() + i * seg_words);
-      LoadRowScales(W, r + i, a.blocks16, a.groups16, sblk.get() + i * a.blocks16, bias.get() + i * a.groups16);
-      cp[i] = codes.get() + i * seg_words;
-      sp[i] = sblk.get() + i * a.blocks16;
+      CodesToSegmentLayout<BITS>(W, r + i, a.blocks16, codes + i * seg_words);
+      LoadRowScales(W, r + i, a.blocks16, a.groups16, sblk + i * a.blocks16, bias + i * a.groups16);
+      cp[i] = codes + i * seg_words;
+      sp[i] = sblk + i * a.blocks16;
     }
     for (size_t t = 0; t < n; t += kTileTokens) {
       const size_t nt = std::min(kTileTokens, n - t);
-      const uint32_t* xp[kTileTokens];
-      const float* dp[kTileTokens];
-      const int32_t* cp2[kTileTokens];
+      const uint32_t* xp[kTileTokens] = {};
+      const float* dp[kTileTokens] = {};
+      const int32_t* cp2[kTileTokens] = {};
       for (size_t j = 0; j < nt; ++j)
         xp[j] = xs + (t + j) * seg_words, dp[j] = &a.d[(t + j) * a.blocks16], cp2[j] = cx + (t + j) * a.blocks16;
-      HWY_ALIGN float lanes[kTileRows][kTileTokens][kLanes];
-      auto finish = [&](size_t i, size_t j) HWY_ATTR {
-        BiasLanes(bias.get() + i * a.groups16, &a.xsum[(t + j) * a.groups16], a.groups16, lanesB);
-        Y[(t + j) * rows + r + i] = Reduce16(lanes[i][j], lanesB);
-      };
-      if (nr == kTileRows && nt == kTileTokens) {
-        TileRowsTokens<kTileRows, kTileTokens>(cp, xp, sp, dp, cp2, a.blocks16, lanes);
-        for (size_t i = 0; i < nr; ++i)
-          for (size_t j = 0; j < nt; ++j) finish(i, j);
-        continue;
+      HWY_ALIGN float lanes[kTileRows][kTileTokensMax][kLanes];
+      if (nr == kTileRows) {
+        TileTokens<kTileRows>(nt, cp, xp, sp, dp, cp2, a.blocks16, lanes);
+      } else {
+        for (size_t i = 0; i < nr; ++i) TileTokens<1>(nt, &cp[i], xp, &sp[i], dp, cp2, a.blocks16, &lanes[i]);
       }
       for (size_t i = 0; i < nr; ++i)
         for (size_t j = 0; j < nt; ++j) {
-          float one[1][1][kLanes];
-          TileRowsTokens<1, 1>(&cp[i], &xp[j], &sp[i], &dp[j], &cp2[j], a.blocks16, one);
-          std::memcpy(lanes[i][j], one[0][0], sizeof(one[0][0]));
-          finish(i, j);
+          BiasLanes(bias + i * a.groups16, &a.xsum[(t + j) * a.groups16], a.groups16, lanesB);
+          Y[(t + j) * rows + r + i] = Reduce16(lanes[i][j], lanesB);
         }
     }
   }
@@ -484,9 +506,10 @@ void AffineQ16Impl(const WeightMatrix& W, const float* X, size_t n_tokens, float
   grain = (grain + kTileRows - 1) / kTileRows * kTileRows;
   if (n_tokens == 1) {
     QuantizeToken(X, 0, a, nullptr);
+    auto cx = CentreTerms(a, W.bits);
     auto xp = hwy::AllocateAligned<int16_t>(a.blocks16 * kBlock);
     DecodeLayout<BITS>(a, 0, xp.get());
-    pool.parallel_for(rows, grain, [&](size_t r0, size_t r1) { DecodeRows<BITS>(W, a, xp.get(), r0, r1, Y); });
+    pool.parallel_for(rows, grain, [&](size_t r0, size_t r1) { DecodeRows<BITS>(W, a, xp.get(), cx.get(), r0, r1, Y); });
     return;
   }
   const size_t seg_words = a.blocks16 * kLanes;
@@ -523,8 +546,8 @@ bool AffineMatmulPathT(const WeightMatrix& W, const float* X, size_t n_tokens, f
       one.d.assign(a.d.begin() + t * a.blocks16, a.d.begin() + (t + 1) * a.blocks16);
       one.xsum.assign(a.xsum.begin() + t * a.groups16, a.xsum.begin() + (t + 1) * a.groups16);
       one.xqsum.assign(a.xqsum.begin() + t * a.blocks16, a.xqsum.begin() + (t + 1) * a.blocks16);
-      if (W.bits == 4) DecodeLayout<4>(one, 0, xp.get()), DecodeRows<4>(W, one, xp.get(), 0, W.rows, y.data());
-      else DecodeLayout<8>(one, 0, xp.get()), DecodeRows<8>(W, one, xp.get(), 0, W.rows, y.data());
+      if (W.bits == 4) DecodeLayout<4>(one, 0, xp.get()), DecodeRows<4>(W, one, xp.get(), CentreTerms(one, 4).get(), 0, W.rows, y.data());
+      else DecodeLayout<8>(one, 0, xp.get()), DecodeRows<8>(W, one, xp.get(), CentreTerms(one, 8).get(), 0, W.rows, y.data());
       for (int64_t r = 0; r < W.rows; ++r) Y[t * W.rows + r] = y[r];
     }
     return true;
