@@ -4,6 +4,7 @@
 // many tokens are in the batch), so results are identical for any thread count and batch size.
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 
 #include "zaya/weights.h"
 
@@ -15,6 +16,11 @@ class ThreadPool;
 // row-major. pool = nullptr uses default_pool().
 void matmul(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, ThreadPool* pool = nullptr);
 void matmul_ref(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y);
+
+// Ys[k] = X·Ws[k]ᵀ for matrices that read the same activations (q/k/v, gate/up): bitwise what separate matmul
+// calls give, in one pass where the kernels allow it (the activations are prepared once, one parallel loop).
+void matmul_multi(std::initializer_list<const WeightMatrix*> Ws, const float* X, size_t n_tokens,
+                  std::initializer_list<float*> Ys, ThreadPool* pool = nullptr);
 
 // Dot product of two fp32 vectors (fast path, fixed summation order).
 float dot(const float* a, const float* b, size_t n);

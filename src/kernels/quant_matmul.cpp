@@ -131,4 +131,16 @@ void quant_matmul_generic(const WeightMatrix& W, const float* X, size_t n_tokens
   });
 }
 
+void matmul_multi(std::initializer_list<const WeightMatrix*> Ws, const float* X, size_t n_tokens,
+                  std::initializer_list<float*> Ys, ThreadPool* pool) {
+  if (Ws.size() != Ys.size()) throw Error("matmul_multi: as many outputs as matrices are needed");
+  std::vector<const WeightMatrix*> ws(Ws);
+  std::vector<float*> ys(Ys);
+  bool fused = n_tokens > 0;
+  for (const WeightMatrix* w : ws) fused = fused && !w->exact_activations;
+  ThreadPool& p = pool ? *pool : default_pool();
+  if (fused && affine_matmul_multi_simd(ws.data(), ws.size(), X, n_tokens, ys.data(), p)) return;
+  for (size_t k = 0; k < ws.size(); ++k) matmul(*ws[k], X, n_tokens, ys[k], pool);
+}
+
 }  // namespace zaya

@@ -15,6 +15,10 @@ void quant_matmul(const WeightMatrix& W, const float* X, size_t n_tokens, float*
 // Affine 4/8-bit in the canonical int16-activation arithmetic (affine_q16.h, quant_matmul_hwy.cpp); false for
 // widths it does not handle.
 bool affine_matmul_simd(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, ThreadPool& pool);
+// Several affine 4/8-bit matrices of one input width on the same activations; false (nothing computed) unless every
+// matrix qualifies for affine_matmul_simd and they share cols and group size.
+bool affine_matmul_multi_simd(const WeightMatrix* const* Ws, size_t m, const float* X, size_t n_tokens, float* const* Ys,
+                              ThreadPool& pool);
 // Affine 4/8-bit with fp32 activations (W.exact_activations; affine_f32_hwy.cpp).
 bool affine_matmul_f32_simd(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, ThreadPool& pool);
 

@@ -496,36 +496,67 @@ hwy::AlignedFreeUniquePtr<int32_t[]> CentreTerms(const q16::Activations& a, int 
   return cx;
 }
 
-template <int BITS>
-void AffineQ16Impl(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, ThreadPool& pool) {
+bool Q16Eligible(const WeightMatrix& W) { return q16::supported(W) && (W.bits == 4 || W.bits == 8); }
+
+// Ys[k] = X·Ws[k]ᵀ for matrices of one input width and group size: the activations are quantized once and one
+// parallel loop runs over the rows of all of them (a row's result does not depend on how rows are split).
+bool AffineMultiT(const WeightMatrix* const* Ws, size_t m, const float* X, size_t n_tokens, float* const* Ys,
+                  ThreadPool& pool) {
+  if (m == 0) return true;
+  const size_t cols = Ws[0]->cols, G = Ws[0]->group_size;
+  bool has4 = false, has8 = false;
+  std::vector<size_t> offset(m + 1, 0);
+  for (size_t k = 0; k < m; ++k) {
+    const WeightMatrix& W = *Ws[k];
+    if (!Q16Eligible(W) || static_cast<size_t>(W.cols) != cols || static_cast<size_t>(W.group_size) != G) return false;
+    (W.bits == 4 ? has4 : has8) = true;
+    offset[k + 1] = offset[k] + W.rows;
+  }
   q16::Activations a;
-  const size_t cols = W.cols;
-  q16::prepare_activations(n_tokens, cols, W.group_size, a);
-  const size_t rows = W.rows, work = cols * n_tokens;
+  q16::prepare_activations(n_tokens, cols, G, a);
+  const size_t work = cols * n_tokens;
   size_t grain = std::max<size_t>(4, 65536 / std::max<size_t>(1, work));
   grain = (grain + kTileRows - 1) / kTileRows * kTileRows;
+  // Calls fn(k, lo, hi) for the rows [lo, hi) of matrix k inside the pool chunk [r0, r1).
+  auto for_rows = [&](size_t r0, size_t r1, auto&& fn) {
+    for (size_t k = 0; k < m; ++k) {
+      const size_t lo = std::max(r0, offset[k]), hi = std::min(r1, offset[k + 1]);
+      if (lo < hi) fn(k, lo - offset[k], hi - offset[k]);
+    }
+  };
+  hwy::AlignedFreeUniquePtr<int32_t[]> cx4, cx8;
   if (n_tokens == 1) {
     QuantizeToken(X, 0, a, nullptr);
-    auto cx = CentreTerms(a, W.bits);
-    auto xp = hwy::AllocateAligned<int16_t>(a.blocks16 * kBlock);
-    DecodeLayout<BITS>(a, 0, xp.get());
-    pool.parallel_for(rows, grain, [&](size_t r0, size_t r1) { DecodeRows<BITS>(W, a, xp.get(), cx.get(), r0, r1, Y); });
-    return;
+    hwy::AlignedFreeUniquePtr<int16_t[]> xp4, xp8;
+    if (has4) cx4 = CentreTerms(a, 4), xp4 = hwy::AllocateAligned<int16_t>(a.blocks16 * kBlock), DecodeLayout<4>(a, 0, xp4.get());
+    if (has8) cx8 = CentreTerms(a, 8), xp8 = hwy::AllocateAligned<int16_t>(a.blocks16 * kBlock), DecodeLayout<8>(a, 0, xp8.get());
+    pool.parallel_for(offset[m], grain, [&](size_t r0, size_t r1) {
+      for_rows(r0, r1, [&](size_t k, size_t lo, size_t hi) {
+        if (Ws[k]->bits == 4) DecodeRows<4>(*Ws[k], a, xp4.get(), cx4.get(), lo, hi, Ys[k]);
+        else DecodeRows<8>(*Ws[k], a, xp8.get(), cx8.get(), lo, hi, Ys[k]);
+      });
+    });
+    return true;
   }
   const size_t seg_words = a.blocks16 * kLanes;
   auto xs = hwy::AllocateAligned<uint32_t>(n_tokens * seg_words);
   pool.parallel_for(n_tokens, std::max<size_t>(1, 16384 / cols), [&](size_t t0, size_t t1) {
     for (size_t t = t0; t < t1; ++t) QuantizeToken(X + t * cols, t, a, xs.get() + t * seg_words);
   });
-  auto cx = CentreTerms(a, W.bits);
-  pool.parallel_for(rows, grain, [&](size_t r0, size_t r1) { TiledRows<BITS>(W, a, xs.get(), cx.get(), r0, r1, Y); });
+  if (has4) cx4 = CentreTerms(a, 4);
+  if (has8) cx8 = CentreTerms(a, 8);
+  pool.parallel_for(offset[m], grain, [&](size_t r0, size_t r1) {
+    for_rows(r0, r1, [&](size_t k, size_t lo, size_t hi) {
+      if (Ws[k]->bits == 4) TiledRows<4>(*Ws[k], a, xs.get(), cx4.get(), lo, hi, Ys[k]);
+      else TiledRows<8>(*Ws[k], a, xs.get(), cx8.get(), lo, hi, Ys[k]);
+    });
+  });
+  return true;
 }
 
 bool AffineMatmulT(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, ThreadPool& pool) {
-  if (!q16::supported(W) || (W.bits != 4 && W.bits != 8)) return false;
-  if (W.bits == 4) AffineQ16Impl<4>(W, X, n_tokens, Y, pool);
-  else AffineQ16Impl<8>(W, X, n_tokens, Y, pool);
-  return true;
+  const WeightMatrix* w = &W;
+  return AffineMultiT(&w, 1, X, n_tokens, &Y, pool);
 }
 
 // Forces one path (tests): 0 = one-token path per token, 1 = tiled path.
@@ -562,6 +593,7 @@ bool AffineMatmulPathT(const WeightMatrix& W, const float* X, size_t n_tokens, f
 
 bool AffineMatmulT(const WeightMatrix&, const float*, size_t, float*, ThreadPool&) { return false; }
 bool AffineMatmulPathT(const WeightMatrix&, const float*, size_t, float*, int) { return false; }
+bool AffineMultiT(const WeightMatrix* const*, size_t, const float*, size_t, float* const*, ThreadPool&) { return false; }
 
 #endif
 
@@ -575,6 +607,7 @@ HWY_AFTER_NAMESPACE();
 namespace zaya {
 HWY_EXPORT(AffineMatmulT);
 HWY_EXPORT(AffineMatmulPathT);
+HWY_EXPORT(AffineMultiT);
 HWY_EXPORT(AffineTargetNameT);
 
 bool affine_matmul_simd(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, ThreadPool& pool) {
@@ -589,6 +622,11 @@ bool affine_matmul_simd(const WeightMatrix& W, const float* X, size_t n_tokens, 
       std::memcpy(Y + t * W.rows + r0, &y[t * (r1 - r0)], (r1 - r0) * sizeof(float));
   });
   return true;
+}
+
+bool affine_matmul_multi_simd(const WeightMatrix* const* Ws, size_t m, const float* X, size_t n_tokens, float* const* Ys,
+                              ThreadPool& pool) {
+  return HWY_DYNAMIC_DISPATCH(AffineMultiT)(Ws, m, X, n_tokens, Ys, pool);
 }
 
 bool affine_matmul_path(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, int path) {
