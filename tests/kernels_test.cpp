@@ -269,6 +269,66 @@ TEST(KernelSoftmax, SumsToOneAndMatchesDoubleReference) {
     }
 }
 
+// Keys/values sit ld_kv apart (several kv heads per cache row); the buffers end right after the last value read.
+struct AttentionCase {
+  std::vector<float> q, k, v;
+  size_t ld_kv;
+};
+
+AttentionCase make_attention_case(size_t rows, size_t n_keys, size_t dh, std::mt19937& rng) {
+  AttentionCase c;
+  c.ld_kv = dh * 2 + 1;
+  const size_t kv_len = n_keys ? (n_keys - 1) * c.ld_kv + dh : 0;
+  c.q = random_vec(rows * dh, rng);
+  c.k = random_vec(kv_len, rng);
+  c.v = random_vec(kv_len, rng);
+  return c;
+}
+
+TEST(KernelAttention, MatchesReferenceOnRaggedShapes) {
+  for_each_target([] {
+    std::mt19937 rng(29);
+    for (size_t rows : {1, 2, 3, 4, 5, 8})
+      for (size_t dh : {1, 3, 8, 15, 16, 17, 64, 100, 128})
+        for (size_t n_keys : {0, 1, 2, 3, 5, 16, 17, 63, 130})
+          // 1/sqrt(dh) as in the model; 40/sqrt(dh) gives peaked rows where most exps underflow to zero.
+          for (float sharp : {1.0f, 40.0f}) {
+            SCOPED_TRACE(testing::Message() << "rows=" << rows << " dh=" << dh << " keys=" << n_keys
+                                            << " sharp=" << sharp);
+            AttentionCase c = make_attention_case(rows, n_keys, dh, rng);
+            const float scale = sharp / std::sqrt(static_cast<float>(dh));
+            // Guard cells after the output catch writes past [rows, dh].
+            const size_t guard = 8;
+            std::vector<float> out(rows * dh + guard, -7.0f), ref(rows * dh);
+            gqa_attention(c.q.data(), rows, c.k.data(), c.v.data(), c.ld_kv, n_keys, dh, scale, out.data());
+            gqa_attention_ref(c.q.data(), rows, c.k.data(), c.v.data(), c.ld_kv, n_keys, dh, scale, ref.data());
+            for (size_t g = 0; g < guard; ++g) ASSERT_EQ(out[rows * dh + g], -7.0f) << "write past the end";
+            // Outputs are convex combinations of values ~N(0, 1); score errors scale with |q||k|·scale.
+            const float tol = 2e-5f * std::max(1.0f, sharp * std::sqrt(static_cast<float>(dh)) / 4.0f);
+            for (size_t i = 0; i < rows * dh; ++i) ASSERT_NEAR(out[i], ref[i], tol) << "i=" << i;
+          }
+  });
+}
+
+TEST(KernelAttention, RowsAreIndependentOfTheirNeighbours) {
+  for_each_target([] {
+    std::mt19937 rng(31);
+    for (size_t dh : {17, 128})
+      for (size_t n_keys : {1, 9, 200}) {
+        SCOPED_TRACE(testing::Message() << "dh=" << dh << " keys=" << n_keys);
+        const size_t rows = 7;
+        AttentionCase c = make_attention_case(rows, n_keys, dh, rng);
+        const float scale = 1.0f / std::sqrt(static_cast<float>(dh));
+        std::vector<float> all(rows * dh), one(dh);
+        gqa_attention(c.q.data(), rows, c.k.data(), c.v.data(), c.ld_kv, n_keys, dh, scale, all.data());
+        for (size_t r = 0; r < rows; ++r) {
+          gqa_attention(&c.q[r * dh], 1, c.k.data(), c.v.data(), c.ld_kv, n_keys, dh, scale, one.data());
+          EXPECT_TRUE(same_bits(one.data(), &all[r * dh], dh)) << "row " << r;
+        }
+      }
+  });
+}
+
 // MLX writes tensors at unaligned offsets: weight_from_tensor must copy those into aligned storage.
 TEST(KernelWeights, MisalignedTensorIsCopiedAndComputesCorrectly) {
   std::mt19937 rng(23);

@@ -129,27 +129,17 @@ void cca_attention(const AttentionWeights& w, const ModelConfig& cfg, const Rope
   std::memcpy(st.conv_state.data(), &u_ext[n * C], 2 * C * sizeof(float));
   std::memcpy(st.prev_x.data(), x + (n - 1) * H, H * sizeof(float));
 
-  // 7. Causal GQA attention, softmax in fp32; one task per (token, head).
+  // 7. Causal GQA attention, softmax in fp32; one task per (token, kv head) covers the g query heads sharing it.
   std::vector<float> attn(n * qw);
   const float* kc = st.k_cache.data();
   const float* vc = st.v_cache.data();
-  default_pool().parallel_for(n * nq, 1, [&](size_t b, size_t e) {
-    std::vector<float> scores;
+  default_pool().parallel_for(n * nk, 1, [&](size_t b, size_t e) {
     for (size_t task = b; task < e; ++task) {
-      const size_t t = task / nq;
-      const int64_t h = static_cast<int64_t>(task % nq), j = h / g;
-      const int64_t n_keys = pos0 + static_cast<int64_t>(t) + 1;
-      const float* Qh = &Q[t * qw + h * dh];
-      scores.resize(n_keys);
-      for (int64_t s = 0; s < n_keys; ++s) scores[s] = dot(Qh, kc + s * kw + j * dh, dh) / sqrt_dh;
-      softmax(scores.data(), n_keys);
-      float* o = &attn[t * qw + h * dh];
-      std::fill(o, o + dh, 0.0f);
-      for (int64_t s = 0; s < n_keys; ++s) {
-        const float p = scores[s];
-        const float* Vs = vc + s * kw + j * dh;
-        for (int64_t i = 0; i < dh; ++i) o[i] += p * Vs[i];
-      }
+      const size_t t = task / nk;
+      const int64_t j = static_cast<int64_t>(task % nk);
+      const size_t n_keys = static_cast<size_t>(pos0) + t + 1;
+      const size_t at = t * qw + j * g * dh;
+      gqa_attention(&Q[at], g, kc + j * dh, vc + j * dh, kw, n_keys, dh, 1.0f / sqrt_dh, &attn[at]);
     }
   });
 
