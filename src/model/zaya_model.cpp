@@ -22,7 +22,7 @@ Model::~Model() = default;
 std::unique_ptr<Model> Model::load(const std::string& dir, const LoadOptions& opts) {
   std::unique_ptr<Model> m(new Model());
   m->cfg_ = ModelConfig::load(dir);
-  m->store_ = std::make_unique<TensorStore>(TensorStore::open(dir));
+  m->store_ = std::make_unique<TensorStore>(TensorStore::open(dir, /*prefetch=*/true));
   m->weights_ = std::make_unique<ModelWeights>(ModelWeights::load(*m->store_, m->cfg_));
   m->skip_route_ = opts.override_skip_route ? opts.skip_route : m->cfg_.default_skip_route();
   if (opts.verbose) {
