@@ -269,6 +269,30 @@ TEST(KernelSoftmax, SumsToOneAndMatchesDoubleReference) {
     }
 }
 
+TEST(KernelSiluMul, MatchesReferenceAndIgnoresHowTheArrayIsSplit) {
+  for_each_target([] {
+    std::mt19937 rng(37);
+    for (size_t n : {0, 1, 3, 15, 16, 17, 100, 40000}) {
+      // Wide range: e^-g overflows in fp32 for g < -88 and must give ∓0 (the double reference gives < 1e-30).
+      auto gate = random_vec(n, rng, 40.0f);
+      const auto up = random_vec(n, rng);
+      if (n > 3) gate[0] = 200.0f, gate[1] = -200.0f, gate[2] = -1e30f, gate[3] = 0.0f;
+      std::vector<float> out(n), ref(n);
+      silu_mul(gate.data(), up.data(), n, out.data());
+      silu_mul_ref(gate.data(), up.data(), n, ref.data());
+      for (size_t i = 0; i < n; ++i)
+        ASSERT_NEAR(out[i], ref[i], 2e-6f * std::fabs(ref[i]) + 1e-30f) << "n=" << n << " i=" << i << " g=" << gate[i];
+      // Pieces of odd sizes (ragged tails everywhere) give the same bits as the whole.
+      std::vector<float> pieces(n);
+      for (size_t b = 0; b < n; b += 7) {
+        const size_t e = std::min(n, b + 7);
+        silu_mul(&gate[b], &up[b], e - b, &pieces[b]);
+      }
+      EXPECT_TRUE(same_bits(pieces.data(), out.data(), n)) << "n=" << n;
+    }
+  });
+}
+
 // Keys/values sit ld_kv apart (several kv heads per cache row); the buffers end right after the last value read.
 struct AttentionCase {
   std::vector<float> q, k, v;

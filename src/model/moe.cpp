@@ -12,7 +12,6 @@ namespace zaya {
 namespace {
 
 inline float gelu_erf(float v) { return 0.5f * v * (1.0f + std::erf(v * 0.70710678118654752f)); }
-inline float silu(float v) { return v / (1.0f + std::exp(-v)); }
 
 void add_bias_gelu(float* a, const std::vector<float>& b, size_t n, size_t d) {
   for (size_t t = 0; t < n; ++t)
@@ -85,7 +84,7 @@ void moe_layer(const MoeWeights& w, const ModelConfig& cfg, SkipRoute skip, cons
     const ExpertWeights& ew = w.experts[e];
     matmul(ew.gate, xe.data(), m, gate.data());
     matmul(ew.up, xe.data(), m, up.data());
-    for (size_t i = 0; i < m * I; ++i) act[i] = silu(gate[i]) * up[i];
+    silu_mul(gate.data(), up.data(), m * I, act.data());
     matmul(ew.down, act.data(), m, ye.data());
     for (size_t i = 0; i < m; ++i) {
       const float p = prob[toks[i]];
