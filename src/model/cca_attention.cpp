@@ -150,8 +150,11 @@ void cca_attention(const AttentionWeights& w, const ModelConfig& cfg, const Rope
   std::vector<float> attn(n * qw);
   const float* kc = st.k_cache.data();
   const float* vc = st.v_cache.data();
-  default_pool().parallel_for(n * nk, 1, [&](size_t b, size_t e) {
-    for (size_t task = b; task < e; ++task) {
+  // Tasks run from the last token down: the longest ones are handed out first, so the pool's chunks finish together.
+  const size_t n_tasks = n * static_cast<size_t>(nk);
+  default_pool().parallel_for(n_tasks, 1, [&](size_t b, size_t e) {
+    for (size_t i = b; i < e; ++i) {
+      const size_t task = n_tasks - 1 - i;
       const size_t t = task / nk;
       const int64_t j = static_cast<int64_t>(task % nk);
       const size_t n_keys = static_cast<size_t>(pos0) + t + 1;
