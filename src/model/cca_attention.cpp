@@ -146,20 +146,25 @@ void cca_attention(const AttentionWeights& w, const ModelConfig& cfg, const Rope
   std::memcpy(st.conv_state.data(), &u_ext[n * C], 2 * C * sizeof(float));
   std::memcpy(st.prev_x.data(), x + (n - 1) * H, H * sizeof(float));
 
-  // 7. Causal GQA attention, softmax in fp32; one task per (token, kv head) covers the g query heads sharing it.
+  // 7. Causal GQA attention, softmax in fp32; a task covers the g query heads of one (token, kv head), so each
+  // key/value row is read once for all of them. With too few tokens to keep the pool busy (decode) each head is its
+  // own task instead; a head's result does not depend on which heads share its call, so the bits are the same.
   std::vector<float> attn(n * qw);
   const float* kc = st.k_cache.data();
   const float* vc = st.v_cache.data();
+  const size_t heads_per_task = n * static_cast<size_t>(nk) >= 2 * default_pool().size() ? static_cast<size_t>(g) : 1;
+  const size_t tasks_per_token = static_cast<size_t>(nq) / heads_per_task;
   // Tasks run from the last token down: the longest ones are handed out first, so the pool's chunks finish together.
-  const size_t n_tasks = n * static_cast<size_t>(nk);
+  const size_t n_tasks = n * tasks_per_token;
   default_pool().parallel_for(n_tasks, 1, [&](size_t b, size_t e) {
     for (size_t i = b; i < e; ++i) {
       const size_t task = n_tasks - 1 - i;
-      const size_t t = task / nk;
-      const int64_t j = static_cast<int64_t>(task % nk);
+      const size_t t = task / tasks_per_token;
+      const size_t h0 = (task % tasks_per_token) * heads_per_task;
+      const int64_t j = static_cast<int64_t>(h0) / g;
       const size_t n_keys = static_cast<size_t>(pos0) + t + 1;
-      const size_t at = t * qw + j * g * dh;
-      gqa_attention(&Q[at], g, kc + j * dh, vc + j * dh, kw, n_keys, dh, 1.0f / sqrt_dh, &attn[at]);
+      const size_t at = t * qw + h0 * dh;
+      gqa_attention(&Q[at], heads_per_task, kc + j * dh, vc + j * dh, kw, n_keys, dh, 1.0f / sqrt_dh, &attn[at]);
     }
   });
 
