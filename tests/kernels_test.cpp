@@ -269,6 +269,90 @@ TEST(KernelSoftmax, SumsToOneAndMatchesDoubleReference) {
     }
 }
 
+TEST(KernelSiluMul, MatchesReferenceAndIgnoresHowTheArrayIsSplit) {
+  for_each_target([] {
+    std::mt19937 rng(37);
+    for (size_t n : {0, 1, 3, 15, 16, 17, 100, 40000}) {
+      // Wide range: e^-g overflows in fp32 for g < -88 and must give ∓0 (the double reference gives < 1e-30).
+      auto gate = random_vec(n, rng, 40.0f);
+      const auto up = random_vec(n, rng);
+      if (n > 3) gate[0] = 200.0f, gate[1] = -200.0f, gate[2] = -1e30f, gate[3] = 0.0f;
+      std::vector<float> out(n), ref(n);
+      silu_mul(gate.data(), up.data(), n, out.data());
+      silu_mul_ref(gate.data(), up.data(), n, ref.data());
+      for (size_t i = 0; i < n; ++i)
+        ASSERT_NEAR(out[i], ref[i], 2e-6f * std::fabs(ref[i]) + 1e-30f) << "n=" << n << " i=" << i << " g=" << gate[i];
+      // Pieces of odd sizes (ragged tails everywhere) give the same bits as the whole.
+      std::vector<float> pieces(n);
+      for (size_t b = 0; b < n; b += 7) {
+        const size_t e = std::min(n, b + 7);
+        silu_mul(&gate[b], &up[b], e - b, &pieces[b]);
+      }
+      EXPECT_TRUE(same_bits(pieces.data(), out.data(), n)) << "n=" << n;
+    }
+  });
+}
+
+// Keys/values sit ld_kv apart (several kv heads per cache row); the buffers end right after the last value read.
+struct AttentionCase {
+  std::vector<float> q, k, v;
+  size_t ld_kv;
+};
+
+AttentionCase make_attention_case(size_t rows, size_t n_keys, size_t dh, std::mt19937& rng) {
+  AttentionCase c;
+  c.ld_kv = dh * 2 + 1;
+  const size_t kv_len = n_keys ? (n_keys - 1) * c.ld_kv + dh : 0;
+  c.q = random_vec(rows * dh, rng);
+  c.k = random_vec(kv_len, rng);
+  c.v = random_vec(kv_len, rng);
+  return c;
+}
+
+TEST(KernelAttention, MatchesReferenceOnRaggedShapes) {
+  for_each_target([] {
+    std::mt19937 rng(29);
+    for (size_t rows : {1, 2, 3, 4, 5, 8})
+      for (size_t dh : {1, 3, 8, 15, 16, 17, 64, 100, 128})
+        for (size_t n_keys : {0, 1, 2, 3, 5, 16, 17, 63, 130})
+          // 1/sqrt(dh) as in the model; 40/sqrt(dh) gives peaked rows where most exps underflow to zero.
+          for (float sharp : {1.0f, 40.0f}) {
+            SCOPED_TRACE(testing::Message() << "rows=" << rows << " dh=" << dh << " keys=" << n_keys
+                                            << " sharp=" << sharp);
+            AttentionCase c = make_attention_case(rows, n_keys, dh, rng);
+            const float scale = sharp / std::sqrt(static_cast<float>(dh));
+            // Guard cells after the output catch writes past [rows, dh].
+            const size_t guard = 8;
+            std::vector<float> out(rows * dh + guard, -7.0f), ref(rows * dh);
+            gqa_attention(c.q.data(), rows, c.k.data(), c.v.data(), c.ld_kv, n_keys, dh, scale, out.data());
+            gqa_attention_ref(c.q.data(), rows, c.k.data(), c.v.data(), c.ld_kv, n_keys, dh, scale, ref.data());
+            for (size_t g = 0; g < guard; ++g) ASSERT_EQ(out[rows * dh + g], -7.0f) << "write past the end";
+            // Outputs are convex combinations of values ~N(0, 1); score errors scale with |q||k|·scale.
+            const float tol = 2e-5f * std::max(1.0f, sharp * std::sqrt(static_cast<float>(dh)) / 4.0f);
+            for (size_t i = 0; i < rows * dh; ++i) ASSERT_NEAR(out[i], ref[i], tol) << "i=" << i;
+          }
+  });
+}
+
+TEST(KernelAttention, RowsAreIndependentOfTheirNeighbours) {
+  for_each_target([] {
+    std::mt19937 rng(31);
+    for (size_t dh : {17, 128})
+      for (size_t n_keys : {1, 9, 200}) {
+        SCOPED_TRACE(testing::Message() << "dh=" << dh << " keys=" << n_keys);
+        const size_t rows = 7;
+        AttentionCase c = make_attention_case(rows, n_keys, dh, rng);
+        const float scale = 1.0f / std::sqrt(static_cast<float>(dh));
+        std::vector<float> all(rows * dh), one(dh);
+        gqa_attention(c.q.data(), rows, c.k.data(), c.v.data(), c.ld_kv, n_keys, dh, scale, all.data());
+        for (size_t r = 0; r < rows; ++r) {
+          gqa_attention(&c.q[r * dh], 1, c.k.data(), c.v.data(), c.ld_kv, n_keys, dh, scale, one.data());
+          EXPECT_TRUE(same_bits(one.data(), &all[r * dh], dh)) << "row " << r;
+        }
+      }
+  });
+}
+
 // MLX writes tensors at unaligned offsets: weight_from_tensor must copy those into aligned storage.
 TEST(KernelWeights, MisalignedTensorIsCopiedAndComputesCorrectly) {
   std::mt19937 rng(23);

@@ -33,6 +33,18 @@ void rmsnorm_ref(const float* x, const float* w, size_t n, float eps, float* out
 // In-place numerically stable softmax over n values.
 void softmax(float* x, size_t n);
 
+// out = SiLU(gate) ⊙ up = gate / (1 + e^-gate) ⊙ up, element-wise (large n is split over default_pool()).
+void silu_mul(const float* gate, const float* up, size_t n, float* out);
+void silu_mul_ref(const float* gate, const float* up, size_t n, float* out);
+
+// Attention of the n_rows query heads that share one key/value head (GQA) over n_keys keys: out_r =
+// Σ_s softmax_s(scale · q_r·k_s) · v_s. q and out are [n_rows, dh]; key and value s start at k + s·ld_kv and
+// v + s·ld_kv. Each output row depends only on its own query row and the keys/values (not on n_rows).
+void gqa_attention(const float* q, size_t n_rows, const float* k, const float* v, size_t ld_kv, size_t n_keys,
+                   size_t dh, float scale, float* out);
+void gqa_attention_ref(const float* q, size_t n_rows, const float* k, const float* v, size_t ld_kv, size_t n_keys,
+                       size_t dh, float scale, float* out);
+
 // Name of the SIMD target the fast paths run on this machine (e.g. "AVX2", "AVX3", "NEON", "scalar").
 const char* simd_target_name();
 

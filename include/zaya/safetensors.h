@@ -35,8 +35,10 @@ class MappedFile;
 
 class SafetensorsFile {
  public:
-  // Throws zaya::Error naming the file (and tensor) on any structural problem.
-  static std::shared_ptr<SafetensorsFile> open(const std::string& path);
+  // Throws zaya::Error naming the file (and tensor) on any structural problem. prefetch maps every page up front
+  // (Linux MAP_POPULATE), so opening reads the whole file and the first pass over the weights takes no page faults:
+  // for loading a model, not for tools that only read headers.
+  static std::shared_ptr<SafetensorsFile> open(const std::string& path, bool prefetch = false);
   ~SafetensorsFile();
 
   const std::string& path() const { return path_; }
@@ -59,8 +61,9 @@ class SafetensorsFile {
 class TensorStore {
  public:
   // Opens a model folder: model.safetensors.index.json when present (every shard it names), else
-  // model.safetensors, else every *.safetensors in the folder. A path to a single file also works.
-  static TensorStore open(const std::string& path);
+  // model.safetensors, else every *.safetensors in the folder. A path to a single file also works. prefetch: as
+  // for SafetensorsFile::open.
+  static TensorStore open(const std::string& path, bool prefetch = false);
 
   const TensorView* find(const std::string& name) const;
   // Throws a clear error when the tensor is missing, or when `shape` is given and differs.

@@ -107,6 +107,14 @@ Runner add_bench(CLI::App& app) {
     std::uniform_int_distribution<int32_t> tok(0, static_cast<int32_t>(cfg.vocab - 1));
     std::vector<int32_t> prompt(o->prompt);
     for (auto& t : prompt) t = tok(rng);
+    // Warm-up on a throwaway state, so the timed runs do not pay first-touch costs (weight pages the load did not
+    // map, the allocator growing its arenas, the pool threads waking).
+    {
+      if (!o->json) std::fprintf(stderr, "zaya bench: warm-up ...\n");
+      DecodeState warm = model->new_state();
+      const size_t n_warm = std::min<size_t>(prompt.size(), 8);
+      model->forward(std::span(prompt.data(), n_warm), warm, LogitsMode::Last);
+    }
     double best_pp = 0, best_tg = 0;
     for (int rep = 0; rep < o->reps; ++rep) {
       DecodeState st = model->new_state();

@@ -16,28 +16,38 @@ namespace {
 // Two-stage causal conv over the packed u = [q ‖ k] (spec §3.3 step 2). u_ext holds [u_{t0-2}, u_{t0-1}, u_t0 …]
 // (n+2 rows of C); z receives n rows of C.
 void causal_conv(const AttentionWeights& w, int64_t C, int64_t dh, const float* u_ext, size_t n, float* z) {
+  // Rows are independent in both stages, so the element-wise loops are split over the pool in blocks of rows.
+  ThreadPool& pool = default_pool();
+  const size_t row_grain = std::max<size_t>(1, 16384 / static_cast<size_t>(C));
   // Depthwise stage, y_ext[j] for j = 1 … n+1 (stored at y[j-1]): y_j = b0 + w0[·,0]·u_{j-1} + w0[·,1]·u_j.
   std::vector<float> y((n + 1) * C);
-  for (size_t j = 1; j <= n + 1; ++j) {
-    const float* older = u_ext + (j - 1) * C;
-    const float* newer = u_ext + j * C;
-    float* yj = y.data() + (j - 1) * C;
-    for (int64_t c = 0; c < C; ++c) yj[c] = w.conv0_b[c] + w.conv0_w[2 * c] * older[c] + w.conv0_w[2 * c + 1] * newer[c];
-  }
+  pool.parallel_for(n + 1, row_grain, [&](size_t j0, size_t j1) {
+    for (size_t j = j0 + 1; j <= j1; ++j) {
+      const float* older = u_ext + (j - 1) * C;
+      const float* newer = u_ext + j * C;
+      float* yj = y.data() + (j - 1) * C;
+      for (int64_t c = 0; c < C; ++c) yj[c] = w.conv0_b[c] + w.conv0_w[2 * c] * older[c] + w.conv0_w[2 * c + 1] * newer[c];
+    }
+  });
   // Grouped stage: each head group of dh channels mixes densely over two taps (older, newer). Per group this is a
   // matrix product: the weights [dh out, dh in × 2 taps] are laid out exactly as the conv weight rows, so the inputs
-  // are interleaved the same way (y_{t-1}[i], y_t[i]) and the fast matmul kernel does the work.
+  // are interleaved the same way (y_{t-1}[i], y_t[i]) and the fast matmul kernel does the work. All groups' inputs
+  // are interleaved in one pass over the rows.
   const int64_t n_groups = C / dh;
-  std::vector<float> xin(n * 2 * dh), zg(n * dh);
+  const size_t gs = n * 2 * dh;  // one group's interleaved inputs
+  std::vector<float> xin(n_groups * gs), zg(n * dh);
+  pool.parallel_for(n, row_grain, [&](size_t t0, size_t t1) {
+    for (size_t t = t0; t < t1; ++t)
+      for (int64_t grp = 0; grp < n_groups; ++grp) {
+        const float* y_old = y.data() + t * C + grp * dh;
+        const float* y_new = y_old + C;
+        float* xi = &xin[grp * gs + t * 2 * dh];
+        for (int64_t i = 0; i < dh; ++i) xi[2 * i] = y_old[i], xi[2 * i + 1] = y_new[i];
+      }
+  });
   for (int64_t grp = 0; grp < n_groups; ++grp) {
     const int64_t g0 = grp * dh;
-    for (size_t t = 0; t < n; ++t) {
-      const float* y_old = y.data() + t * C + g0;
-      const float* y_new = y_old + C;
-      float* xi = &xin[t * 2 * dh];
-      for (int64_t i = 0; i < dh; ++i) xi[2 * i] = y_old[i], xi[2 * i + 1] = y_new[i];
-    }
-    matmul(w.conv1.slice_rows(g0, dh), xin.data(), n, zg.data());
+    matmul(w.conv1.slice_rows(g0, dh), &xin[grp * gs], n, zg.data());
     for (size_t t = 0; t < n; ++t)
       for (int64_t i = 0; i < dh; ++i) z[t * C + g0 + i] = w.conv1_b[g0 + i] + zg[t * dh + i];
   }
@@ -73,29 +83,33 @@ void cca_attention(const AttentionWeights& w, const ModelConfig& cfg, const Rope
   std::vector<float> z(n * C);
   causal_conv(w, C, dh, u_ext.data(), n, z.data());
 
-  // 3-5. q/k mean coupling on the raw projections, then L2 norm ×√dh (keys also × temp).
+  // 3-5. q/k mean coupling on the raw projections, then L2 norm ×√dh (keys also × temp). Tokens are independent, so
+  // they are split over the pool (in blocks, as this is light work).
   std::vector<float> Q(n * qw), K(n * kw);
-  for (size_t t = 0; t < n; ++t) {
-    const float* qt = &q[t * qw];
-    const float* kt = &k[t * kw];
-    const float* zt = &z[t * C];
-    for (int64_t j = 0; j < nk; ++j) {
-      float* Kj = &K[t * kw + j * dh];
-      for (int64_t i = 0; i < dh; ++i) Kj[i] = 0;
-      for (int64_t h = j * g; h < (j + 1) * g; ++h) {
-        float* Qh = &Q[t * qw + h * dh];
-        for (int64_t i = 0; i < dh; ++i) {
-          const float mq = 0.5f * (qt[h * dh + i] + kt[j * dh + i]);
-          Qh[i] = zt[h * dh + i] + mq;
-          Kj[i] += mq;
+  const size_t token_grain = std::max<size_t>(1, 16384 / static_cast<size_t>(C));
+  default_pool().parallel_for(n, token_grain, [&](size_t t0, size_t t1) {
+    for (size_t t = t0; t < t1; ++t) {
+      const float* qt = &q[t * qw];
+      const float* kt = &k[t * kw];
+      const float* zt = &z[t * C];
+      for (int64_t j = 0; j < nk; ++j) {
+        float* Kj = &K[t * kw + j * dh];
+        for (int64_t i = 0; i < dh; ++i) Kj[i] = 0;
+        for (int64_t h = j * g; h < (j + 1) * g; ++h) {
+          float* Qh = &Q[t * qw + h * dh];
+          for (int64_t i = 0; i < dh; ++i) {
+            const float mq = 0.5f * (qt[h * dh + i] + kt[j * dh + i]);
+            Qh[i] = zt[h * dh + i] + mq;
+            Kj[i] += mq;
+          }
         }
+        for (int64_t i = 0; i < dh; ++i) Kj[i] = zt[qw + j * dh + i] + Kj[i] / static_cast<float>(g);
+        l2_normalize(Kj, dh, sqrt_dh);
+        for (int64_t i = 0; i < dh; ++i) Kj[i] *= w.temp[j];
       }
-      for (int64_t i = 0; i < dh; ++i) Kj[i] = zt[qw + j * dh + i] + Kj[i] / static_cast<float>(g);
-      l2_normalize(Kj, dh, sqrt_dh);
-      for (int64_t i = 0; i < dh; ++i) Kj[i] *= w.temp[j];
+      for (int64_t h = 0; h < nq; ++h) l2_normalize(&Q[t * qw + h * dh], dh, sqrt_dh);
     }
-    for (int64_t h = 0; h < nq; ++h) l2_normalize(&Q[t * qw + h * dh], dh, sqrt_dh);
-  }
+  });
 
   // 4. Values: the current token's half and the previous token's half (prev_x carries across calls).
   std::vector<float> x_prev(n * H);
@@ -118,10 +132,13 @@ void cca_attention(const AttentionWeights& w, const ModelConfig& cfg, const Rope
   }
 
   // 6. RoPE at absolute positions.
-  for (size_t t = 0; t < n; ++t) {
-    for (int64_t h = 0; h < nq; ++h) rope.apply(&Q[t * qw + h * dh], pos0 + static_cast<int64_t>(t));
-    for (int64_t j = 0; j < nk; ++j) rope.apply(&K[t * kw + j * dh], pos0 + static_cast<int64_t>(t));
-  }
+  default_pool().parallel_for(n, token_grain, [&](size_t t0, size_t t1) {
+    for (size_t t = t0; t < t1; ++t) {
+      const int64_t pos = pos0 + static_cast<int64_t>(t);
+      rope.apply_heads(&Q[t * qw], nq, dh, pos);
+      rope.apply_heads(&K[t * kw], nk, dh, pos);
+    }
+  });
 
   // Cache append, then the state roll: conv_state ← last two u rows, prev_x ← x of the last token.
   st.k_cache.insert(st.k_cache.end(), K.begin(), K.end());
@@ -129,27 +146,25 @@ void cca_attention(const AttentionWeights& w, const ModelConfig& cfg, const Rope
   std::memcpy(st.conv_state.data(), &u_ext[n * C], 2 * C * sizeof(float));
   std::memcpy(st.prev_x.data(), x + (n - 1) * H, H * sizeof(float));
 
-  // 7. Causal GQA attention, softmax in fp32; one task per (token, head).
+  // 7. Causal GQA attention, softmax in fp32; a task covers the g query heads of one (token, kv head), so each
+  // key/value row is read once for all of them. With too few tokens to keep the pool busy (decode) each head is its
+  // own task instead; a head's result does not depend on which heads share its call, so the bits are the same.
   std::vector<float> attn(n * qw);
   const float* kc = st.k_cache.data();
   const float* vc = st.v_cache.data();
-  default_pool().parallel_for(n * nq, 1, [&](size_t b, size_t e) {
-    std::vector<float> scores;
-    for (size_t task = b; task < e; ++task) {
-      const size_t t = task / nq;
-      const int64_t h = static_cast<int64_t>(task % nq), j = h / g;
-      const int64_t n_keys = pos0 + static_cast<int64_t>(t) + 1;
-      const float* Qh = &Q[t * qw + h * dh];
-      scores.resize(n_keys);
-      for (int64_t s = 0; s < n_keys; ++s) scores[s] = dot(Qh, kc + s * kw + j * dh, dh) / sqrt_dh;
-      softmax(scores.data(), n_keys);
-      float* o = &attn[t * qw + h * dh];
-      std::fill(o, o + dh, 0.0f);
-      for (int64_t s = 0; s < n_keys; ++s) {
-        const float p = scores[s];
-        const float* Vs = vc + s * kw + j * dh;
-        for (int64_t i = 0; i < dh; ++i) o[i] += p * Vs[i];
-      }
+  const size_t heads_per_task = n * static_cast<size_t>(nk) >= 2 * default_pool().size() ? static_cast<size_t>(g) : 1;
+  const size_t tasks_per_token = static_cast<size_t>(nq) / heads_per_task;
+  // Tasks run from the last token down: the longest ones are handed out first, so the pool's chunks finish together.
+  const size_t n_tasks = n * tasks_per_token;
+  default_pool().parallel_for(n_tasks, 1, [&](size_t b, size_t e) {
+    for (size_t i = b; i < e; ++i) {
+      const size_t task = n_tasks - 1 - i;
+      const size_t t = task / tasks_per_token;
+      const size_t h0 = (task % tasks_per_token) * heads_per_task;
+      const int64_t j = static_cast<int64_t>(h0) / g;
+      const size_t n_keys = static_cast<size_t>(pos0) + t + 1;
+      const size_t at = t * qw + h0 * dh;
+      gqa_attention(&Q[at], heads_per_task, kc + j * dh, vc + j * dh, kw, n_keys, dh, 1.0f / sqrt_dh, &attn[at]);
     }
   });
 

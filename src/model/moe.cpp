@@ -1,22 +1,26 @@
 #include "model/moe.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <string>
 #include <vector>
 
 #include "zaya/kernels.h"
+#include "zaya/thread_pool.h"
 
 namespace zaya {
 
 namespace {
 
 inline float gelu_erf(float v) { return 0.5f * v * (1.0f + std::erf(v * 0.70710678118654752f)); }
-inline float silu(float v) { return v / (1.0f + std::exp(-v)); }
 
+// Tokens are independent: split over the pool in blocks.
 void add_bias_gelu(float* a, const std::vector<float>& b, size_t n, size_t d) {
-  for (size_t t = 0; t < n; ++t)
-    for (size_t i = 0; i < d; ++i) a[t * d + i] = gelu_erf(a[t * d + i] + b[i]);
+  default_pool().parallel_for(n, std::max<size_t>(1, 4096 / std::max<size_t>(d, 1)), [&](size_t t0, size_t t1) {
+    for (size_t t = t0; t < t1; ++t)
+      for (size_t i = 0; i < d; ++i) a[t * d + i] = gelu_erf(a[t * d + i] + b[i]);
+  });
 }
 
 }  // namespace
@@ -39,8 +43,10 @@ void moe_layer(const MoeWeights& w, const ModelConfig& cfg, SkipRoute skip, cons
 
   // Router MLP: RMSNorm → GELU(fc1) → GELU(fc2) → logits over E (+ skip).
   std::vector<float> zn(n * D), a1(n * D), a2(n * D), logits(n * R);
-  for (size_t t = 0; t < n; ++t)
-    rmsnorm(&h[t * D], w.router_norm.data(), D, static_cast<float>(cfg.norm_eps), &zn[t * D]);
+  default_pool().parallel_for(n, std::max<size_t>(1, 16384 / D), [&](size_t t0, size_t t1) {
+    for (size_t t = t0; t < t1; ++t)
+      rmsnorm(&h[t * D], w.router_norm.data(), D, static_cast<float>(cfg.norm_eps), &zn[t * D]);
+  });
   matmul(w.router_fc1, zn.data(), n, a1.data());
   add_bias_gelu(a1.data(), w.router_fc1_bias, n, D);
   matmul(w.router_fc2, a1.data(), n, a2.data());
@@ -85,7 +91,7 @@ void moe_layer(const MoeWeights& w, const ModelConfig& cfg, SkipRoute skip, cons
     const ExpertWeights& ew = w.experts[e];
     matmul(ew.gate, xe.data(), m, gate.data());
     matmul(ew.up, xe.data(), m, up.data());
-    for (size_t i = 0; i < m * I; ++i) act[i] = silu(gate[i]) * up[i];
+    silu_mul(gate.data(), up.data(), m * I, act.data());
     matmul(ew.down, act.data(), m, ye.data());
     for (size_t i = 0; i < m; ++i) {
       const float p = prob[toks[i]];

@@ -13,6 +13,9 @@ class Rope {
   explicit Rope(const ModelConfig& cfg);
   // Rotates one head vector of head_dim values in place for absolute position pos.
   void apply(float* v, int64_t pos) const;
+  // Rotates n_heads head vectors (stride floats apart) at the same position: cos/sin are computed once, and each
+  // head gets the same bits as from apply().
+  void apply_heads(float* v, int64_t n_heads, int64_t stride, int64_t pos) const;
 
  private:
   int64_t half_ = 0;

@@ -1,5 +1,6 @@
 // The whole ZAYA1 forward pass (spec §3.6): embedding, then per legacy layer a residual merge, an RMSNorm and a
 // mixer (CCA attention on even layers, MoE on odd ones), then the final merge, final norm and the tied lm_head.
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -14,6 +15,7 @@
 #include "zaya/kernels.h"
 #include "zaya/model.h"
 #include "zaya/safetensors.h"
+#include "zaya/thread_pool.h"
 
 namespace zaya {
 
@@ -22,7 +24,7 @@ Model::~Model() = default;
 std::unique_ptr<Model> Model::load(const std::string& dir, const LoadOptions& opts) {
   std::unique_ptr<Model> m(new Model());
   m->cfg_ = ModelConfig::load(dir);
-  m->store_ = std::make_unique<TensorStore>(TensorStore::open(dir));
+  m->store_ = std::make_unique<TensorStore>(TensorStore::open(dir, /*prefetch=*/true));
   m->weights_ = std::make_unique<ModelWeights>(ModelWeights::load(*m->store_, m->cfg_));
   if (opts.exact) for_each_matrix(*m->weights_, [](WeightMatrix& w) { w.exact_activations = true; });
   m->skip_route_ = opts.override_skip_route ? opts.skip_route : m->cfg_.default_skip_route();
@@ -99,12 +101,16 @@ void Model::forward_batch(std::span<BatchItem> items, ForwardTrace* trace) const
   for (size_t b = 0; b < items.size(); ++b)
     for (size_t t = 0; t < items[b].ids.size(); ++t) w.embedding.row_to_f32(items[b].ids[t], &m[(offset[b] + t) * H]);
 
+  // Per-token element-wise work (norms) is split over the pool in blocks of tokens.
+  const size_t token_grain = std::max<size_t>(1, 16384 / H);
   for (size_t l = 0; l < w.layers.size(); ++l) {
     const LayerWeights& lw = w.layers[l];
     residual_merge(lw.merge, m.data(), r.data(), n, H);
     if (trace) trace->put(cat("residual_in.", l), r.data(), r.size());
-    for (size_t t = 0; t < n; ++t)
-      rmsnorm(&r[t * H], lw.input_norm.data(), H, static_cast<float>(cfg_.norm_eps), &x[t * H]);
+    default_pool().parallel_for(n, token_grain, [&](size_t t0, size_t t1) {
+      for (size_t t = t0; t < t1; ++t)
+        rmsnorm(&r[t * H], lw.input_norm.data(), H, static_cast<float>(cfg_.norm_eps), &x[t * H]);
+    });
     if (lw.is_attention) {
       for (size_t b = 0; b < items.size(); ++b) {
         const size_t nb = items[b].ids.size();
