@@ -68,10 +68,11 @@ void cca_attention(const AttentionWeights& w, const ModelConfig& cfg, const Rope
   const int64_t qw = cfg.q_width(), kw = cfg.kv_width(), C = cfg.conv_channels(), g = nq / nk;
   const float sqrt_dh = std::sqrt(static_cast<float>(dh));
 
-  // 1. Projections, packed after the two conv-state rows.
-  std::vector<float> q(n * qw), k(n * kw);
-  matmul(w.q, x, n, q.data());
-  matmul(w.k, x, n, k.data());
+  // 1. Projections (q, k and the current-token value half read the same x: one pass), packed after the two
+  // conv-state rows.
+  const int64_t half = kw / 2;
+  std::vector<float> q(n * qw), k(n * kw), v_cur(n * half);
+  matmul_multi({&w.q, &w.k, &w.v_current}, x, n, {q.data(), k.data(), v_cur.data()});
   std::vector<float> u_ext((n + 2) * C);
   std::memcpy(u_ext.data(), st.conv_state.data(), 2 * C * sizeof(float));
   for (size_t t = 0; t < n; ++t) {
@@ -115,9 +116,7 @@ void cca_attention(const AttentionWeights& w, const ModelConfig& cfg, const Rope
   std::vector<float> x_prev(n * H);
   std::memcpy(x_prev.data(), st.prev_x.data(), H * sizeof(float));
   if (n > 1) std::memcpy(x_prev.data() + H, x, (n - 1) * H * sizeof(float));
-  const int64_t half = kw / 2;
-  std::vector<float> v_cur(n * half), v_del(n * half), V(n * kw);
-  matmul(w.v_current, x, n, v_cur.data());
+  std::vector<float> v_del(n * half), V(n * kw);
   matmul(w.v_delayed, x_prev.data(), n, v_del.data());
   for (size_t t = 0; t < n; ++t) {
     std::memcpy(&V[t * kw], &v_cur[t * half], half * sizeof(float));

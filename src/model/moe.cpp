@@ -89,8 +89,7 @@ void moe_layer(const MoeWeights& w, const ModelConfig& cfg, SkipRoute skip, cons
     std::vector<float> xe(m * H), gate(m * I), up(m * I), act(m * I), ye(m * H);
     for (size_t i = 0; i < m; ++i) std::memcpy(&xe[i * H], x + toks[i] * H, H * sizeof(float));
     const ExpertWeights& ew = w.experts[e];
-    matmul(ew.gate, xe.data(), m, gate.data());
-    matmul(ew.up, xe.data(), m, up.data());
+    matmul_multi({&ew.gate, &ew.up}, xe.data(), m, {gate.data(), up.data()});
     silu_mul(gate.data(), up.data(), m * I, act.data());
     matmul(ew.down, act.data(), m, ye.data());
     for (size_t i = 0; i < m; ++i) {
