@@ -7,6 +7,7 @@
 #include <random>
 
 #include "kernels/affine_q16.h"
+#include "kernels/kernels_testing.h"
 #include "kernels/quant_matmul.h"
 #include "zaya/kernels.h"
 #include "zaya/quant.h"
@@ -162,29 +163,43 @@ TEST(KernelQuant, FpModesAndMxtqMatchReference) {
 // arithmetic of affine_q16.h: compared with its scalar reference on ragged shapes (partial 16-block segments, row
 // and token tails). Bitwise where the target has FMA, which every SIMD target we dispatch to on x86-64 ≥ AVX2 has.
 TEST(KernelQuant, AffineQ16PathsMatchScalarReference) {
-  std::mt19937 rng(21);
-  const std::string target = affine_simd_target_name();
-  const bool fma_target = target != "SSE4" && target != "EMU128";
-  for (int bits : {4, 8})
-    for (int group : {32, 64, 128})
-      for (int64_t cols : {128, 384, 512, 2048 + 128, 2048 + 512})
-        for (int64_t rows : {1, 5, 34})
-          for (size_t tokens : {1, 2, 5, 9}) {
-            if (cols % group) continue;
-            auto q = make_affine(rows, cols, bits, group, rng);
-            auto X = random_floats(tokens * cols, rng);
-            std::vector<float> ref(tokens * rows), y0(tokens * rows), y1(tokens * rows);
-            q16::matmul_ref(q.W, X.data(), tokens, ref.data());
-            if (!affine_matmul_path(q.W, X.data(), tokens, y0.data(), 0)) GTEST_SKIP() << "no SIMD target";
-            ASSERT_TRUE(affine_matmul_path(q.W, X.data(), tokens, y1.data(), 1));
-            for (size_t i = 0; i < ref.size(); ++i) {
-              const std::string what = "b" + std::to_string(bits) + " g" + std::to_string(group) + " cols " +
-                                       std::to_string(cols) + " rows " + std::to_string(rows) + " i " + std::to_string(i);
-              ASSERT_EQ(y0[i], y1[i]) << what << " (one-token vs tiled path)";
-              if (fma_target) ASSERT_EQ(y0[i], ref[i]) << what;
-              else ASSERT_NEAR(y0[i], ref[i], 1e-6f * (1 + std::fabs(ref[i]))) << what;
+  // Every compiled target this CPU runs, not only the best one (0 = the normal choice, e.g. AVX3_DL with VNNI, which
+  // the float kernels' target list does not name).
+  std::vector<int64_t> targets = kernels_testing::available_targets();
+  targets.insert(targets.begin(), 0);
+  for (int64_t forced : targets) {
+    kernels_testing::force_target(forced);
+    const std::string target = affine_simd_target_name();
+    SCOPED_TRACE("target " + target);
+    const bool fma_target = target != "SSE4" && target != "EMU128";
+    std::mt19937 rng(21);
+    for (int bits : {4, 8})
+      for (int group : {32, 64, 128})
+        for (int64_t cols : {128, 384, 512, 2048 + 128, 2048 + 512})
+          for (int64_t rows : {1, 5, 34})
+            for (size_t tokens : {1, 2, 5, 9}) {
+              if (cols % group) continue;
+              auto q = make_affine(rows, cols, bits, group, rng);
+              auto X = random_floats(tokens * cols, rng);
+              std::vector<float> ref(tokens * rows), y0(tokens * rows), y1(tokens * rows), y(tokens * rows);
+              q16::matmul_ref(q.W, X.data(), tokens, ref.data());
+              matmul(q.W, X.data(), tokens, y.data());  // the dispatching entry point (any target, incl. scalar)
+              if (affine_matmul_path(q.W, X.data(), tokens, y0.data(), 0)) {
+                ASSERT_TRUE(affine_matmul_path(q.W, X.data(), tokens, y1.data(), 1));
+              } else {
+                y0 = y1 = y;  // a target without the SIMD path: the scalar reference is the kernel
+              }
+              for (size_t i = 0; i < ref.size(); ++i) {
+                const std::string what = "b" + std::to_string(bits) + " g" + std::to_string(group) + " cols " +
+                                         std::to_string(cols) + " rows " + std::to_string(rows) + " i " + std::to_string(i);
+                ASSERT_EQ(y0[i], y1[i]) << what << " (one-token vs tiled path)";
+                ASSERT_EQ(y[i], tokens == 1 ? y0[i] : y1[i]) << what << " (matmul vs forced path)";
+                if (fma_target) ASSERT_EQ(y0[i], ref[i]) << what;
+                else ASSERT_NEAR(y0[i], ref[i], 1e-6f * (1 + std::fabs(ref[i]))) << what;
+              }
             }
-          }
+  }
+  kernels_testing::force_target(0);
 }
 
 // Activation quantization: |xq·d − x| ≤ d/2, the block maximum maps to ±32767, Σxq and the group sums are kept, and
@@ -279,6 +294,9 @@ TEST(KernelQuant, SlicedRowsUseTheirOwnScales) {
 // matmul_multi (one pass over several matrices reading the same activations) gives bitwise what separate calls
 // give, for mixed widths, one token and several, and falls back when a matrix does not qualify.
 TEST(KernelQuant, MatmulMultiEqualsSeparateCalls) {
+  for (int64_t forced : kernels_testing::available_targets()) {
+  kernels_testing::force_target(forced);
+  SCOPED_TRACE(std::string("target ") + affine_simd_target_name());
   std::mt19937 rng(24);
   auto a = make_affine(40, 256, 4, 32, rng);
   auto b = make_affine(9, 256, 8, 32, rng);
@@ -300,4 +318,6 @@ TEST(KernelQuant, MatmulMultiEqualsSeparateCalls) {
     EXPECT_EQ(yc, rc);
     c.W.exact_activations = false;
   }
+  }
+  kernels_testing::force_target(0);
 }
