@@ -186,6 +186,23 @@ HWY_INLINE void SegmentBlockSums(const uint8_t* HWY_RESTRICT p, const int16_t* H
   _mm512_store_si512(isum, FoldPairsOfBlocks(V));
   (void)chunks;
   (void)N32;
+#elif HWY_TARGET == HWY_AVX2
+  // 8 lanes per block (4-bit: one chunk; 8-bit: two chunks added); three hadd levels give 8 block sums in order.
+  for (size_t half = 0; half < 2; ++half) {
+    __m256i V[8];
+    for (size_t b = 0; b < 8; ++b) {
+      const size_t blk = half * 8 + b;
+      V[b] = BITS == 4 ? chunk_sum(blk).raw : _mm256_add_epi32(chunk_sum(2 * blk).raw, chunk_sum(2 * blk + 1).raw);
+    }
+    const __m256i h0 = _mm256_hadd_epi32(V[0], V[1]), h1 = _mm256_hadd_epi32(V[2], V[3]);
+    const __m256i h2 = _mm256_hadd_epi32(V[4], V[5]), h3 = _mm256_hadd_epi32(V[6], V[7]);
+    const __m256i g0 = _mm256_hadd_epi32(h0, h1), g1 = _mm256_hadd_epi32(h2, h3);
+    // g0 lane q·4+m: half q of V[m]'s sum (m = 0..3); g1 likewise for V[4..7].
+    const __m256i sum = _mm256_add_epi32(_mm256_permute2x128_si256(g0, g1, 0x20), _mm256_permute2x128_si256(g0, g1, 0x31));
+    _mm256_store_si256(reinterpret_cast<__m256i*>(isum + half * 8), sum);
+  }
+  (void)chunks;
+  (void)N32;
 #else
   HWY_ALIGN int32_t lanes[HWY_MAX_BYTES / 4];
   for (size_t b = 0; b < kLanes; ++b) isum[b] = 0;
