@@ -78,6 +78,16 @@ BENCHMARK(BM_Affine4_Expert)
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
 
+// One L2-resident matrix (512 × 2048), one thread: the kernel's compute rate without the memory system.
+// Args: bits, exact.
+void BM_Affine_CacheResident(benchmark::State& state) {
+  static Affine m4(512, 2048, 4, 32), m8(512, 2048, 8, 32);
+  Affine& m = state.range(0) == 4 ? m4 : m8;
+  m.W.exact_activations = state.range(1) != 0;
+  run(state, m.W, 1, 1);
+}
+BENCHMARK(BM_Affine_CacheResident)->ArgsProduct({{4, 8}, {0, 1}})->UseRealTime()->Unit(benchmark::kMicrosecond);
+
 void BM_Affine8_LmHead(benchmark::State& state) {
   static Affine head(262272, 2048, 8, 32);
   head.W.exact_activations = state.range(2) != 0;

@@ -173,17 +173,41 @@ HWY_INLINE void SegmentBlockSums(const uint8_t* HWY_RESTRICT p, const int16_t* H
     }
   };
 #if HWY_TARGET <= HWY_AVX3
-  __m512i V[8];
+  // No byte-widening shuffles: 64 packed bytes are read as 32 words and the codes are cut out with and/shift, the
+  // activations being laid out to match (DecodeLayout). Only the block-sum fold uses the shuffle unit.
+  const auto w_at = [&](size_t c) HWY_ATTR { return hn::LoadU(du16, reinterpret_cast<const uint16_t*>(p + 64 * c)); };
   if constexpr (BITS == 4) {
-    for (size_t c = 0; c < 8; ++c) V[c] = chunk_sum(c).raw;
-  } else {
-    // Each chunk is one block; fold pairs of blocks to the 8-lanes-per-block shape of the 4-bit case.
-    for (size_t c = 0; c < 8; ++c) {
-      const __m512i a = chunk_sum(2 * c).raw, b = chunk_sum(2 * c + 1).raw;
-      V[c] = _mm512_add_epi32(_mm512_shuffle_i32x4(a, b, 0x44), _mm512_shuffle_i32x4(a, b, 0xEE));
+    // Word i of chunk c (128 columns) holds columns 4i..4i+3, one per nibble; lane j sums columns 8j..8j+7, so
+    // quarter q of V[c] is block 4c+q.
+    const auto m4 = hn::Set(du16, 0x0F);
+    __m512i V[4];
+    for (size_t c = 0; c < 4; ++c) {
+      const auto w = w_at(c);
+      const int16_t* x = xp + 128 * c;
+      VI acc = MulAddPairs(hn::BitCast(d16, hn::And(w, m4)), hn::Load(d16, x), hn::Zero(di));
+      acc = MulAddPairs(hn::BitCast(d16, hn::And(hn::ShiftRight<4>(w), m4)), hn::Load(d16, x + 32), acc);
+      acc = MulAddPairs(hn::BitCast(d16, hn::And(hn::ShiftRight<8>(w), m4)), hn::Load(d16, x + 64), acc);
+      V[c] = MulAddPairs(hn::BitCast(d16, hn::ShiftRight<12>(w)), hn::Load(d16, x + 96), acc).raw;
     }
+    const __m512i W01 = _mm512_add_epi32(_mm512_unpacklo_epi32(V[0], V[1]), _mm512_unpackhi_epi32(V[0], V[1]));
+    const __m512i W23 = _mm512_add_epi32(_mm512_unpacklo_epi32(V[2], V[3]), _mm512_unpackhi_epi32(V[2], V[3]));
+    // X lane 4q+m = Σ quarter q of V[m] = block 4m+q.
+    const __m512i X = _mm512_add_epi32(_mm512_unpacklo_epi64(W01, W23), _mm512_unpackhi_epi64(W01, W23));
+    const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    _mm512_store_si512(isum, _mm512_permutexvar_epi32(order, X));
+  } else {
+    // Word i of chunk c (64 columns) holds columns 2i (low byte) and 2i+1; lane j sums columns 4j..4j+3, so V[c]
+    // has 8 lanes of block 2c, then 8 of block 2c+1.
+    const auto m8 = hn::Set(du16, 0xFF);
+    __m512i V[8];
+    for (size_t c = 0; c < 8; ++c) {
+      const auto w = w_at(c);
+      const VI acc = MulAddPairs(hn::BitCast(d16, hn::And(w, m8)), hn::Load(d16, xp + 64 * c), hn::Zero(di));
+      V[c] = MulAddPairs(hn::BitCast(d16, hn::ShiftRight<8>(w)), hn::Load(d16, xp + 64 * c + 32), acc).raw;
+    }
+    _mm512_store_si512(isum, FoldPairsOfBlocks(V));
   }
-  _mm512_store_si512(isum, FoldPairsOfBlocks(V));
+  (void)chunk_sum;
   (void)chunks;
   (void)N32;
 #elif HWY_TARGET == HWY_AVX2
@@ -274,18 +298,32 @@ void QuantizeToken(const float* HWY_RESTRICT x, size_t t, q16::Activations& a, u
   }
 }
 
-// Decode layout of the activations: 4-bit chunks of 2·N16 columns as [even | odd]; 8-bit in column order.
+// Decode layout of the activations, matching how SegmentBlockSums cuts codes out of the packed row.
+// AVX-512: 4-bit chunks of 128 columns as four vectors k = 0..3 holding columns 4i+k; 8-bit chunks of 64 columns as
+// [even | odd]. Other targets: 4-bit chunks of 2·N16 columns as [even | odd]; 8-bit in column order.
 template <int BITS>
 void DecodeLayout(const q16::Activations& a, size_t t, int16_t* out) {
   const size_t N16 = hn::Lanes(D16());
   const size_t stride = a.blocks16 * kBlock;
   const int16_t* x = &a.xq[t * stride];
+#if HWY_TARGET <= HWY_AVX3
+  if (BITS == 4) {
+    for (size_t c = 0; c < stride; c += 128)
+      for (size_t k = 0; k < 4; ++k)
+        for (size_t i = 0; i < 32; ++i) out[c + 32 * k + i] = x[c + 4 * i + k];
+  } else {
+    for (size_t c = 0; c < stride; c += 64)
+      for (size_t i = 0; i < 32; ++i) out[c + i] = x[c + 2 * i], out[c + 32 + i] = x[c + 2 * i + 1];
+  }
+  (void)N16;
+#else
   if (BITS == 8) {
     std::memcpy(out, x, stride * sizeof(int16_t));
     return;
   }
   for (size_t c = 0; c < stride; c += 2 * N16)
     for (size_t l = 0; l < N16; ++l) out[c + l] = x[c + 2 * l], out[c + N16 + l] = x[c + 2 * l + 1];
+#endif
 }
 
 constexpr size_t kAhead = 4;  // rows of software prefetch in the one-token path
