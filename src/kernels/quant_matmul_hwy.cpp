@@ -342,12 +342,19 @@ void DecodeRows(const WeightMatrix& W, const q16::Activations& a, const int16_t*
   HWY_ALIGN int32_t isum[kLanes];
   HWY_ALIGN float lanesF[kLanes], lanesB[kLanes];
   const float* d = &a.d[0];
-  // c·Σxq per block: subtracted from Σ q·xq to centre the codes.
+  // The bundles' case (F16 scales, groups of 32, whole segments): scales and biases are converted where they are
+  // used, the bias term accumulates alongside (same operations in the same order as LoadRowScales + BiasLanes).
+  const bool direct = W.scale_dtype == DType::F16 && W.group_size == static_cast<int>(kBlock) && blocks % kLanes == 0;
+  const float* xsum = &a.xsum[0];
+  const DH dh;
+  const VF centre = hn::Set(df, static_cast<float>(q16::code_centre(BITS)));
   for (size_t r = r0; r < r1; ++r) {
-    LoadRowScales(W, r, a.blocks16, a.groups16, sblk, bias);
+    const auto* sp = reinterpret_cast<const hwy::float16_t*>(static_cast<const uint8_t*>(W.scales) + r * W.scale_row_bytes);
+    const auto* bp = reinterpret_cast<const hwy::float16_t*>(static_cast<const uint8_t*>(W.biases) + r * W.scale_row_bytes);
+    if (!direct) LoadRowScales(W, r, a.blocks16, a.groups16, sblk, bias);
     const uint8_t* row = static_cast<const uint8_t*>(W.data) + r * W.row_bytes;
-    VF acc[kLanes];
-    for (size_t u = 0; u < kLanes / N; ++u) acc[u] = hn::Zero(df);
+    VF acc[kLanes], accB[kLanes];
+    for (size_t u = 0; u < kLanes / N; ++u) acc[u] = hn::Zero(df), accB[u] = hn::Zero(df);
     for (size_t s = 0; s < segs; ++s) {
       const uint8_t* p = row + s * seg_bytes;
       // Keep misses in flight while the segment's shuffle tree runs: fetch the same segment of the row kAhead on.
@@ -361,13 +368,24 @@ void DecodeRows(const WeightMatrix& W, const q16::Activations& a, const int16_t*
       SegmentBlockSums<BITS>(p, xp + s * kBlock * kLanes, isum);
       for (size_t u = 0; u < kLanes / N; ++u) {
         const size_t b = s * kLanes + u * N;
-        const VF m = hn::Mul(hn::Load(df, sblk + b), hn::LoadU(df, d + b));
         const VI centred = hn::Sub(hn::Load(di, isum + u * N), hn::LoadU(di, cx + b));
-        acc[u] = hn::MulAdd(hn::ConvertTo(df, centred), m, acc[u]);
+        if (direct) {
+          const VF sv = hn::PromoteTo(df, hn::LoadU(dh, sp + b));
+          acc[u] = hn::MulAdd(hn::ConvertTo(df, centred), hn::Mul(sv, hn::LoadU(df, d + b)), acc[u]);
+          const VF bias_c = hn::MulAdd(centre, sv, hn::PromoteTo(df, hn::LoadU(dh, bp + b)));
+          accB[u] = hn::MulAdd(bias_c, hn::LoadU(df, xsum + b), accB[u]);
+        } else {
+          const VF m = hn::Mul(hn::Load(df, sblk + b), hn::LoadU(df, d + b));
+          acc[u] = hn::MulAdd(hn::ConvertTo(df, centred), m, acc[u]);
+        }
       }
     }
     for (size_t u = 0; u < kLanes / N; ++u) hn::Store(acc[u], df, lanesF + u * N);
-    BiasLanes(bias, &a.xsum[0], a.groups16, lanesB);
+    if (direct) {
+      for (size_t u = 0; u < kLanes / N; ++u) hn::Store(accB[u], df, lanesB + u * N);
+    } else {
+      BiasLanes(bias, xsum, a.groups16, lanesB);
+    }
     Y[r] = Reduce16(lanesF, lanesB);
   }
 }
