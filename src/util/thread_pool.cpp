@@ -60,7 +60,7 @@ void ThreadPool::worker_loop() {
     const auto until = std::chrono::steady_clock::now() + kSpin;
     uint64_t g = generation_.load(std::memory_order_acquire);
     while (g == seen && std::chrono::steady_clock::now() < until) {
-      for (int i = 0; i < 64; ++i) ZAYA_CPU_RELAX();
+      for (int i = 0; i < 8; ++i) ZAYA_CPU_RELAX();  // ~0.15 µs on Zen 4: a decode step hands out ~400 jobs
       g = generation_.load(std::memory_order_acquire);
     }
     if (g == seen) {
