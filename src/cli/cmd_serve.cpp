@@ -44,6 +44,7 @@ Runner add_serve(CLI::App& app) {
   sub->add_option("--chat-template", o->s.chat_template, "Jinja chat template file (overrides the model's)");
   sub->add_option("-t,--threads", o->threads, "worker threads (0 = all cores)")->check(CLI::NonNegativeNumber);
   sub->add_flag("-q,--quiet", o->quiet, "no per-request log lines");
+  sub->add_flag("--exact", o->s.exact, "quantized products with fp32 activations, the reference arithmetic (slower prefill)");
   return [o]() {
     if (o->threads > 0) set_num_threads(static_cast<size_t>(o->threads));
     o->s.log_requests = !o->quiet;

@@ -209,6 +209,7 @@ struct Server::Impl {
   explicit Impl(ServerOptions o) : opt(std::move(o)), tok(Tokenizer::load(opt.model_dir)) {
     LoadOptions lo;
     lo.verbose = opt.verbose_load;
+    lo.exact = opt.exact;
     model = Model::load(opt.model_dir, lo);
     fmt = std::make_unique<ChatFormatter>(tok, opt.chat_template);
     // OpenAI's defaults (temperature 1, no truncation), then the model's generation_config.json.

@@ -26,6 +26,7 @@ struct ServerOptions {
   std::string chat_template;       // a Jinja file overriding the model's template
   bool log_requests = true;        // one line per request on stderr
   bool verbose_load = false;
+  bool exact = false;  // affine products with fp32 activations (LoadOptions::exact)
 };
 
 class Server {
