@@ -35,7 +35,7 @@ void causal_conv(const AttentionWeights& w, int64_t C, int64_t dh, const float* 
   // are interleaved in one pass over the rows.
   const int64_t n_groups = C / dh;
   const size_t gs = n * 2 * dh;  // one group's interleaved inputs
-  std::vector<float> xin(n_groups * gs), zg(n * dh);
+  std::vector<float> xin(n_groups * gs), zg(n_groups * n * dh);
   pool.parallel_for(n, row_grain, [&](size_t t0, size_t t1) {
     for (size_t t = t0; t < t1; ++t)
       for (int64_t grp = 0; grp < n_groups; ++grp) {
@@ -45,11 +45,23 @@ void causal_conv(const AttentionWeights& w, int64_t C, int64_t dh, const float* 
         for (int64_t i = 0; i < dh; ++i) xi[2 * i] = y_old[i], xi[2 * i + 1] = y_new[i];
       }
   });
+  auto group_matmul = [&](int64_t grp) {
+    matmul(w.conv1.slice_rows(grp * dh, dh), &xin[grp * gs], n, &zg[grp * n * dh]);
+  };
+  if (n < 16) {
+    // A few tokens: each group's product is too small to split, so the groups are the parallel work (a matmul
+    // inside a pool task runs on its thread; results do not depend on the split).
+    pool.parallel_for(static_cast<size_t>(n_groups), 1, [&](size_t g0, size_t g1) {
+      for (size_t grp = g0; grp < g1; ++grp) group_matmul(static_cast<int64_t>(grp));
+    });
+  } else {
+    for (int64_t grp = 0; grp < n_groups; ++grp) group_matmul(grp);
+  }
   for (int64_t grp = 0; grp < n_groups; ++grp) {
     const int64_t g0 = grp * dh;
-    matmul(w.conv1.slice_rows(g0, dh), &xin[grp * gs], n, zg.data());
+    const float* zgg = &zg[grp * n * dh];
     for (size_t t = 0; t < n; ++t)
-      for (int64_t i = 0; i < dh; ++i) z[t * C + g0 + i] = w.conv1_b[g0 + i] + zg[t * dh + i];
+      for (int64_t i = 0; i < dh; ++i) z[t * C + g0 + i] = w.conv1_b[g0 + i] + zgg[t * dh + i];
   }
 }
 
