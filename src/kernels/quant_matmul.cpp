@@ -48,7 +48,8 @@ void decode_fp(WeightFormat f, const uint32_t* w, int64_t n, float* out) {
 
 void decode_mxtq(const WeightMatrix& W, const uint32_t* w, float* out) {
   const float* cb = W.mxtq->codebook.data();
-  for (int64_t i = 0; i < W.cols; ++i) out[i] = cb[quant::mxtq_unpack_index(w, i, W.bits)];
+  int64_t i = W.bits == 4 ? static_cast<int64_t>(mxtq4_decode_row_simd(w, W.cols, cb, out)) : 0;
+  for (; i < W.cols; ++i) out[i] = cb[quant::mxtq_unpack_index(w, i, W.bits)];
 }
 
 }  // namespace

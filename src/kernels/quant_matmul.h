@@ -19,6 +19,8 @@ bool affine_matmul_simd(const WeightMatrix& W, const float* X, size_t n_tokens, 
 // matrix qualifies for affine_matmul_simd and they share cols and group size.
 bool affine_matmul_multi_simd(const WeightMatrix* const* Ws, size_t m, const float* X, size_t n_tokens, float* const* Ys,
                               ThreadPool& pool);
+// MXTQ 4-bit: codebook values of the first k·16 indices of a packed row (AVX-512); returns how many were written.
+size_t mxtq4_decode_row_simd(const uint32_t* words, size_t cols, const float* codebook, float* out);
 // Affine 4/8-bit with fp32 activations (W.exact_activations; affine_f32_hwy.cpp).
 bool affine_matmul_f32_simd(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, ThreadPool& pool);
 

@@ -662,11 +662,34 @@ bool AffineMatmulPathT(const WeightMatrix& W, const float* X, size_t n_tokens, f
   return true;
 }
 
+// MXTQ 4-bit row decode: 16 codebook values per step (vpermps over the 16-entry codebook). Same values as the
+// scalar decode (table lookups), so products keep their bits. Whole 16-element steps only; the caller does the rest.
+size_t Mxtq4DecodeRowT(const uint32_t* HWY_RESTRICT words, size_t cols, const float* HWY_RESTRICT codebook,
+                       float* HWY_RESTRICT out) {
+#if HWY_TARGET <= HWY_AVX3
+  const __m512 table = _mm512_loadu_ps(codebook);
+  const __m512i pick = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+  const __m512i shifts = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28);
+  const __m512i mask = _mm512_set1_epi32(0xF);
+  size_t i = 0;
+  for (; i + 16 <= cols; i += 16) {
+    const __m512i w = _mm512_castsi128_si512(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(words + i / 8)));
+    const __m512i idx = _mm512_and_si512(_mm512_srlv_epi32(_mm512_permutexvar_epi32(pick, w), shifts), mask);
+    _mm512_storeu_ps(out + i, _mm512_permutexvar_ps(idx, table));
+  }
+  return i;
+#else
+  (void)words, (void)cols, (void)codebook, (void)out;
+  return 0;
+#endif
+}
+
 #else  // HWY_SCALAR: the scalar reference is the kernel.
 
 bool AffineMatmulT(const WeightMatrix&, const float*, size_t, float*, ThreadPool&) { return false; }
 bool AffineMatmulPathT(const WeightMatrix&, const float*, size_t, float*, int) { return false; }
 bool AffineMultiT(const WeightMatrix* const*, size_t, const float*, size_t, float* const*, ThreadPool&) { return false; }
+size_t Mxtq4DecodeRowT(const uint32_t*, size_t, const float*, float*) { return 0; }
 
 #endif
 
@@ -681,6 +704,7 @@ namespace zaya {
 HWY_EXPORT(AffineMatmulT);
 HWY_EXPORT(AffineMatmulPathT);
 HWY_EXPORT(AffineMultiT);
+HWY_EXPORT(Mxtq4DecodeRowT);
 HWY_EXPORT(AffineTargetNameT);
 
 bool affine_matmul_simd(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, ThreadPool& pool) {
@@ -700,6 +724,10 @@ bool affine_matmul_simd(const WeightMatrix& W, const float* X, size_t n_tokens, 
 bool affine_matmul_multi_simd(const WeightMatrix* const* Ws, size_t m, const float* X, size_t n_tokens, float* const* Ys,
                               ThreadPool& pool) {
   return HWY_DYNAMIC_DISPATCH(AffineMultiT)(Ws, m, X, n_tokens, Ys, pool);
+}
+
+size_t mxtq4_decode_row_simd(const uint32_t* words, size_t cols, const float* codebook, float* out) {
+  return HWY_DYNAMIC_DISPATCH(Mxtq4DecodeRowT)(words, cols, codebook, out);
 }
 
 bool affine_matmul_path(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, int path) {
