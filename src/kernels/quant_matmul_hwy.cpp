@@ -328,9 +328,9 @@ void DecodeLayout(const q16::Activations& a, size_t t, int16_t* out) {
 
 constexpr size_t kAhead = 4;  // rows of software prefetch in the one-token path
 
-template <int BITS>
-void DecodeRows(const WeightMatrix& W, const q16::Activations& a, const int16_t* xp, const int32_t* cx, size_t r0,
-                size_t r1, float* Y) {
+template <int BITS, bool kDirect>
+void DecodeRowsT(const WeightMatrix& W, const q16::Activations& a, const int16_t* xp, const int32_t* cx, size_t r0,
+                 size_t r1, float* Y) {
   const DF df;
   const DI di;
   const size_t N = hn::Lanes(df);
@@ -344,14 +344,14 @@ void DecodeRows(const WeightMatrix& W, const q16::Activations& a, const int16_t*
   const float* d = &a.d[0];
   // The bundles' case (F16 scales, groups of 32, whole segments): scales and biases are converted where they are
   // used, the bias term accumulates alongside (same operations in the same order as LoadRowScales + BiasLanes).
-  const bool direct = W.scale_dtype == DType::F16 && W.group_size == static_cast<int>(kBlock) && blocks % kLanes == 0;
+  constexpr bool direct = kDirect;
   const float* xsum = &a.xsum[0];
   const DH dh;
   const VF centre = hn::Set(df, static_cast<float>(q16::code_centre(BITS)));
   for (size_t r = r0; r < r1; ++r) {
     const auto* sp = reinterpret_cast<const hwy::float16_t*>(static_cast<const uint8_t*>(W.scales) + r * W.scale_row_bytes);
     const auto* bp = reinterpret_cast<const hwy::float16_t*>(static_cast<const uint8_t*>(W.biases) + r * W.scale_row_bytes);
-    if (!direct) LoadRowScales(W, r, a.blocks16, a.groups16, sblk, bias);
+    if constexpr (!direct) LoadRowScales(W, r, a.blocks16, a.groups16, sblk, bias);
     const uint8_t* row = static_cast<const uint8_t*>(W.data) + r * W.row_bytes;
     VF acc[kLanes], accB[kLanes];
     for (size_t u = 0; u < kLanes / N; ++u) acc[u] = hn::Zero(df), accB[u] = hn::Zero(df);
@@ -369,7 +369,7 @@ void DecodeRows(const WeightMatrix& W, const q16::Activations& a, const int16_t*
       for (size_t u = 0; u < kLanes / N; ++u) {
         const size_t b = s * kLanes + u * N;
         const VI centred = hn::Sub(hn::Load(di, isum + u * N), hn::LoadU(di, cx + b));
-        if (direct) {
+        if constexpr (direct) {
           const VF sv = hn::PromoteTo(df, hn::LoadU(dh, sp + b));
           acc[u] = hn::MulAdd(hn::ConvertTo(df, centred), hn::Mul(sv, hn::LoadU(df, d + b)), acc[u]);
           const VF bias_c = hn::MulAdd(centre, sv, hn::PromoteTo(df, hn::LoadU(dh, bp + b)));
@@ -381,13 +381,22 @@ void DecodeRows(const WeightMatrix& W, const q16::Activations& a, const int16_t*
       }
     }
     for (size_t u = 0; u < kLanes / N; ++u) hn::Store(acc[u], df, lanesF + u * N);
-    if (direct) {
+    if constexpr (direct) {
       for (size_t u = 0; u < kLanes / N; ++u) hn::Store(accB[u], df, lanesB + u * N);
     } else {
       BiasLanes(bias, xsum, a.groups16, lanesB);
     }
     Y[r] = Reduce16(lanesF, lanesB);
   }
+}
+
+template <int BITS>
+void DecodeRows(const WeightMatrix& W, const q16::Activations& a, const int16_t* xp, const int32_t* cx, size_t r0,
+                size_t r1, float* Y) {
+  if (W.scale_dtype == DType::F16 && W.group_size == static_cast<int>(kBlock) && a.blocks % kLanes == 0)
+    DecodeRowsT<BITS, true>(W, a, xp, cx, r0, r1, Y);
+  else
+    DecodeRowsT<BITS, false>(W, a, xp, cx, r0, r1, Y);
 }
 
 // ---- several tokens ---------------------------------------------------------------------------------------------
