@@ -598,6 +598,9 @@ bool AffineMultiT(const WeightMatrix* const* Ws, size_t m, const float* X, size_
   q16::prepare_activations(n_tokens, cols, G, a);
   const size_t work = cols * n_tokens;
   size_t grain = std::max<size_t>(4, 65536 / std::max<size_t>(1, work));
+  // One token: a few long runs of rows per thread, so the prefetch stream is rarely restarted (each pool chunk starts
+  // cold), with enough chunks left to even out a late thread.
+  if (n_tokens == 1) grain = std::max(grain, offset[m] / (pool.size() * 4));
   grain = (grain + kTileRows - 1) / kTileRows * kTileRows;
   // Calls fn(k, lo, hi) for the rows [lo, hi) of matrix k inside the pool chunk [r0, r1).
   auto for_rows = [&](size_t r0, size_t r1, auto&& fn) {
