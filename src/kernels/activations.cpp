@@ -1,8 +1,5 @@
 // Element-wise activations with Highway runtime dispatch. Every output element is a function of its own inputs
 // only, so splitting the work over threads cannot change a bit.
-#ifndef HWY_DISABLED_TARGETS
-#define HWY_DISABLED_TARGETS (HWY_SSSE3 | HWY_SVE | HWY_SVE2 | HWY_SVE_256 | HWY_SVE2_128 | HWY_RVV)
-#endif
 
 #include <algorithm>
 #include <cmath>

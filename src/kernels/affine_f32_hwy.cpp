@@ -6,9 +6,6 @@
 // dequantized as q·s + b (one FMA) and accumulated as w·x + acc (one FMA). Every output's operation sequence depends
 // only on `cols` — the fused decode path and the buffered prefill path do the same arithmetic in the same order —
 // so results are thread- and batch-invariant.
-#ifndef HWY_DISABLED_TARGETS
-#define HWY_DISABLED_TARGETS (HWY_SSSE3 | HWY_SVE | HWY_SVE2 | HWY_SVE_256 | HWY_SVE2_128 | HWY_RVV)
-#endif
 
 #include <algorithm>
 #include <cstring>

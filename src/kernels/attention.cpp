@@ -7,9 +7,6 @@
 // SumOfLanes), then an exact max, exp and a lane-wise sum over keys in fixed blocks from key 0, then per output dim
 // a chain of fused multiply-adds over the keys in increasing order. Register tiles over rows, keys and dims only
 // interleave independent chains, so neither the number of rows nor the thread count changes a single bit.
-#ifndef HWY_DISABLED_TARGETS
-#define HWY_DISABLED_TARGETS (HWY_SSSE3 | HWY_SVE | HWY_SVE2 | HWY_SVE_256 | HWY_SVE2_128 | HWY_RVV)
-#endif
 
 #include <algorithm>
 #include <cmath>

@@ -8,9 +8,6 @@
 
 // SSSE3 adds nothing over SSE4 here (saves compile time); the tile code keeps arrays of vectors, which sizeless
 // SVE/RVV vectors do not allow, so those fall back to NEON / scalar.
-#ifndef HWY_DISABLED_TARGETS
-#define HWY_DISABLED_TARGETS (HWY_SSSE3 | HWY_SVE | HWY_SVE2 | HWY_SVE_256 | HWY_SVE2_128 | HWY_RVV)
-#endif
 
 #include <algorithm>
 #include <cstring>

@@ -7,10 +7,7 @@
 //    order and the per-lane partial sums are folded into per-block sums (a short shuffle tree).
 //  * several tokens (prefill, batched decode): rows are first rearranged so that lane j of every vector holds
 //    block j of a 16-block segment; then each (row, token) pair accumulates 16 products per lane before its single
-//    fp32 step, and a 2-row × 4-token register tile reuses every load.
-#ifndef HWY_DISABLED_TARGETS
-#define HWY_DISABLED_TARGETS (HWY_SSSE3 | HWY_SVE | HWY_SVE2 | HWY_SVE_256 | HWY_SVE2_128 | HWY_RVV)
-#endif
+//    fp32 step, and a 4-row × 4-token register tile (1 × 4 on 16-register targets) reuses every load.
 // Ice Lake / Zen 4 and later: the VNNI integer dot product is what makes prefill faster than fp32 FMAs.
 #define HWY_WANT_AVX3_DL 1
 
@@ -250,7 +247,7 @@ void QuantizeToken(const float* HWY_RESTRICT x, size_t t, q16::Activations& a, u
   for (size_t b = 0; b < a.blocks; ++b) {
     const float* xb = x + b * kBlock;
     VF vmax = hn::Zero(df);
-    auto finite = hn::IsFinite(hn::LoadU(df, xb));
+    auto finite = hn::FirstN(df, N);  // all lanes
     for (size_t i = 0; i < kBlock; i += N) {
       const VF v = hn::LoadU(df, xb + i);
       finite = hn::And(finite, hn::IsFinite(v));
@@ -581,9 +578,10 @@ hwy::AlignedFreeUniquePtr<int32_t[]> CentreTerms(const q16::Activations& a, int 
 bool Q16Eligible(const WeightMatrix& W) { return q16::supported(W) && (W.bits == 4 || W.bits == 8); }
 
 // Ys[k] = X·Ws[k]ᵀ for matrices of one input width and group size: the activations are quantized once and one
-// parallel loop runs over the rows of all of them (a row's result does not depend on how rows are split).
-bool AffineMultiT(const WeightMatrix* const* Ws, size_t m, const float* X, size_t n_tokens, float* const* Ys,
-                  ThreadPool& pool) {
+// parallel loop runs over the rows of all of them (a row's result does not depend on how rows are split). `tiled`
+// picks the multi-token path (normally: more than one token); tests force it to compare the two paths.
+bool AffineMulti(const WeightMatrix* const* Ws, size_t m, const float* X, size_t n_tokens, float* const* Ys,
+                 ThreadPool& pool, bool tiled) {
   if (m == 0) return true;
   const size_t cols = Ws[0]->cols, G = Ws[0]->group_size;
   bool has4 = false, has8 = false;
@@ -600,7 +598,7 @@ bool AffineMultiT(const WeightMatrix* const* Ws, size_t m, const float* X, size_
   size_t grain = std::max<size_t>(4, 65536 / std::max<size_t>(1, work));
   // One token: a few long runs of rows per thread, so the prefetch stream is rarely restarted (each pool chunk starts
   // cold), with enough chunks left to even out a late thread.
-  if (n_tokens == 1) grain = std::max(grain, offset[m] / (pool.size() * 4));
+  if (!tiled) grain = std::max(grain, offset[m] / (pool.size() * 4));
   grain = (grain + kTileRows - 1) / kTileRows * kTileRows;
   // Calls fn(k, lo, hi) for the rows [lo, hi) of matrix k inside the pool chunk [r0, r1).
   auto for_rows = [&](size_t r0, size_t r1, auto&& fn) {
@@ -610,7 +608,8 @@ bool AffineMultiT(const WeightMatrix* const* Ws, size_t m, const float* X, size_
     }
   };
   hwy::AlignedFreeUniquePtr<int32_t[]> cx4, cx8;
-  if (n_tokens == 1) {
+  if (!tiled) {
+    if (n_tokens != 1) return false;
     QuantizeToken(X, 0, a, nullptr);
     hwy::AlignedFreeUniquePtr<int16_t[]> xp4, xp8;
     if (has4) cx4 = CentreTerms(a, 4), xp4 = hwy::AllocateAligned<int16_t>(a.blocks16 * kBlock), DecodeLayout<4>(a, 0, xp4.get());
@@ -639,38 +638,27 @@ bool AffineMultiT(const WeightMatrix* const* Ws, size_t m, const float* X, size_
   return true;
 }
 
+bool AffineMultiT(const WeightMatrix* const* Ws, size_t m, const float* X, size_t n_tokens, float* const* Ys,
+                  ThreadPool& pool) {
+  return AffineMulti(Ws, m, X, n_tokens, Ys, pool, n_tokens > 1);
+}
+
 bool AffineMatmulT(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, ThreadPool& pool) {
   const WeightMatrix* w = &W;
   return AffineMultiT(&w, 1, X, n_tokens, &Y, pool);
 }
 
-// Forces one path (tests): 0 = one-token path per token, 1 = tiled path.
+// Forces one path (tests): 0 = the one-token path, token by token; 1 = the tiled path for all tokens.
 bool AffineMatmulPathT(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, int path) {
-  if (!q16::supported(W) || (W.bits != 4 && W.bits != 8)) return false;
-  q16::Activations a;
-  q16::prepare_activations(n_tokens, W.cols, W.group_size, a);
-  const size_t seg_words = a.blocks16 * kLanes;
-  auto xs = hwy::AllocateAligned<uint32_t>(n_tokens * seg_words);
-  for (size_t t = 0; t < n_tokens; ++t) QuantizeToken(X + t * W.cols, t, a, xs.get() + t * seg_words);
-  if (path == 0) {
-    auto xp = hwy::AllocateAligned<int16_t>(a.blocks16 * kBlock);
-    std::vector<float> y(W.rows);
-    for (size_t t = 0; t < n_tokens; ++t) {
-      q16::Activations one = a;
-      one.n = 1;
-      one.xq.assign(a.xq.begin() + t * a.blocks16 * kBlock, a.xq.begin() + (t + 1) * a.blocks16 * kBlock);
-      one.d.assign(a.d.begin() + t * a.blocks16, a.d.begin() + (t + 1) * a.blocks16);
-      one.xsum.assign(a.xsum.begin() + t * a.groups16, a.xsum.begin() + (t + 1) * a.groups16);
-      one.xqsum.assign(a.xqsum.begin() + t * a.blocks16, a.xqsum.begin() + (t + 1) * a.blocks16);
-      if (W.bits == 4) DecodeLayout<4>(one, 0, xp.get()), DecodeRows<4>(W, one, xp.get(), CentreTerms(one, 4).get(), 0, W.rows, y.data());
-      else DecodeLayout<8>(one, 0, xp.get()), DecodeRows<8>(W, one, xp.get(), CentreTerms(one, 8).get(), 0, W.rows, y.data());
-      for (int64_t r = 0; r < W.rows; ++r) Y[t * W.rows + r] = y[r];
-    }
-    return true;
+  const WeightMatrix* w = &W;
+  ThreadPool& pool = default_pool();
+  if (path == 1) return AffineMulti(&w, 1, X, n_tokens, &Y, pool, true);
+  std::vector<float> y(W.rows);
+  for (size_t t = 0; t < n_tokens; ++t) {
+    float* yp = y.data();
+    if (!AffineMulti(&w, 1, X + t * W.cols, 1, &yp, pool, false)) return false;
+    std::copy(y.begin(), y.end(), Y + t * W.rows);
   }
-  auto cx = CentreTerms(a, W.bits);
-  if (W.bits == 4) TiledRows<4>(W, a, xs.get(), cx.get(), 0, W.rows, Y);
-  else TiledRows<8>(W, a, xs.get(), cx.get(), 0, W.rows, Y);
   return true;
 }
 
