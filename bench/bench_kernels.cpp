@@ -12,10 +12,10 @@
 #include <memory>
 #include <vector>
 
-#include "zaya/kernels.h"
-#include "zaya/safetensors.h"
-#include "zaya/thread_pool.h"
-#include "zaya/weights.h"
+#include "kernels/kernels.h"
+#include "io/safetensors.h"
+#include "util/thread_pool.h"
+#include "tensor/weight_matrix.h"
 
 namespace {
 
@@ -62,6 +62,7 @@ void BM_Matmul(benchmark::State& state) {
     Ws[k].format = F;
     Ws[k].rows = rows;
     Ws[k].cols = cols;
+    Ws[k].row_bytes = cols * (F == zaya::WeightFormat::F32 ? 4 : 2);
     Ws[k].data = storage[k].data();
   }
   std::vector<float> X(tokens * cols), Y(tokens * rows);

@@ -6,10 +6,10 @@
 #include <random>
 #include <vector>
 
-#include "zaya/kernels.h"
-#include "zaya/quant.h"
-#include "zaya/safetensors.h"
-#include "zaya/thread_pool.h"
+#include "kernels/kernels.h"
+#include "tensor/quant_formats.h"
+#include "io/safetensors.h"
+#include "util/thread_pool.h"
 
 namespace {
 
@@ -39,11 +39,12 @@ struct Affine {
   }
 };
 
-void run(benchmark::State& state, const WeightMatrix& W, size_t tokens, size_t threads) {
+void run(benchmark::State& state, const WeightMatrix& W, size_t tokens, size_t threads, bool exact = false) {
+  const Precision precision = exact ? Precision::Exact : Precision::Fast;
   ThreadPool pool(threads);
   std::vector<float> x(tokens * W.cols, 0.5f), y(tokens * W.rows);
   for (auto _ : state) {
-    matmul(W, x.data(), tokens, y.data(), &pool);
+    matmul(W, x.data(), tokens, y.data(), Compute(&pool, precision));
     benchmark::DoNotOptimize(y.data());
   }
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * W.bytes()));
@@ -62,8 +63,7 @@ void BM_Affine4_Expert(benchmark::State& state) {
   size_t i = 0, bytes = 0;
   for (auto _ : state) {
     auto& W = m[i++ % m.size()]->W;
-    W.exact_activations = state.range(2) != 0;
-    matmul(W, x.data(), tokens, y.data(), &pool);
+    matmul(W, x.data(), tokens, y.data(), Compute(&pool, state.range(2) != 0 ? Precision::Exact : Precision::Fast));
     bytes += W.bytes();
   }
   state.SetBytesProcessed(static_cast<int64_t>(bytes));
@@ -83,15 +83,13 @@ BENCHMARK(BM_Affine4_Expert)
 void BM_Affine_CacheResident(benchmark::State& state) {
   static Affine m4(512, 2048, 4, 32), m8(512, 2048, 8, 32);
   Affine& m = state.range(0) == 4 ? m4 : m8;
-  m.W.exact_activations = state.range(1) != 0;
-  run(state, m.W, 1, 1);
+  run(state, m.W, 1, 1, state.range(1) != 0);
 }
 BENCHMARK(BM_Affine_CacheResident)->ArgsProduct({{4, 8}, {0, 1}})->UseRealTime()->Unit(benchmark::kMicrosecond);
 
 void BM_Affine8_LmHead(benchmark::State& state) {
   static Affine head(262272, 2048, 8, 32);
-  head.W.exact_activations = state.range(2) != 0;
-  run(state, head.W, state.range(0), state.range(1));
+  run(state, head.W, state.range(0), state.range(1), state.range(2) != 0);
 }
 BENCHMARK(BM_Affine8_LmHead)->ArgsProduct({{1}, {1, 2}, {0, 1}})->UseRealTime()->Unit(benchmark::kMillisecond);
 

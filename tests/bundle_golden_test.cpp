@@ -6,10 +6,11 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
-#include "model/model_weights.h"
+#include "kernels/format_table.h"
+#include "models/zaya/model_weights.h"
 #include "test_util.h"
 #include "zaya/model.h"
-#include "zaya/safetensors.h"
+#include "io/safetensors.h"
 
 using nlohmann::json;
 using namespace zaya;
@@ -33,7 +34,7 @@ double max_diff(const std::vector<float>& a, const std::vector<float>& b, bool r
 
 std::vector<float> dequantize(const WeightMatrix& w) {
   std::vector<float> out(w.rows * w.cols);
-  for (int64_t r = 0; r < w.rows; ++r) w.row_to_f32(r, &out[r * w.cols]);
+  for (int64_t r = 0; r < w.rows; ++r) decode_row(w, r, &out[r * w.cols]);
   return out;
 }
 
@@ -66,10 +67,10 @@ TEST_P(BundleGolden, DequantizedWeightsMatch) {
   };
   const double mxtq_tol = 1e-6;
   check(w.embedding, "model.embed_tokens.weight", 0);
-  for (size_t n = 0; n < w.layers.size(); ++n) {
+  for (size_t n = 0; n < 2 * w.blocks.size(); ++n) {
     const std::string p = "model.layers." + std::to_string(n) + ".";
-    const auto& l = w.layers[n];
-    if (l.is_attention) {
+    const auto& l = w.blocks[n / 2];
+    if (n % 2 == 0) {
       check(l.attn.q, p + "self_attn.qkv.linear_q.weight", 0);
       check(l.attn.k, p + "self_attn.qkv.linear_k.weight", 0);
       check(l.attn.v_current, p + "self_attn.qkv.val_proj1.weight", 0);

@@ -8,7 +8,7 @@
 
 #include "test_util.h"
 #include "zaya/npy.h"
-#include "zaya/safetensors.h"
+#include "io/safetensors.h"
 
 using namespace zaya;
 

@@ -13,8 +13,8 @@
 #include "zaya/convert.h"
 #include "zaya/error.h"
 #include "zaya/model.h"
-#include "zaya/safetensors.h"
-#include "zaya/safetensors_writer.h"
+#include "io/safetensors.h"
+#include "io/safetensors_writer.h"
 #include "zaya/verify.h"
 
 namespace fs = std::filesystem;

@@ -13,10 +13,10 @@
 #include <vector>
 
 #include "kernels/kernels_testing.h"
-#include "zaya/kernels.h"
-#include "zaya/safetensors.h"
-#include "zaya/thread_pool.h"
-#include "zaya/weights.h"
+#include "kernels/kernels.h"
+#include "io/safetensors.h"
+#include "util/thread_pool.h"
+#include "tensor/weight_matrix.h"
 
 namespace zaya {
 namespace {
@@ -38,6 +38,7 @@ TestWeights make_weights(WeightFormat fmt, size_t rows, size_t cols, std::mt1993
   tw.W.format = fmt;
   tw.W.rows = static_cast<int64_t>(rows);
   tw.W.cols = static_cast<int64_t>(cols);
+  tw.W.row_bytes = cols * (fmt == WeightFormat::F32 ? 4 : 2);
   tw.W.name = "test";
   if (fmt == WeightFormat::F32) {
     tw.f32.resize(rows * cols);
@@ -205,6 +206,7 @@ TEST(KernelMatmul, HalfPrecisionDecodesEveryValueExactly) {
       W.format = fmt;
       W.rows = 65536;
       W.cols = 1;
+      W.row_bytes = 2;
       W.data = bits.data();
       const float one = 1.0f;
       std::vector<float> Y(65536);

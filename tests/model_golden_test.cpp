@@ -10,8 +10,8 @@
 #include "test_util.h"
 #include "zaya/error.h"
 #include "zaya/model.h"
-#include "zaya/safetensors.h"
-#include "zaya/thread_pool.h"
+#include "io/safetensors.h"
+#include "util/thread_pool.h"
 
 using nlohmann::json;
 using namespace zaya;

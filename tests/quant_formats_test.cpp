@@ -11,8 +11,8 @@
 
 #include "test_util.h"
 #include "zaya/error.h"
-#include "zaya/quant.h"
-#include "zaya/safetensors.h"
+#include "tensor/quant_formats.h"
+#include "io/safetensors.h"
 
 namespace q = zaya::quant;
 
@@ -322,39 +322,39 @@ TEST(QuantFormatAffine, AllZeroGroupAndErrors) {
 
 TEST(QuantFormatFp, Tables) {
   const float e2m1[16] = {0, 0.5f, 1, 1.5f, 2, 3, 4, 6, -0.0f, -0.5f, -1, -1.5f, -2, -3, -4, -6};
-  for (int c = 0; c < 16; ++c) EXPECT_EQ(fbits(q::e2m1_to_f32(static_cast<uint8_t>(c))), fbits(e2m1[c])) << c;
-  EXPECT_EQ(q::e8m0_to_f32(127), 1.0f);
-  EXPECT_EQ(q::e8m0_to_f32(128), 2.0f);
-  EXPECT_EQ(q::e8m0_to_f32(120), 1.0f / 128.0f);
-  EXPECT_EQ(q::e8m0_to_f32(0), std::ldexp(1.0f, -127));
-  EXPECT_EQ(q::e8m0_to_f32(254), std::ldexp(1.0f, 127));
-  EXPECT_TRUE(std::isinf(q::e8m0_to_f32(0xFF)));
-  // E4M3fn: agrees with the safetensors reader's decoder on every code; the known anchors.
+  for (int c = 0; c < 16; ++c) EXPECT_EQ(fbits(zaya::e2m1_to_f32(static_cast<uint8_t>(c))), fbits(e2m1[c])) << c;
+  EXPECT_EQ(zaya::e8m0_to_f32(127), 1.0f);
+  EXPECT_EQ(zaya::e8m0_to_f32(128), 2.0f);
+  EXPECT_EQ(zaya::e8m0_to_f32(120), 1.0f / 128.0f);
+  EXPECT_EQ(zaya::e8m0_to_f32(0), std::ldexp(1.0f, -127));
+  EXPECT_EQ(zaya::e8m0_to_f32(254), std::ldexp(1.0f, 127));
+  EXPECT_TRUE(std::isinf(zaya::e8m0_to_f32(0xFF)));
+  // E4M3fn (the one decoder, io/dtype.h; checked against an independent formula in safetensors_test): every
+  // finite code round-trips through the encoder; the known anchors.
   for (int b = 0; b < 256; ++b) {
-    const float v = q::e4m3_to_f32(static_cast<uint8_t>(b));
+    const float v = zaya::e4m3_to_f32(static_cast<uint8_t>(b));
     if ((b & 0x7F) == 0x7F) {
       EXPECT_TRUE(std::isnan(v)) << b;
       continue;
     }
-    EXPECT_EQ(fbits(v), fbits(zaya::f8e4m3_to_f32(static_cast<uint8_t>(b)))) << b;
-    EXPECT_EQ(q::f32_to_e4m3(v), b) << b;  // every finite code round-trips (incl. −0)
+    EXPECT_EQ(zaya::f32_to_e4m3(v), b) << b;  // every finite code round-trips (incl. −0)
   }
-  EXPECT_EQ(q::e4m3_to_f32(0x7E), 448.0f);
-  EXPECT_EQ(q::e4m3_to_f32(0x01), std::ldexp(1.0f, -9));
-  EXPECT_EQ(q::e4m3_to_f32(0x08), std::ldexp(1.0f, -6));
-  EXPECT_EQ(q::f32_to_e4m3(1000.0f), 0x7E);
-  EXPECT_EQ(q::f32_to_e4m3(-1e9f), 0xFE);
-  EXPECT_EQ(q::f32_to_e4m3(INFINITY), 0x7E);
-  EXPECT_EQ(q::f32_to_e4m3(460.0f), 0x7E);
+  EXPECT_EQ(zaya::e4m3_to_f32(0x7E), 448.0f);
+  EXPECT_EQ(zaya::e4m3_to_f32(0x01), std::ldexp(1.0f, -9));
+  EXPECT_EQ(zaya::e4m3_to_f32(0x08), std::ldexp(1.0f, -6));
+  EXPECT_EQ(zaya::f32_to_e4m3(1000.0f), 0x7E);
+  EXPECT_EQ(zaya::f32_to_e4m3(-1e9f), 0xFE);
+  EXPECT_EQ(zaya::f32_to_e4m3(INFINITY), 0x7E);
+  EXPECT_EQ(zaya::f32_to_e4m3(460.0f), 0x7E);
   // Ties to even: 1.0625 lies between 1 (m=0) and 1.125 (m=1) → 1; 1.1875 between 1.125 and 1.25 → 1.25.
-  EXPECT_EQ(q::f32_to_e4m3(1.0625f), 0x38);
-  EXPECT_EQ(q::f32_to_e4m3(1.1875f), 0x3A);
-  EXPECT_EQ(q::f32_to_e4m3(std::ldexp(1.0f, -10)), 0x00);       // half the smallest subnormal → even (0)
-  EXPECT_EQ(q::f32_to_e4m3(3.0f * std::ldexp(1.0f, -10)), 0x02);  // 1.5 subnormal steps → 2
-  EXPECT_EQ(q::fp_group_size(q::FpMode::MxFp4), 32);
-  EXPECT_EQ(q::fp_group_size(q::FpMode::NvFp4), 16);
-  EXPECT_EQ(q::fp_group_size(q::FpMode::MxFp8), 32);
-  EXPECT_EQ(q::fp_bits(q::FpMode::MxFp8), 8);
+  EXPECT_EQ(zaya::f32_to_e4m3(1.0625f), 0x38);
+  EXPECT_EQ(zaya::f32_to_e4m3(1.1875f), 0x3A);
+  EXPECT_EQ(zaya::f32_to_e4m3(std::ldexp(1.0f, -10)), 0x00);       // half the smallest subnormal → even (0)
+  EXPECT_EQ(zaya::f32_to_e4m3(3.0f * std::ldexp(1.0f, -10)), 0x02);  // 1.5 subnormal steps → 2
+  EXPECT_EQ(q::fp_group_size(zaya::WeightFormat::MxFp4), 32);
+  EXPECT_EQ(q::fp_group_size(zaya::WeightFormat::NvFp4), 16);
+  EXPECT_EQ(q::fp_group_size(zaya::WeightFormat::MxFp8), 32);
+  EXPECT_EQ(q::fp_bits(zaya::WeightFormat::MxFp8), 8);
 }
 
 TEST(QuantFormatFp, Mxfp4SpecVectorsBitExact) {
@@ -366,14 +366,14 @@ TEST(QuantFormatFp, Mxfp4SpecVectorsBitExact) {
   ASSERT_EQ(in.size(), 128u);
   std::vector<uint32_t> w(16);
   std::vector<uint8_t> s(4);
-  for (int r = 0; r < 2; ++r) q::fp_quantize_row(q::FpMode::MxFp4, in.data() + r * 64, 64, w.data() + r * 8, s.data() + r * 2);
+  for (int r = 0; r < 2; ++r) q::fp_quantize_row(zaya::WeightFormat::MxFp4, in.data() + r * 64, 64, w.data() + r * 8, s.data() + r * 2);
   EXPECT_EQ(w, words);
   EXPECT_EQ(s, scales);
   EXPECT_EQ(s, (std::vector<uint8_t>{127, 120, 128, 128}));
   EXPECT_EQ(words[0], 0x4E4826A1u);  // §4.1 word 0
   std::vector<float> out(64);
   for (int r = 0; r < 2; ++r) {
-    q::fp_dequantize_row(q::FpMode::MxFp4, words.data() + r * 8, scales.data() + r * 2, 64, out.data());
+    q::fp_dequantize_row(zaya::WeightFormat::MxFp4, words.data() + r * 8, scales.data() + r * 2, 64, out.data());
     for (int i = 0; i < 64; ++i) EXPECT_EQ(fbits(out[i]), fbits(ref[r * 64 + i])) << r << "," << i;
   }
 }
@@ -385,12 +385,12 @@ TEST(QuantFormatFp, NvFp4AndMxFp8RoundTrip) {
   std::vector<float> x(n);
   for (auto& v : x) v = nd(rng) * 0.05f;
   struct Case {
-    q::FpMode m;
+    zaya::WeightFormat m;
     double max_rel_rms;  // RMS error relative to the group's amax
   };
   // E2M1 steps reach 2 units of a scale of amax/6 (≈ 0.33·amax at the top): RMS error ~0.1·amax; E4M3 has 3
   // mantissa bits: relative error ≤ 2^-4 per element.
-  for (Case c : {Case{q::FpMode::NvFp4, 0.12}, Case{q::FpMode::MxFp4, 0.2}, Case{q::FpMode::MxFp8, 0.04}}) {
+  for (Case c : {Case{zaya::WeightFormat::NvFp4, 0.12}, Case{zaya::WeightFormat::MxFp4, 0.2}, Case{zaya::WeightFormat::MxFp8, 0.04}}) {
     const int g = q::fp_group_size(c.m);
     std::vector<uint32_t> packed(static_cast<size_t>(q::packed_words(n, q::fp_bits(c.m))));
     std::vector<uint8_t> scales(static_cast<size_t>(n / g));
@@ -405,10 +405,10 @@ TEST(QuantFormatFp, NvFp4AndMxFp8RoundTrip) {
         const double d = y[gi * g + j] - x[gi * g + j];
         err2 += d * d;
         // mxfp8 elements: each within half an E4M3 ulp (2^-4 relative) once scaled, or tiny in absolute terms.
-        if (c.m == q::FpMode::MxFp8) {
+        if (c.m == zaya::WeightFormat::MxFp8) {
           // The exponent is rounded, not floored, so |x|/scale may pass 448 and saturate; otherwise E4M3 keeps
           // half an ulp: 2^-4 relative for normals, 2^-10·scale for subnormals.
-          const double sc = q::e8m0_to_f32(scales[gi]);
+          const double sc = zaya::e8m0_to_f32(scales[gi]);
           if (std::fabs(x[gi * g + j]) / sc > 448.0)
             EXPECT_EQ(std::fabs(y[gi * g + j]), 448.0 * sc) << gi << "," << j;
           else
@@ -423,22 +423,22 @@ TEST(QuantFormatFp, NvFp4AndMxFp8RoundTrip) {
   std::vector<float> grid = {0, 0.5f, 1, 1.5f, 2, 3, 4, 6, -0.5f, -1, -1.5f, -2, -3, -4, -6, 0};
   uint32_t pk[2];
   uint8_t sc;
-  q::fp_quantize_row(q::FpMode::NvFp4, grid.data(), 16, pk, &sc);
+  q::fp_quantize_row(zaya::WeightFormat::NvFp4, grid.data(), 16, pk, &sc);
   EXPECT_EQ(sc, 0x38);
   std::vector<float> back(16);
-  q::fp_dequantize_row(q::FpMode::NvFp4, pk, &sc, 16, back.data());
+  q::fp_dequantize_row(zaya::WeightFormat::NvFp4, pk, &sc, 16, back.data());
   EXPECT_EQ(back, grid);
-  EXPECT_THROW(q::fp_quantize_row(q::FpMode::NvFp4, grid.data(), 8, pk, &sc), zaya::Error);
-  EXPECT_THROW(q::fp_quantize_row(q::FpMode::MxFp4, grid.data(), 16, pk, &sc), zaya::Error);
+  EXPECT_THROW(q::fp_quantize_row(zaya::WeightFormat::NvFp4, grid.data(), 8, pk, &sc), zaya::Error);
+  EXPECT_THROW(q::fp_quantize_row(zaya::WeightFormat::MxFp4, grid.data(), 16, pk, &sc), zaya::Error);
 }
 
 TEST(QuantFormatFp, ZeroGroupScale) {
   std::vector<float> z(32, 0.0f), out(32, 1.0f);
   uint32_t pk[4];
   uint8_t sc = 99;
-  q::fp_quantize_row(q::FpMode::MxFp4, z.data(), 32, pk, &sc);
+  q::fp_quantize_row(zaya::WeightFormat::MxFp4, z.data(), 32, pk, &sc);
   EXPECT_EQ(sc, 0);
-  q::fp_dequantize_row(q::FpMode::MxFp4, pk, &sc, 32, out.data());
+  q::fp_dequantize_row(zaya::WeightFormat::MxFp4, pk, &sc, 32, out.data());
   for (float v : out) EXPECT_EQ(v, 0.0f);
 }
 

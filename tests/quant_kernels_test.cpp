@@ -6,13 +6,14 @@
 #include <limits>
 #include <random>
 
+#include "kernels/format_table.h"
 #include "kernels/affine_q16.h"
 #include "kernels/kernels_testing.h"
 #include "kernels/quant_matmul.h"
-#include "zaya/kernels.h"
-#include "zaya/quant.h"
-#include "zaya/safetensors.h"
-#include "zaya/thread_pool.h"
+#include "kernels/kernels.h"
+#include "tensor/quant_formats.h"
+#include "io/safetensors.h"
+#include "util/thread_pool.h"
 
 using namespace zaya;
 
@@ -60,7 +61,8 @@ QuantMatrix make_affine(int64_t rows, int64_t cols, int bits, int group, std::mt
   return q;
 }
 
-QuantMatrix make_fp(int64_t rows, int64_t cols, quant::FpMode mode, WeightFormat f, std::mt19937& rng) {
+QuantMatrix make_fp(int64_t rows, int64_t cols, WeightFormat f, std::mt19937& rng) {
+  const WeightFormat mode = f;
   QuantMatrix q;
   const int bits = quant::fp_bits(mode), g = quant::fp_group_size(mode);
   const int64_t words = cols * bits / 32;
@@ -117,7 +119,7 @@ void expect_matches_reference(const WeightMatrix& W, size_t n_tokens, std::mt199
   matmul(W, X.data(), n_tokens, Y.data());
   matmul_ref(W, X.data(), n_tokens, R.data());
   for (int64_t r = 0; r < W.rows; ++r) {
-    W.row_to_f32(r, row.data());
+    decode_row(W, r, row.data());
     for (size_t t = 0; t < n_tokens; ++t) {
       double mag = 0;
       for (int64_t c = 0; c < W.cols; ++c) mag += std::fabs(double(row[c]) * X[t * W.cols + c]);
@@ -145,11 +147,11 @@ TEST(KernelQuant, AffineMatchesReferenceOnRaggedShapes) {
 TEST(KernelQuant, FpModesAndMxtqMatchReference) {
   std::mt19937 rng(8);
   for (int64_t cols : {64, 256}) {
-    auto a = make_fp(9, cols, quant::FpMode::MxFp4, WeightFormat::MxFp4, rng);
+    auto a = make_fp(9, cols, WeightFormat::MxFp4, rng);
     expect_matches_reference(a.W, 3, rng, "mxfp4");
-    auto b = make_fp(9, cols, quant::FpMode::NvFp4, WeightFormat::NvFp4, rng);
+    auto b = make_fp(9, cols, WeightFormat::NvFp4, rng);
     expect_matches_reference(b.W, 3, rng, "nvfp4");
-    auto c = make_fp(9, cols, quant::FpMode::MxFp8, WeightFormat::MxFp8, rng);
+    auto c = make_fp(9, cols, WeightFormat::MxFp8, rng);
     expect_matches_reference(c.W, 3, rng, "mxfp8");
   }
   for (int bits : {2, 3, 4})
@@ -235,17 +237,16 @@ TEST(KernelQuant, AffineQ16ActivationQuantization) {
   }
 }
 
-// fp32-activation path (exact_activations): the reference arithmetic up to summation order.
+// fp32-activation path (Precision::Exact): the reference arithmetic up to summation order.
 TEST(KernelQuant, AffineExactPathMatchesReference) {
   std::mt19937 rng(23);
   for (int bits : {4, 8})
     for (int64_t cols : {128, 2048 + 128})
       for (size_t tokens : {1, 5}) {
         auto q = make_affine(9, cols, bits, 32, rng);
-        q.W.exact_activations = true;
         auto X = random_floats(tokens * cols, rng);
         std::vector<float> Y(tokens * 9), R(tokens * 9);
-        matmul(q.W, X.data(), tokens, Y.data());
+        matmul(q.W, X.data(), tokens, Y.data(), Compute(Precision::Exact));
         matmul_ref(q.W, X.data(), tokens, R.data());
         for (size_t i = 0; i < Y.size(); ++i) ASSERT_NEAR(Y[i], R[i], 2e-6 * (1 + std::fabs(R[i]))) << bits << " " << cols;
       }
@@ -256,26 +257,27 @@ TEST(KernelQuant, ThreadAndBatchInvariant) {
   std::vector<QuantMatrix> ms;
   ms.push_back(make_affine(37, 2048, 4, 32, rng));
   ms.push_back(make_affine(37, 2048 + 96, 8, 32, rng));
-  ms.push_back(make_affine(37, 2048, 4, 32, rng));
-  ms.back().W.exact_activations = true;
+  ms.push_back(make_affine(37, 2048, 4, 32, rng));  // run with Precision::Exact below
   ms.push_back(make_mxtq(21, 192, 4, rng));
-  ms.push_back(make_fp(21, 128, quant::FpMode::MxFp4, WeightFormat::MxFp4, rng));
-  for (auto& q : ms) {
+  ms.push_back(make_fp(21, 128, WeightFormat::MxFp4, rng));
+  for (size_t mi = 0; mi < ms.size(); ++mi) {
+    const QuantMatrix& q = ms[mi];
+    const Precision prec = mi == 2 ? Precision::Exact : Precision::Fast;
     const size_t n = 11;
     auto X = random_floats(n * q.W.cols, rng);
     std::vector<float> ref(n * q.W.rows);
     ThreadPool one(1);
-    matmul(q.W, X.data(), n, ref.data(), &one);
+    matmul(q.W, X.data(), n, ref.data(), Compute(&one, prec));
     for (size_t threads : {2, 3}) {
       ThreadPool p(threads);
       std::vector<float> y(n * q.W.rows);
-      matmul(q.W, X.data(), n, y.data(), &p);
+      matmul(q.W, X.data(), n, y.data(), Compute(&p, prec));
       EXPECT_EQ(y, ref) << weight_format_name(q.W.format) << " threads " << threads;
     }
     // Each token alone gives bitwise the same row as in the 11-token batch (decode vs prefill paths).
     for (size_t t = 0; t < n; ++t) {
       std::vector<float> y(q.W.rows);
-      matmul(q.W, &X[t * q.W.cols], 1, y.data(), &one);
+      matmul(q.W, &X[t * q.W.cols], 1, y.data(), Compute(&one, prec));
       for (int64_t r = 0; r < q.W.rows; ++r) ASSERT_EQ(y[r], ref[t * q.W.rows + r]) << weight_format_name(q.W.format) << " t=" << t;
     }
   }
@@ -311,12 +313,13 @@ TEST(KernelQuant, MatmulMultiEqualsSeparateCalls) {
     EXPECT_EQ(ya, ra);
     EXPECT_EQ(yb, rb);
     EXPECT_EQ(yc, rc);
-    c.W.exact_activations = true;  // not fused: each matrix keeps its own arithmetic
-    matmul_multi({&a.W, &c.W}, X.data(), n, {ya.data(), yc.data()});
-    matmul(c.W, X.data(), n, rc.data());
+    // Under the exact arithmetic (no fused kernel) the result is still that of separate calls.
+    const Compute exact(Precision::Exact);
+    matmul_multi({&a.W, &c.W}, X.data(), n, {ya.data(), yc.data()}, exact);
+    matmul(a.W, X.data(), n, ra.data(), exact);
+    matmul(c.W, X.data(), n, rc.data(), exact);
     EXPECT_EQ(ya, ra);
     EXPECT_EQ(yc, rc);
-    c.W.exact_activations = false;
   }
   }
   kernels_testing::force_target(0);

@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "zaya/error.h"
-#include "zaya/safetensors.h"
+#include "io/safetensors.h"
 
 namespace fs = std::filesystem;
 using zaya::DType;
@@ -792,19 +792,19 @@ float ref_e4m3(uint8_t b) {
 }
 
 TEST(ConvertF8, E4M3AllValues) {
-  EXPECT_EQ(zaya::f8e4m3_to_f32(0x00), 0.0f);
-  EXPECT_TRUE(std::signbit(zaya::f8e4m3_to_f32(0x80)));
-  EXPECT_EQ(zaya::f8e4m3_to_f32(0x38), 1.0f);
-  EXPECT_EQ(zaya::f8e4m3_to_f32(0x01), 0.001953125f);  // smallest subnormal, 2^-9
-  EXPECT_EQ(zaya::f8e4m3_to_f32(0x07), 0.013671875f);  // largest subnormal, 7 * 2^-9
-  EXPECT_EQ(zaya::f8e4m3_to_f32(0x08), 0.015625f);     // smallest normal, 2^-6
-  EXPECT_EQ(zaya::f8e4m3_to_f32(0x7e), 448.0f);        // max; E4M3FN has no infinity
-  EXPECT_EQ(zaya::f8e4m3_to_f32(0xfe), -448.0f);
-  EXPECT_EQ(zaya::f8e4m3_to_f32(0x78), 256.0f);        // exponent 15 is finite here
-  EXPECT_TRUE(std::isnan(zaya::f8e4m3_to_f32(0x7f)));
-  EXPECT_TRUE(std::isnan(zaya::f8e4m3_to_f32(0xff)));
+  EXPECT_EQ(zaya::e4m3_to_f32(0x00), 0.0f);
+  EXPECT_TRUE(std::signbit(zaya::e4m3_to_f32(0x80)));
+  EXPECT_EQ(zaya::e4m3_to_f32(0x38), 1.0f);
+  EXPECT_EQ(zaya::e4m3_to_f32(0x01), 0.001953125f);  // smallest subnormal, 2^-9
+  EXPECT_EQ(zaya::e4m3_to_f32(0x07), 0.013671875f);  // largest subnormal, 7 * 2^-9
+  EXPECT_EQ(zaya::e4m3_to_f32(0x08), 0.015625f);     // smallest normal, 2^-6
+  EXPECT_EQ(zaya::e4m3_to_f32(0x7e), 448.0f);        // max; E4M3FN has no infinity
+  EXPECT_EQ(zaya::e4m3_to_f32(0xfe), -448.0f);
+  EXPECT_EQ(zaya::e4m3_to_f32(0x78), 256.0f);        // exponent 15 is finite here
+  EXPECT_TRUE(std::isnan(zaya::e4m3_to_f32(0x7f)));
+  EXPECT_TRUE(std::isnan(zaya::e4m3_to_f32(0xff)));
   for (int b = 0; b < 256; ++b) {
-    const float got = zaya::f8e4m3_to_f32(static_cast<uint8_t>(b)), want = ref_e4m3(static_cast<uint8_t>(b));
+    const float got = zaya::e4m3_to_f32(static_cast<uint8_t>(b)), want = ref_e4m3(static_cast<uint8_t>(b));
     if (std::isnan(want)) {
       EXPECT_TRUE(std::isnan(got)) << b;
     } else {

@@ -11,8 +11,8 @@
 
 #include "test_util.h"
 #include "zaya/error.h"
-#include "zaya/safetensors.h"
-#include "zaya/safetensors_writer.h"
+#include "io/safetensors.h"
+#include "io/safetensors_writer.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;

@@ -1,3 +1,3 @@
 #include <gtest/gtest.h>
-#include "zaya/safetensors.h"
+#include "io/safetensors.h"
 TEST(Smoke, DTypeNames) { EXPECT_STREQ(zaya::dtype_name(zaya::DType::BF16), "BF16"); }

@@ -15,7 +15,7 @@
 
 #include "test_util.h"
 #include "zaya/error.h"
-#include "zaya/safetensors.h"
+#include "io/safetensors.h"
 
 namespace {
 

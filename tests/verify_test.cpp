@@ -10,8 +10,8 @@
 
 #include "test_util.h"
 #include "zaya/error.h"
-#include "zaya/safetensors.h"
-#include "zaya/safetensors_writer.h"
+#include "io/safetensors.h"
+#include "io/safetensors_writer.h"
 #include "zaya/verify.h"
 
 namespace fs = std::filesystem;

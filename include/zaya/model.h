@@ -56,21 +56,37 @@ class Model {
   // Several sequences in one pass (e.g. the decode steps of concurrent server slots): every per-token operation
   // runs as one matrix-matrix product over all their tokens; attention runs per sequence on its own state. The
   // kernels are batch-invariant, so each sequence's logits are bitwise what forward() gives it alone.
+  //
+  // Input is token ids, optionally with precomputed embedding rows (e.g. image features) that replace the embedding
+  // lookup of the tokens whose flag is set (all tokens when `flags` is empty). The flags are also what a model with
+  // image-only adapters keys on.
   struct BatchItem {
+    BatchItem() = default;
+    BatchItem(std::span<const int32_t> ids_, DecodeState* state_, LogitsMode mode_ = LogitsMode::Last,
+              std::vector<float> logits_ = {})
+        : ids(ids_), state(state_), mode(mode_), logits(std::move(logits_)) {}
     std::span<const int32_t> ids;
     DecodeState* state = nullptr;
     LogitsMode mode = LogitsMode::Last;
-    std::vector<float> logits;  // output
+    std::vector<float> logits;         // output
+    std::span<const float> embeddings;  // empty, or [ids.size(), hidden]
+    std::span<const uint8_t> flags;     // empty, or [ids.size()]: 1 = take the row of `embeddings`
   };
   void forward_batch(std::span<BatchItem> items, ForwardTrace* trace = nullptr) const;
 
   // Per MoE layer (legacy index): can the skip route be selected at all given the balancing biases? (spec §6.5)
   std::vector<std::pair<int64_t, bool>> skip_route_reachability() const;
 
+  // Weight bytes one decoded token reads (every dense matrix and vector, one expert per MoE layer, one embedding
+  // row, the whole lm_head): what a decode step must stream from memory.
+  size_t weight_bytes_per_token() const;
+  bool exact() const { return exact_; }
+
  private:
   Model() = default;
   ModelConfig cfg_;
   SkipRoute skip_route_ = SkipRoute::ScaledInput;
+  bool exact_ = false;
   std::unique_ptr<TensorStore> store_;
   std::unique_ptr<ModelWeights> weights_;
 };

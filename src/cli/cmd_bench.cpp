@@ -12,11 +12,8 @@
 
 #include "cli/commands.h"
 #include "cli/load.h"
-#include "kernels/quant_matmul.h"
-#include "model/model_weights.h"
 #include "zaya/error.h"
-#include "zaya/kernels.h"
-#include "zaya/thread_pool.h"
+#include "zaya/runtime.h"
 
 namespace zaya::cli {
 
@@ -24,63 +21,6 @@ namespace {
 
 using clock_type = std::chrono::steady_clock;
 double seconds_since(clock_type::time_point t) { return std::chrono::duration<double>(clock_type::now() - t).count(); }
-
-// Streaming read bandwidth with all pool threads: sum 64-bit words of a buffer much larger than the caches (best of
-// three passes). The buffer is kept so the measurement can be repeated next to every timed run.
-class ReadBandwidth {
- public:
-  explicit ReadBandwidth(size_t bytes) : buf_(bytes / sizeof(uint64_t)) {
-    default_pool().parallel_for(buf_.size(), 1 << 16, [&](size_t b, size_t e) {
-      for (size_t i = b; i < e; ++i) buf_[i] = i * 0x9E3779B97F4A7C15ull;
-    });
-  }
-  double measure_gbs() {
-    ThreadPool& pool = default_pool();
-    const size_t n = buf_.size();
-    double best = 0;
-    for (int rep = 0; rep < 3; ++rep) {
-      std::atomic<uint64_t> sink{0};
-      auto t0 = clock_type::now();
-      pool.parallel_for(n, n / (pool.size() * 4) + 1, [&](size_t b, size_t e) {
-        uint64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-        size_t i = b;
-        for (; i + 4 <= e; i += 4) a0 += buf_[i], a1 += buf_[i + 1], a2 += buf_[i + 2], a3 += buf_[i + 3];
-        for (; i < e; ++i) a0 += buf_[i];
-        sink += a0 + a1 + a2 + a3;
-      });
-      const double s = seconds_since(t0);
-      best = std::max(best, static_cast<double>(n * sizeof(uint64_t)) / s / 1e9);
-      if (sink.load() == 42) std::puts("");  // keeps the loop
-    }
-    return best;
-  }
-
- private:
-  std::vector<uint64_t> buf_;
-};
-
-// Weight bytes one decoded token reads: every attention and router matrix, the vectors, one expert per MoE layer
-// (top-1), one embedding row, and the whole lm_head.
-size_t bytes_per_token(const Model& m) {
-  const ModelWeights& w = m.weights();
-  size_t b = w.lm_head.bytes() + w.embedding.bytes() / static_cast<size_t>(std::max<int64_t>(1, w.embedding.rows));
-  auto vec = [](const std::vector<float>& v) { return v.size() * sizeof(float); };
-  for (const auto& l : w.layers) {
-    b += vec(l.input_norm) + vec(l.merge.hidden_scale) * 4;
-    if (l.is_attention) {
-      const auto& a = l.attn;
-      b += a.q.bytes() + a.k.bytes() + a.v_current.bytes() + a.v_delayed.bytes() + a.o.bytes();
-      b += vec(a.conv0_w) + a.conv1.bytes() + vec(a.conv0_b) + vec(a.conv1_b);
-    } else {
-      const auto& moe = l.moe;
-      b += moe.router_down.bytes() + moe.router_fc1.bytes() + moe.router_fc2.bytes() + moe.router_out.bytes();
-      size_t experts = 0;
-      for (const auto& e : moe.experts) experts += e.gate.bytes() + e.up.bytes() + e.down.bytes();
-      b += experts / std::max<size_t>(1, moe.experts.size());
-    }
-  }
-  return b;
-}
 
 }  // namespace
 
@@ -109,7 +49,7 @@ Runner add_bench(CLI::App& app) {
     if (o->prompt + o->gen > cfg.max_positions)
       throw Error(cat("-p + -n = ", o->prompt + o->gen, " exceeds the context ", cfg.max_positions));
     ReadBandwidth bandwidth(static_cast<size_t>(o->bw_gib * (1ull << 30)));
-    const size_t bpt = bytes_per_token(*model);
+    const size_t bpt = model->weight_bytes_per_token();
 
     std::mt19937 rng(1234);
     std::uniform_int_distribution<int32_t> tok(0, static_cast<int32_t>(cfg.vocab - 1));
@@ -151,9 +91,9 @@ Runner add_bench(CLI::App& app) {
     const double gen_gbs = bpt * best_tg / 1e9;
     nlohmann::ordered_json j;
     j["model"] = o->model.dir;
-    j["threads"] = default_pool().size();
+    j["threads"] = num_threads();
     j["simd"] = simd_target_name();
-    j["quant_kernel"] = affine_simd_target_name();
+    j["quant_kernel"] = quant_simd_target_name();
     j["activations"] = o->model.exact ? "fp32" : "int16";
     j["load_s"] = load_s;
     j["prompt_tokens"] = o->prompt;
@@ -171,14 +111,14 @@ Runner add_bench(CLI::App& app) {
       std::printf("%s\n", j.dump(2).c_str());
       return 0;
     }
-    const std::string kernels = cat(affine_simd_target_name(), o->model.exact ? ", fp32 act." : ", int16 act.");
+    const std::string kernels = cat(quant_simd_target_name(), o->model.exact ? ", fp32 act." : ", int16 act.");
     std::printf("\n| model | threads | kernels | test | tok/s | weight bytes/token | GB/s | %% of %.1f GB/s read |\n",
                 machine_gbs);
     std::printf("|---|---|---|---|---|---|---|---|\n");
-    std::printf("| %s | %zu | %s | pp%d | %.1f | | | |\n", o->model.dir.c_str(), default_pool().size(),
+    std::printf("| %s | %zu | %s | pp%d | %.1f | | | |\n", o->model.dir.c_str(), num_threads(),
                 kernels.c_str(), o->prompt, best_pp);
     std::printf("| %s | %zu | %s | tg%d | %.2f | %.1f MB | %.2f | %.0f %% |\n", o->model.dir.c_str(),
-                default_pool().size(), kernels.c_str(), o->gen, best_tg, bpt / 1e6, gen_gbs,
+                num_threads(), kernels.c_str(), o->gen, best_tg, bpt / 1e6, gen_gbs,
                 100.0 * gen_gbs / machine_gbs);
     std::printf("\nroofline for generation at %.1f GB/s: %.2f tok/s; prompt processing is %.1fx generation\n",
                 machine_gbs, machine_gbs * 1e9 / bpt, best_pp / best_tg);

@@ -8,36 +8,14 @@
 
 #include "cli/commands.h"
 #include "cli/load.h"
-#include "model/model_weights.h"
 #include "zaya/config.h"
 #include "zaya/decode_state.h"
 #include "zaya/error.h"
-#include "zaya/safetensors.h"
+#include "zaya/model_info.h"
 
 namespace zaya::cli {
 
 namespace {
-
-struct Counts {
-  int64_t total = 0, embedding = 0, experts = 0, buffers = 0;
-};
-
-Counts count_params(const ModelConfig& cfg) {
-  Counts c;
-  for (const auto& t : expected_tensors(cfg)) {
-    int64_t n = 1;
-    for (int64_t d : t.shape) n *= d;
-    // balancing_biases is a registered buffer, not a parameter (as HF counts).
-    if (t.name.find("balancing_biases") != std::string::npos) {
-      c.buffers += n;
-      continue;
-    }
-    c.total += n;
-    if (t.role == ExpectedTensor::Embedding) c.embedding += n;
-    if (t.role == ExpectedTensor::Expert) c.experts += n;
-  }
-  return c;
-}
 
 std::string human(double v, const char* unit) {
   char buf[64];
@@ -71,7 +49,7 @@ Runner add_info(CLI::App& app) {
   return [o]() {
     namespace fs = std::filesystem;
     const ModelConfig cfg = ModelConfig::load(o->dir);
-    const Counts c = count_params(cfg);
+    const ParamCounts c = count_parameters(cfg);
     const int64_t E = cfg.n_experts;
     const int64_t no_embed = c.total - c.embedding;
     const int64_t active_no_embed = no_embed - c.experts + c.experts / E;
@@ -107,21 +85,12 @@ Runner add_info(CLI::App& app) {
     j["state_fixed_bytes"] = fixed;
 
     // Weights: measured from the files when present, else estimated from the config's dtype.
-    bool have_weights = false;
-    size_t weight_bytes = 0;
-    std::map<std::string, int64_t> dtypes;
-    if (fs::is_directory(o->dir)) {
-      for (const auto& e : fs::directory_iterator(o->dir))
-        if (e.path().extension() == ".safetensors") have_weights = true;
-    }
+    const WeightFiles files = inspect_weight_files(o->dir);
+    const bool have_weights = files.present;
+    size_t weight_bytes = files.bytes;
+    const std::map<std::string, int64_t>& dtypes = files.dtypes;
     if (have_weights) {
-      TensorStore store = TensorStore::open(o->dir);
-      for (const auto& name : store.names()) {
-        const TensorView* t = store.find(name);
-        dtypes[dtype_name(t->dtype)] += 1;
-        weight_bytes += t->nbytes;
-      }
-      j["tensors"] = store.size();
+      j["tensors"] = files.tensors;
       j["dtypes"] = dtypes;
     } else {
       weight_bytes = static_cast<size_t>(c.total + c.buffers) * dtype_bytes_for(cfg.dtype);

@@ -8,7 +8,7 @@
 
 #include "cli/commands.h"
 #include "server/server.h"
-#include "zaya/thread_pool.h"
+#include "zaya/runtime.h"
 
 namespace zaya::cli {
 

@@ -3,7 +3,7 @@
 
 #include "cli/commands.h"
 #include "zaya/model.h"
-#include "zaya/thread_pool.h"
+#include "zaya/runtime.h"
 
 namespace zaya::cli {
 

@@ -1,4 +1,4 @@
-#include "zaya/safetensors.h"
+#include "io/safetensors.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -18,38 +18,6 @@
 
 namespace zaya {
 namespace fs = std::filesystem;
-
-// ---- dtypes ----------------------------------------------------------------------------------------------------
-
-namespace {
-struct DTypeInfo {
-  DType t;
-  const char* name;
-  size_t size;
-};
-constexpr DTypeInfo kDTypes[] = {
-    {DType::F64, "F64", 8},  {DType::F32, "F32", 4},  {DType::F16, "F16", 2},         {DType::BF16, "BF16", 2},
-    {DType::I64, "I64", 8},  {DType::I32, "I32", 4},  {DType::I16, "I16", 2},         {DType::I8, "I8", 1},
-    {DType::U64, "U64", 8},  {DType::U32, "U32", 4},  {DType::U16, "U16", 2},         {DType::U8, "U8", 1},
-    {DType::BOOL, "BOOL", 1}, {DType::F8_E4M3, "F8_E4M3", 1}, {DType::F8_E5M2, "F8_E5M2", 1},
-};
-}  // namespace
-
-size_t dtype_size(DType t) {
-  for (const auto& d : kDTypes)
-    if (d.t == t) return d.size;
-  return 0;
-}
-const char* dtype_name(DType t) {
-  for (const auto& d : kDTypes)
-    if (d.t == t) return d.name;
-  return "?";
-}
-std::optional<DType> parse_dtype(const std::string& s) {
-  for (const auto& d : kDTypes)
-    if (s == d.name) return d.t;
-  return std::nullopt;
-}
 
 int64_t TensorView::numel() const {
   int64_t n = 1;
@@ -324,74 +292,6 @@ std::vector<std::string> TensorStore::names() const {
   return v;
 }
 
-// ---- conversions -----------------------------------------------------------------------------------------------
-
-float bf16_to_f32(uint16_t v) {
-  uint32_t u = static_cast<uint32_t>(v) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-
-float f16_to_f32(uint16_t h) {
-  // Bit manipulation: this runs for every scale of every quantized row, so it must be cheap.
-  const uint32_t sign = static_cast<uint32_t>(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, mant = h & 0x3ff;
-  uint32_t bits;
-  if (exp == 0) {  // zero / subnormal: mant · 2^-24 is exact in fp32
-    const float v = static_cast<float>(mant) * (1.0f / 16777216.0f);
-    std::memcpy(&bits, &v, 4);
-    bits |= sign;
-  } else if (exp == 31) {
-    bits = sign | 0x7f800000u | (mant << 13);  // inf, or NaN keeping its payload
-  } else {
-    bits = sign | ((exp + 112) << 23) | (mant << 13);
-  }
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
-}
-
-float f8e4m3_to_f32(uint8_t b) {
-  // E4M3FN: bias 7, no infinities, S.1111.111 is NaN.
-  const uint32_t sign = b >> 7, exp = (b >> 3) & 0xf, mant = b & 7;
-  float v;
-  if (exp == 15 && mant == 7) v = std::numeric_limits<float>::quiet_NaN();
-  else if (exp == 0) v = std::ldexp(static_cast<float>(mant), -9);
-  else v = std::ldexp(static_cast<float>(mant | 8), static_cast<int>(exp) - 10);
-  return sign ? -v : v;
-}
-
-uint16_t f32_to_bf16(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  if ((u & 0x7fffffff) > 0x7f800000) return static_cast<uint16_t>((u >> 16) | 0x40);  // quiet NaN
-  u += 0x7fff + ((u >> 16) & 1);
-  return static_cast<uint16_t>(u >> 16);
-}
-
-uint16_t f32_to_f16(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  const uint16_t sign = static_cast<uint16_t>((u >> 16) & 0x8000);
-  const uint32_t au = u & 0x7fffffff;
-  if (au > 0x7f800000) return sign | 0x7e00;
-  if (au >= 0x477ff000) return sign | 0x7c00;  // rounds to >= 65520 -> inf
-  if (au < 0x38800000) {                        // subnormal half (or zero)
-    float a;
-    std::memcpy(&a, &au, 4);
-    // Scale so the half subnormal unit (2^-24) becomes 1, then round to nearest even.
-    float scaled = a * 16777216.0f;
-    uint32_t r = static_cast<uint32_t>(std::nearbyint(scaled));
-    return sign | static_cast<uint16_t>(r);
-  }
-  uint32_t exp = ((au >> 23) - 127 + 15);
-  uint32_t mant = au & 0x7fffff;
-  uint32_t h = (exp << 10) | (mant >> 13);
-  uint32_t rem = mant & 0x1fff;
-  if (rem > 0x1000 || (rem == 0x1000 && (h & 1))) ++h;
-  return sign | static_cast<uint16_t>(h);
-}
-
 namespace {
 template <typename T>
 T load_at(const uint8_t* p, size_t i) {
@@ -420,7 +320,7 @@ std::vector<float> to_f32(const TensorView& t) {
     case DType::F64: for (size_t i = 0; i < n; ++i) out[i] = static_cast<float>(load_at<double>(p, i)); break;
     case DType::F16: for (size_t i = 0; i < n; ++i) out[i] = f16_to_f32(load_at<uint16_t>(p, i)); break;
     case DType::BF16: for (size_t i = 0; i < n; ++i) out[i] = bf16_to_f32(load_at<uint16_t>(p, i)); break;
-    case DType::F8_E4M3: for (size_t i = 0; i < n; ++i) out[i] = f8e4m3_to_f32(p[i]); break;
+    case DType::F8_E4M3: for (size_t i = 0; i < n; ++i) out[i] = e4m3_to_f32(p[i]); break;
     // E5M2 is the top byte of an IEEE half.
     case DType::F8_E5M2: for (size_t i = 0; i < n; ++i) out[i] = f16_to_f32(static_cast<uint16_t>(p[i] << 8)); break;
     default: {

@@ -11,8 +11,8 @@
 #include <hwy/highway.h>
 #include <hwy/contrib/math/math-inl.h>
 
-#include "zaya/kernels.h"
-#include "zaya/thread_pool.h"
+#include "kernels/kernels.h"
+#include "util/thread_pool.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace zaya {

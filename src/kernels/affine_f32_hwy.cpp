@@ -18,8 +18,8 @@
 #include <hwy/aligned_allocator.h>
 
 #include "kernels/quant_matmul.h"
-#include "zaya/safetensors.h"
-#include "zaya/thread_pool.h"
+#include "io/safetensors.h"
+#include "util/thread_pool.h"
 
 
 HWY_BEFORE_NAMESPACE();
@@ -227,8 +227,12 @@ HWY_AFTER_NAMESPACE();
 #if HWY_ONCE
 namespace zaya {
 HWY_EXPORT(AffineF32MatmulT);
-bool affine_matmul_f32_simd(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, ThreadPool& pool) {
-  return HWY_DYNAMIC_DISPATCH(AffineF32MatmulT)(W, X, n_tokens, Y, pool);
+bool affine_f32_accepts(const WeightMatrix& W) {
+  return W.format == WeightFormat::Affine && (W.bits == 4 || W.bits == 8);
+}
+
+void affine_f32_product(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, ThreadPool& pool) {
+  if (!HWY_DYNAMIC_DISPATCH(AffineF32MatmulT)(W, X, n_tokens, Y, pool)) grouped_product(W, X, n_tokens, Y, pool);
 }
 }  // namespace zaya
 #endif

@@ -3,7 +3,7 @@
 #include <cmath>
 #include <limits>
 
-#include "zaya/quant.h"
+#include "tensor/quant_formats.h"
 
 namespace zaya::q16 {
 

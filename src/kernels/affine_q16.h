@@ -20,7 +20,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "zaya/weights.h"
+#include "tensor/weight_matrix.h"
 
 namespace zaya::q16 {
 

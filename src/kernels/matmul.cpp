@@ -2,23 +2,10 @@
 #include <cmath>
 #include <vector>
 
-#include "zaya/kernels.h"
-#include "zaya/thread_pool.h"
+#include "kernels/kernels.h"
+#include "util/thread_pool.h"
 
 namespace zaya {
-
-void matmul_ref(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y) {
-  std::vector<float> row(W.cols);
-  for (int64_t r = 0; r < W.rows; ++r) {
-    W.row_to_f32(r, row.data());
-    for (size_t t = 0; t < n_tokens; ++t) {
-      double acc = 0;
-      const float* x = X + t * W.cols;
-      for (int64_t c = 0; c < W.cols; ++c) acc += static_cast<double>(row[c]) * x[c];
-      Y[t * W.rows + r] = static_cast<float>(acc);
-    }
-  }
-}
 
 float dot_ref(const float* a, const float* b, size_t n) {
   double acc = 0;

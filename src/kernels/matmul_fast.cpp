@@ -19,8 +19,8 @@
 
 #include "kernels/kernels_testing.h"
 #include "kernels/quant_matmul.h"
-#include "zaya/kernels.h"
-#include "zaya/thread_pool.h"
+#include "kernels/kernels.h"
+#include "util/thread_pool.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace zaya {
@@ -176,14 +176,14 @@ void MatmulFmt(const WeightMatrix& Wm, const float* X, size_t n_tokens, float* Y
   });
 }
 
-void MatmulT(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, ThreadPool* pool) {
-  ThreadPool& p = pool ? *pool : default_pool();
-  switch (W.format) {
-    case WeightFormat::F32: MatmulFmt<WeightFormat::F32>(W, X, n_tokens, Y, p); break;
-    case WeightFormat::BF16: MatmulFmt<WeightFormat::BF16>(W, X, n_tokens, Y, p); break;
-    case WeightFormat::F16: MatmulFmt<WeightFormat::F16>(W, X, n_tokens, Y, p); break;
-    default: break;  // packed formats are routed to quant_matmul before dispatch
-  }
+void MatmulF32T(const WeightMatrix& W, const float* X, size_t n, float* Y, ThreadPool& p) {
+  MatmulFmt<WeightFormat::F32>(W, X, n, Y, p);
+}
+void MatmulF16T(const WeightMatrix& W, const float* X, size_t n, float* Y, ThreadPool& p) {
+  MatmulFmt<WeightFormat::F16>(W, X, n, Y, p);
+}
+void MatmulBF16T(const WeightMatrix& W, const float* X, size_t n, float* Y, ThreadPool& p) {
+  MatmulFmt<WeightFormat::BF16>(W, X, n, Y, p);
 }
 
 // Same operation sequence as a one-row, one-token F32 matmul tile, so dot(w, x) == matmul of that row.
@@ -202,17 +202,20 @@ HWY_AFTER_NAMESPACE();
 #if HWY_ONCE
 namespace zaya {
 
-HWY_EXPORT(MatmulT);
+HWY_EXPORT(MatmulF32T);
+HWY_EXPORT(MatmulF16T);
+HWY_EXPORT(MatmulBF16T);
 HWY_EXPORT(DotT);
 HWY_EXPORT(TargetNameT);
 
-void matmul(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, ThreadPool* pool) {
-  if (n_tokens == 0 || W.rows <= 0) return;
-  if (!is_float_format(W.format)) {  // packed formats have their own kernels (quant_matmul.cpp)
-    quant_matmul(W, X, n_tokens, Y, pool ? *pool : default_pool());
-    return;
-  }
-  HWY_DYNAMIC_DISPATCH(MatmulT)(W, X, n_tokens, Y, pool);
+void f32_product(const WeightMatrix& W, const float* X, size_t n, float* Y, ThreadPool& pool) {
+  HWY_DYNAMIC_DISPATCH(MatmulF32T)(W, X, n, Y, pool);
+}
+void f16_product(const WeightMatrix& W, const float* X, size_t n, float* Y, ThreadPool& pool) {
+  HWY_DYNAMIC_DISPATCH(MatmulF16T)(W, X, n, Y, pool);
+}
+void bf16_product(const WeightMatrix& W, const float* X, size_t n, float* Y, ThreadPool& pool) {
+  HWY_DYNAMIC_DISPATCH(MatmulBF16T)(W, X, n, Y, pool);
 }
 
 float dot(const float* a, const float* b, size_t n) { return HWY_DYNAMIC_DISPATCH(DotT)(a, b, n); }

@@ -24,8 +24,8 @@
 
 #include "kernels/affine_q16.h"
 #include "kernels/quant_matmul.h"
-#include "zaya/safetensors.h"
-#include "zaya/thread_pool.h"
+#include "io/safetensors.h"
+#include "util/thread_pool.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace zaya {
@@ -707,9 +707,10 @@ HWY_EXPORT(AffineMultiT);
 HWY_EXPORT(Mxtq4DecodeRowT);
 HWY_EXPORT(AffineTargetNameT);
 
-bool affine_matmul_simd(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, ThreadPool& pool) {
-  if (HWY_DYNAMIC_DISPATCH(AffineMatmulT)(W, X, n_tokens, Y, pool)) return true;
-  if (!q16::supported(W) || (W.bits != 4 && W.bits != 8)) return false;
+bool affine_q16_accepts(const WeightMatrix& W) { return q16::supported(W) && (W.bits == 4 || W.bits == 8); }
+
+void affine_q16_product(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, ThreadPool& pool) {
+  if (HWY_DYNAMIC_DISPATCH(AffineMatmulT)(W, X, n_tokens, Y, pool)) return;
   // A target without the SIMD path still uses the canonical arithmetic (same results everywhere on this machine).
   pool.parallel_for(W.rows, 16, [&](size_t r0, size_t r1) {
     WeightMatrix part = W.slice_rows(static_cast<int64_t>(r0), static_cast<int64_t>(r1 - r0));
@@ -718,12 +719,15 @@ bool affine_matmul_simd(const WeightMatrix& W, const float* X, size_t n_tokens, 
     for (size_t t = 0; t < n_tokens; ++t)
       std::memcpy(Y + t * W.rows + r0, &y[t * (r1 - r0)], (r1 - r0) * sizeof(float));
   });
-  return true;
 }
 
-bool affine_matmul_multi_simd(const WeightMatrix* const* Ws, size_t m, const float* X, size_t n_tokens, float* const* Ys,
-                              ThreadPool& pool) {
+bool affine_q16_multi(const WeightMatrix* const* Ws, size_t m, const float* X, size_t n_tokens, float* const* Ys,
+                      ThreadPool& pool) {
   return HWY_DYNAMIC_DISPATCH(AffineMultiT)(Ws, m, X, n_tokens, Ys, pool);
+}
+
+void affine_q16_reference(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y) {
+  q16::matmul_ref(W, X, n_tokens, Y);
 }
 
 size_t mxtq4_decode_row_simd(const uint32_t* words, size_t cols, const float* codebook, float* out) {

@@ -17,8 +17,8 @@
 
 #include "quant/convert_plan.h"
 #include "zaya/error.h"
-#include "zaya/quant.h"
-#include "zaya/thread_pool.h"
+#include "tensor/quant_formats.h"
+#include "util/thread_pool.h"
 
 namespace zaya {
 namespace fs = std::filesystem;
@@ -90,7 +90,6 @@ class Emitter {
     const int64_t R = it.rows(), C = it.cols();
     const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(R, kChunkFloats / std::max<int64_t>(C, 1)));
     std::vector<float> buf(static_cast<size_t>(chunk * C));
-    const quant::FpMode fpm = quant::FpMode::MxFp4;
     const bundle::Item* ip = &it;
     std::shared_ptr<const MxtqTables> tq;
     if (it.enc == Enc::Mxtq) tq = tables(C, it.bits);
@@ -123,7 +122,7 @@ class Emitter {
                 bi16[r * groups + g] = f32_to_f16(bb[g]);
               }
               break;
-            case Enc::Fp: quant::fp_quantize_row(fpm, x, C, &packed[r * words], &sc8[r * groups]); break;
+            case Enc::Fp: quant::fp_quantize_row(WeightFormat::MxFp4, x, C, &packed[r * words], &sc8[r * groups]); break;
             case Enc::Mxtq: {
               float nrm = 0;
               quant::mxtq_quantize_row(x, C, it.bits, tq->signs.data(), tq->codebook.data(), &packed[r * words], &nrm);

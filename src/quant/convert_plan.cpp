@@ -5,7 +5,7 @@
 #include <map>
 
 #include "zaya/error.h"
-#include "zaya/quant.h"
+#include "tensor/quant_formats.h"
 
 namespace zaya::bundle {
 using ojson = nlohmann::ordered_json;

@@ -6,10 +6,10 @@
 #include <string>
 #include <vector>
 
-#include "model/model_weights.h"
+#include "models/zaya/model_weights.h"
 #include "zaya/config.h"
 #include "zaya/convert.h"
-#include "zaya/safetensors_writer.h"
+#include "io/safetensors_writer.h"
 
 namespace zaya::bundle {
 

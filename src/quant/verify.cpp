@@ -11,12 +11,12 @@
 #include <set>
 #include <sstream>
 
-#include "model/model_weights.h"
+#include "models/zaya/model_weights.h"
 #include "quant/convert_plan.h"
 #include "zaya/config.h"
 #include "zaya/error.h"
-#include "zaya/quant.h"
-#include "zaya/safetensors.h"
+#include "tensor/quant_formats.h"
+#include "io/safetensors.h"
 
 namespace zaya {
 namespace fs = std::filesystem;

@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "zaya/safetensors.h"
-#include "zaya/weights.h"
+#include "io/safetensors.h"
+#include "tensor/weight_matrix.h"
 
 namespace zaya {
 

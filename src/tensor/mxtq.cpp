@@ -4,7 +4,7 @@
 #include <vector>
 
 #include "zaya/error.h"
-#include "zaya/quant.h"
+#include "tensor/quant_formats.h"
 
 namespace zaya::quant {
 

@@ -1,22 +1,19 @@
 #pragma once
 // A weight matrix as the kernels see it: [rows, cols] for y = W·x, in whatever storage format the file holds —
-// plain floats, MLX affine (2–8 bits), MLX mxfp4/nvfp4/mxfp8, or JANG MXTQ. Layers only hold WeightMatrix values,
-// so they do not care how a weight is stored. Every pointer refers to rows stored one after another.
+// plain floats, MLX affine (2–8 bits), MLX mxfp4/nvfp4/mxfp8, or JANG MXTQ. A view: it points into the mapped file
+// (or an aligned private copy) and says how to read it; it holds no compute policy. What each format means — row
+// size, row decode, which product kernel runs it — is the format table's business (kernels/format_table.h); layers
+// only hold WeightMatrix values, so they do not care how a weight is stored.
 #include <cstdint>
 #include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include "zaya/safetensors.h"
+#include "io/safetensors.h"
+#include "tensor/weight_format.h"
 
 namespace zaya {
-
-enum class WeightFormat { F32, F16, BF16, Affine, MxFp4, NvFp4, MxFp8, Mxtq };
-const char* weight_format_name(WeightFormat f);
-inline bool is_float_format(WeightFormat f) {
-  return f == WeightFormat::F32 || f == WeightFormat::F16 || f == WeightFormat::BF16;
-}
 
 // Rotation signs and codebook shared by every MXTQ matrix of one (in_features, bits) (from the JANGTQ sidecar).
 struct MxtqTables {
@@ -30,7 +27,7 @@ struct WeightMatrix {
   WeightFormat format = WeightFormat::F32;
   int64_t rows = 0, cols = 0;   // logical (dequantized) shape
   const void* data = nullptr;   // float elements, or packed U32 codes
-  size_t row_bytes = 0;         // bytes of `data` per row
+  size_t row_bytes = 0;         // bytes of `data` from one row to the next (float rows: cols · element size)
 
   // Quantized formats.
   int bits = 0, group_size = 0;
@@ -41,20 +38,12 @@ struct WeightMatrix {
   const uint16_t* norms = nullptr;  // MXTQ: F16 row norms [rows]
   std::shared_ptr<const MxtqTables> mxtq;
 
-  // Affine 4/8-bit only: compute with fp32 activations (the reference's arithmetic) instead of the default int16
-  // activations of affine_q16 (~1e-5 relative difference, 2× faster prefill).
-  bool exact_activations = false;
-
   std::vector<std::shared_ptr<const void>> owners;  // private aligned copies of unaligned file data
   std::string name;
 
-  size_t element_size() const;  // float formats only
-  // Bytes from one row of `data` to the next: float rows are dense (cols elements); packed rows use row_bytes.
-  size_t stride() const { return is_float_format(format) ? static_cast<size_t>(cols) * element_size() : row_bytes; }
+  const uint8_t* row(int64_t r) const { return static_cast<const uint8_t*>(data) + static_cast<size_t>(r) * row_bytes; }
   // Bytes read for the whole matrix (data + scales/biases/norms): what one pass over the weights costs.
   size_t bytes() const;
-  // Row r dequantized to fp32 (embedding lookups, reference kernels).
-  void row_to_f32(int64_t r, float* out) const;
   // A view of rows [r0, r0+n): slices stacked experts and gate/up halves without copying.
   WeightMatrix slice_rows(int64_t r0, int64_t n) const;
 };

@@ -9,13 +9,9 @@
 #include <string>
 #include <vector>
 
+#include "io/dtype.h"
+
 namespace zaya {
-
-enum class DType { F64, F32, F16, BF16, I64, I32, I16, I8, U64, U32, U16, U8, BOOL, F8_E4M3, F8_E5M2 };
-
-size_t dtype_size(DType t);
-const char* dtype_name(DType t);
-std::optional<DType> parse_dtype(const std::string& s);
 
 // A read-only window onto one tensor inside a mapped file. `data` may be unaligned (MLX writes unaligned
 // tensors); read it with memcpy or through to_f32().
@@ -78,13 +74,6 @@ class TensorStore {
   std::vector<std::shared_ptr<SafetensorsFile>> files_;
   std::map<std::string, const TensorView*> by_name_;
 };
-
-// Element conversions (exact, IEEE semantics incl. subnormals/inf/nan).
-float bf16_to_f32(uint16_t v);
-float f16_to_f32(uint16_t v);
-float f8e4m3_to_f32(uint8_t v);
-uint16_t f32_to_bf16(float f);  // round to nearest even
-uint16_t f32_to_f16(float f);   // round to nearest even
 
 // Converts a float-typed tensor (F64/F32/F16/BF16/F8_E4M3) or an integer tensor to fp32, whatever the alignment.
 std::vector<float> to_f32(const TensorView& t);

@@ -1,6 +1,8 @@
-#include "model/model_weights.h"
+#include "models/zaya/model_weights.h"
 
-#include "model/weight_resolver.h"
+#include <algorithm>
+
+#include "models/weight_resolver.h"
 #include "zaya/error.h"
 
 namespace zaya {
@@ -174,14 +176,14 @@ ModelWeights ModelWeights::load(const TensorStore& store, const ModelConfig& c) 
   ModelWeights w;
   w.embedding = L.mat(nm.embedding(), V, H);
   w.lm_head = c.tie_embeddings ? w.embedding : L.mat("lm_head.weight", V, H);
-  w.layers.resize(static_cast<size_t>(2 * c.n_blocks));
+  w.blocks.resize(static_cast<size_t>(c.n_blocks));
   for (int64_t n = 0; n < 2 * c.n_blocks; ++n) {
-    LayerWeights& lw = w.layers[n];
-    lw.is_attention = (n % 2 == 0);
-    lw.merge = load_merge(L, nm, n);
-    lw.input_norm = L.vec(nm.input_norm(n), {H});
-    if (lw.is_attention) {
-      AttentionWeights& a = lw.attn;
+    BlockWeights& bw = w.blocks[n / 2];
+    const bool is_attention = n % 2 == 0;
+    (is_attention ? bw.attn_merge : bw.moe_merge) = load_merge(L, nm, n);
+    (is_attention ? bw.attn_norm : bw.moe_norm) = L.vec(nm.input_norm(n), {H});
+    if (is_attention) {
+      AttentionWeights& a = bw.attn;
       a.q = L.mat(nm.attn(n, "linear_q.weight", "q_proj.weight"), c.q_width(), H);
       a.k = L.mat(nm.attn(n, "linear_k.weight", "k_proj.weight"), c.kv_width(), H);
       a.v_current = L.mat(nm.attn(n, "val_proj1.weight", "v_proj_current.weight"), c.kv_width() / 2, H);
@@ -194,7 +196,7 @@ ModelWeights ModelWeights::load(const TensorStore& store, const ModelConfig& c) 
       a.conv1_b = L.vec(nm.attn(n, "conv_qk.1.bias", "conv_qk_grouped.bias"), {C});
       a.temp = L.vec(nm.temp(n), {c.n_kv_heads});
     } else {
-      MoeWeights& m = lw.moe;
+      MoeWeights& m = bw.moe;
       m.router_down = L.mat(nm.router(n, "down_proj.weight", "down_proj.weight"), D, H);
       m.router_down_bias = L.vec(nm.router(n, "down_proj.bias", "down_proj.bias"), {D});
       if (has_eda_scale(c, n)) m.router_states_scale = L.vec(nm.router(n, "router_states_scale", "router_states_scale"), {D});
@@ -242,18 +244,26 @@ ModelWeights ModelWeights::load(const TensorStore& store, const ModelConfig& c) 
   return w;
 }
 
-void for_each_matrix(ModelWeights& w, const std::function<void(WeightMatrix&)>& fn) {
-  fn(w.embedding);
-  fn(w.lm_head);
-  for (auto& l : w.layers) {
-    if (l.is_attention) {
-      for (WeightMatrix* m : {&l.attn.q, &l.attn.k, &l.attn.v_current, &l.attn.v_delayed, &l.attn.o, &l.attn.conv1}) fn(*m);
-    } else {
-      for (WeightMatrix* m : {&l.moe.router_down, &l.moe.router_fc1, &l.moe.router_fc2, &l.moe.router_out}) fn(*m);
-      for (auto& e : l.moe.experts)
-        for (WeightMatrix* m : {&e.gate, &e.up, &e.down}) fn(*m);
-    }
+size_t ModelWeights::bytes_per_token() const {
+  size_t b = lm_head.bytes() + embedding.bytes() / static_cast<size_t>(std::max<int64_t>(1, embedding.rows));
+  auto vec = [](const std::vector<float>& v) { return v.size() * sizeof(float); };
+  auto merge = [&](const ResidualMergeWeights& m) {
+    return vec(m.hidden_scale) + vec(m.hidden_bias) + vec(m.residual_scale) + vec(m.residual_bias);
+  };
+  for (const BlockWeights& bw : blocks) {
+    const AttentionWeights& a = bw.attn;
+    b += merge(bw.attn_merge) + vec(bw.attn_norm) + merge(bw.moe_merge) + vec(bw.moe_norm);
+    b += a.q.bytes() + a.k.bytes() + a.v_current.bytes() + a.v_delayed.bytes() + a.o.bytes();
+    b += vec(a.conv0_w) + a.conv1.bytes() + vec(a.conv0_b) + vec(a.conv1_b) + vec(a.temp);
+    const MoeWeights& m = bw.moe;
+    b += m.router_down.bytes() + m.router_fc1.bytes() + m.router_fc2.bytes() + m.router_out.bytes();
+    b += vec(m.router_down_bias) + vec(m.router_states_scale) + vec(m.router_norm) + vec(m.router_fc1_bias) +
+         vec(m.router_fc2_bias) + vec(m.balancing_biases);
+    size_t experts = 0;
+    for (const ExpertWeights& e : m.experts) experts += e.gate.bytes() + e.up.bytes() + e.down.bytes();
+    b += experts / std::max<size_t>(1, m.experts.size());
   }
+  return b + merge(final_merge) + vec(final_norm);
 }
 
 }  // namespace zaya

@@ -14,7 +14,7 @@
 #include <utility>
 #include <vector>
 
-#include "zaya/safetensors.h"
+#include "io/safetensors.h"
 
 namespace zaya {
 

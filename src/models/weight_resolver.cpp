@@ -1,11 +1,12 @@
-#include "model/weight_resolver.h"
+#include "models/weight_resolver.h"
 
 #include <filesystem>
 #include <fstream>
 #include <set>
 
 #include "zaya/error.h"
-#include "zaya/quant.h"
+#include "kernels/format_table.h"
+#include "tensor/quant_formats.h"
 
 namespace zaya {
 namespace fs = std::filesystem;
@@ -138,7 +139,7 @@ WeightMatrix WeightResolver::matrix(const std::string& base, int64_t rows, int64
     w.rows = total_rows;
     w.cols = cols;
     w.bits = bits;
-    w.row_bytes = static_cast<size_t>(quant::mxtq_words(cols, bits)) * 4;
+    w.row_bytes = stored_row_bytes(WeightFormat::Mxtq, cols, bits);
     w.data = aligned_view(*packed, 4, w.owners);
     w.norms = static_cast<const uint16_t*>(aligned_view(norms, 2, w.owners));
     w.mxtq = mxtq_tables(cols, bits, base);
@@ -201,7 +202,7 @@ WeightMatrix WeightResolver::matrix(const std::string& base, int64_t rows, int64
     w.format = WeightFormat::Affine;
     w.bits = bits;
     w.group_size = group;
-    w.row_bytes = static_cast<size_t>(words) * 4;
+    w.row_bytes = stored_row_bytes(WeightFormat::Affine, cols, bits);
     w.scale_dtype = scales->dtype;
     w.scale_row_bytes = static_cast<size_t>(cols / group) * dtype_size(scales->dtype);
     w.data = aligned_view(*weight, 4, w.owners);
@@ -215,8 +216,7 @@ WeightMatrix WeightResolver::matrix(const std::string& base, int64_t rows, int64
   else if (mode == "nvfp4") f = WeightFormat::NvFp4;
   else if (mode == "mxfp8") f = WeightFormat::MxFp8;
   else throw Error(cat("'", base, "': has .scales without .biases but the quantization mode is '", mode, "'"));
-  const quant::FpMode fm = f == WeightFormat::MxFp4 ? quant::FpMode::MxFp4 : f == WeightFormat::NvFp4 ? quant::FpMode::NvFp4 : quant::FpMode::MxFp8;
-  const int g = quant::fp_group_size(fm), bits = quant::fp_bits(fm);
+  const int g = quant::fp_group_size(f), bits = quant::fp_bits(f);
   if (cols % g != 0) throw Error(cat("'", base, "': in_features ", cols, " is not a multiple of ", mode, "'s group ", g));
   if (scales->dtype != DType::U8 || scales->shape != with({rows, cols / g}))
     throw Error(cat(scales->file, ": '", scales->name, "' must be U8 ", shape_str(with({rows, cols / g})), " for ", mode));
@@ -226,7 +226,7 @@ WeightMatrix WeightResolver::matrix(const std::string& base, int64_t rows, int64
   w.format = f;
   w.bits = bits;
   w.group_size = g;
-  w.row_bytes = static_cast<size_t>(cols * bits / 32) * 4;
+  w.row_bytes = stored_row_bytes(f, cols, bits);
   w.scale_dtype = DType::U8;
   w.scale_row_bytes = static_cast<size_t>(cols / g);
   w.data = aligned_view(*weight, 4, w.owners);

@@ -6,21 +6,39 @@
 #include <cstdint>
 #include <initializer_list>
 
-#include "zaya/weights.h"
+#include "tensor/weight_matrix.h"
+#include "zaya/runtime.h"
 
 namespace zaya {
 
 class ThreadPool;
 
+// Arithmetic of the quantized products: a compute option chosen by the caller (a model's load options), never a
+// property of the weights.
+enum class Precision {
+  Fast,   // int16 activations where the format has such a kernel (affine 4/8-bit; src/kernels/affine_q16.h)
+  Exact,  // fp32 activations everywhere: the reference's arithmetic
+};
+
+// Where and how a product runs. Converts from a ThreadPool* so call sites can pass just a pool.
+struct Compute {
+  ThreadPool* pool = nullptr;  // nullptr: default_pool()
+  Precision precision = Precision::Fast;
+  Compute() = default;
+  Compute(ThreadPool* p, Precision q = Precision::Fast) : pool(p), precision(q) {}  // NOLINT: implicit on purpose
+  explicit Compute(Precision q) : precision(q) {}
+};
+
 // Y[t, r] = Σ_c W[r, c] · X[t, c] for t < n_tokens. X is [n_tokens, W.cols], Y is [n_tokens, W.rows], both fp32
-// row-major. pool = nullptr uses default_pool().
-void matmul(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, ThreadPool* pool = nullptr);
+// row-major. The kernel comes from the format table (kernels/format_table.h).
+void matmul(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, const Compute& c = {});
+// Float64-accumulating reference over the dequantized rows (any format).
 void matmul_ref(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y);
 
 // Ys[k] = X·Ws[k]ᵀ for matrices that read the same activations (q/k/v, gate/up): bitwise what separate matmul
 // calls give, in one pass where the kernels allow it (the activations are prepared once, one parallel loop).
 void matmul_multi(std::initializer_list<const WeightMatrix*> Ws, const float* X, size_t n_tokens,
-                  std::initializer_list<float*> Ys, ThreadPool* pool = nullptr);
+                  std::initializer_list<float*> Ys, const Compute& c = {});
 
 // Dot product of two fp32 vectors (fast path, fixed summation order).
 float dot(const float* a, const float* b, size_t n);
@@ -45,7 +63,5 @@ void gqa_attention(const float* q, size_t n_rows, const float* k, const float* v
 void gqa_attention_ref(const float* q, size_t n_rows, const float* k, const float* v, size_t ld_kv, size_t n_keys,
                        size_t dh, float scale, float* out);
 
-// Name of the SIMD target the fast paths run on this machine (e.g. "AVX2", "AVX3", "NEON", "scalar").
-const char* simd_target_name();
 
 }  // namespace zaya

@@ -1,4 +1,4 @@
-#include "model/rope.h"
+#include "models/zaya/rope.h"
 
 #include <algorithm>
 #include <cmath>

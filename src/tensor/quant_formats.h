@@ -6,6 +6,9 @@
 #include <cstdint>
 #include <vector>
 
+#include "io/dtype.h"
+#include "tensor/weight_format.h"
+
 namespace zaya::quant {
 
 // ---- MLX affine (mode "affine"): w = q · scale + bias per group, q unsigned `bits`-bit codes -----------------------
@@ -31,17 +34,14 @@ void affine_dequantize_row(const uint32_t* packed_row, const float* scales, cons
 
 // ---- MLX floating-point modes -----------------------------------------------------------------------------------
 
-enum class FpMode { MxFp4 /* E2M1, E8M0 scale, group 32 */, NvFp4 /* E2M1, E4M3 scale, group 16 */,
-                    MxFp8 /* E4M3 elements, E8M0 scale, group 32 */ };
-int fp_group_size(FpMode m);
-int fp_bits(FpMode m);
-float e2m1_to_f32(uint8_t code);   // 4-bit code, bit 3 = sign
-float e8m0_to_f32(uint8_t b);      // 2^(b-127); b = 0 → 2^-127; 0xFF → +inf (MLX)
-float e4m3_to_f32(uint8_t b);      // E4M3fn
-uint8_t f32_to_e4m3(float v);      // round to nearest even, saturating to ±448
+// The modes are WeightFormat::MxFp4 (E2M1 elements, E8M0 scale, group 32), NvFp4 (E2M1, E4M3 scale, group 16) and
+// MxFp8 (E4M3 elements, E8M0 scale, group 32); the element decoders are in io/dtype.h.
+bool is_fp_mode(WeightFormat m);
+int fp_group_size(WeightFormat m);
+int fp_bits(WeightFormat m);
 // Quantizes one row (n % group == 0) with MLX's kernel rules (§4): packed codes + one U8 scale per group.
-void fp_quantize_row(FpMode m, const float* w, int64_t n, uint32_t* packed_row, uint8_t* scales);
-void fp_dequantize_row(FpMode m, const uint32_t* packed_row, const uint8_t* scales, int64_t n, float* out);
+void fp_quantize_row(WeightFormat m, const float* w, int64_t n, uint32_t* packed_row, uint8_t* scales);
+void fp_dequantize_row(WeightFormat m, const uint32_t* packed_row, const uint8_t* scales, int64_t n, float* out);
 
 // ---- JANG MXTQ (TurboQuant-style) (§8) ---------------------------------------------------------------------------
 

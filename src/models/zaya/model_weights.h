@@ -1,14 +1,14 @@
 #pragma once
-#include <functional>
-// The ZAYA1 weights, organised by layer kind, independent of the checkpoint layout they came from. Legacy layer
-// index n (0 … 2B-1: even = attention, odd = MoE) is used throughout, as in the spec; native checkpoints are
-// mapped onto it by name (spec §2.2).
+// The ZAYA1 weights, organised as the spec's blocks (§3.6: a block = CCA attention + MoE, each after its residual
+// merge and RMSNorm), independent of the checkpoint layout they came from. Block b holds legacy layers 2b
+// (attention) and 2b+1 (MoE), the numbering the spec and the golden traces use; native checkpoints are mapped onto
+// it by name (spec §2.2). Weights only: no state, no scratch memory, no compute policy.
 #include <string>
 #include <vector>
 
 #include "zaya/config.h"
-#include "zaya/safetensors.h"
-#include "zaya/weights.h"
+#include "io/safetensors.h"
+#include "tensor/weight_matrix.h"
 
 namespace zaya {
 
@@ -45,23 +45,27 @@ struct MoeWeights {
   std::vector<ExpertWeights> experts;         // E
 };
 
-struct LayerWeights {
-  bool is_attention = false;
-  ResidualMergeWeights merge;     // applied before this layer
-  std::vector<float> input_norm;  // [H]
-  AttentionWeights attn;          // when is_attention
-  MoeWeights moe;                 // otherwise
+struct BlockWeights {
+  ResidualMergeWeights attn_merge;  // before the attention (legacy layer 2b)
+  std::vector<float> attn_norm;     // [H]
+  AttentionWeights attn;
+  ResidualMergeWeights moe_merge;   // before the MoE (legacy layer 2b+1)
+  std::vector<float> moe_norm;      // [H]
+  MoeWeights moe;
 };
 
 struct ModelWeights {
   WeightMatrix embedding;  // [V, H], also the tied lm_head
   WeightMatrix lm_head;    // == embedding when tied
-  std::vector<LayerWeights> layers;  // 2B legacy layers
+  std::vector<BlockWeights> blocks;  // B blocks
   ResidualMergeWeights final_merge;
   std::vector<float> final_norm;
 
   // Loads and validates every tensor the architecture needs (shape and dtype), naming what is missing or wrong.
   static ModelWeights load(const TensorStore& store, const ModelConfig& cfg);
+  // Weight bytes one decoded token reads: every attention and router matrix and vector, one expert per MoE layer
+  // (top-1, the experts' average), one embedding row and the whole lm_head.
+  size_t bytes_per_token() const;
 };
 
 // Layout detection from tensor names (spec §6): legacy has model.layers.1.zaya_block…, native has
@@ -70,9 +74,6 @@ Layout detect_layout(const TensorStore& store);
 
 // Every tensor the architecture expects, with its shape, for a layout (used for loading checks, `info` counts and
 // verification). lm_head.weight is listed only when embeddings are untied.
-// Every matrix of the model (for settings that apply to all of them).
-void for_each_matrix(ModelWeights& w, const std::function<void(WeightMatrix&)>& fn);
-
 struct ExpectedTensor {
   std::string name;
   std::vector<int64_t> shape;

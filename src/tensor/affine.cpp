@@ -5,7 +5,7 @@
 #include <limits>
 
 #include "zaya/error.h"
-#include "zaya/quant.h"
+#include "tensor/quant_formats.h"
 
 namespace zaya::quant {
 

@@ -3,7 +3,7 @@
 #include <array>
 #include <vector>
 
-#include "zaya/quant.h"
+#include "tensor/quant_formats.h"
 
 namespace zaya::quant {
 

@@ -1,0 +1,29 @@
+#pragma once
+// Process-wide runtime settings and facts: the worker threads every computation uses, the SIMD targets the runtime
+// dispatch picked on this CPU, and the machine's streaming read bandwidth (the roofline of decoding).
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace zaya {
+
+// Worker threads of every parallel loop (0 = the hardware threads). Call before any work starts.
+void set_num_threads(size_t n);
+size_t num_threads();
+
+// Highway target of the float kernels and of the quantized (affine) kernels on this machine, e.g. "AVX3_DL".
+const char* simd_target_name();
+const char* quant_simd_target_name();
+
+// Streaming read bandwidth with all worker threads: sums 64-bit words of a buffer much larger than the caches.
+// The buffer is kept so the measurement can be repeated next to every timed run (a shared machine drifts).
+class ReadBandwidth {
+ public:
+  explicit ReadBandwidth(size_t bytes);
+  double measure_gbs();  // best of three passes, GB/s
+
+ private:
+  std::vector<uint64_t> buf_;
+};
+
+}  // namespace zaya

@@ -1,0 +1,39 @@
+#include "models/zaya/activations.h"
+
+namespace zaya {
+
+void ZayaActivations::reserve(const ModelConfig& cfg, size_t n) {
+  if (n <= capacity) return;
+  const size_t H = cfg.hidden, D = cfg.router_hidden, I = cfg.expert_ffn, R = cfg.router_outputs();
+  const size_t qw = cfg.q_width(), kw = cfg.kv_width(), C = cfg.conv_channels(), dh = cfg.head_dim;
+  const size_t groups = dh ? C / dh : 0;
+  for (auto* v : {&m, &r, &x}) v->resize(n * H);
+  rho.resize(n * D);
+  attn.q.resize(n * qw);
+  attn.k.resize(n * kw);
+  attn.v_cur.resize(n * kw / 2);
+  attn.u_ext.resize((n + 2) * C);
+  attn.conv_mid.resize((n + 1) * C);
+  attn.conv_in.resize(groups * n * 2 * dh);
+  attn.conv_out.resize(groups * n * dh);
+  attn.z.resize(n * C);
+  attn.Q.resize(n * qw);
+  attn.K.resize(n * kw);
+  attn.V.resize(n * kw);
+  attn.x_prev.resize(n * H);
+  attn.v_del.resize(n * kw / 2);
+  attn.attn.resize(n * qw);
+  for (auto* v : {&moe.h, &moe.zn, &moe.a1, &moe.a2}) v->resize(n * D);
+  moe.logits.resize(n * R);
+  moe.prob.resize(n);
+  moe.choice.resize(n);
+  moe.order.resize(n);
+  moe.expert_begin.resize(static_cast<size_t>(cfg.n_experts) + 1);
+  moe.cursor.resize(static_cast<size_t>(cfg.n_experts));
+  moe.xe.resize(n * H);
+  moe.ye.resize(n * H);
+  for (auto* v : {&moe.gate, &moe.up, &moe.act}) v->resize(n * I);
+  capacity = n;
+}
+
+}  // namespace zaya

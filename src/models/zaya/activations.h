@@ -1,0 +1,48 @@
+#pragma once
+// Scratch memory of one ZAYA forward call, sized once for its batch shape before the layer loop (gemma.cpp's
+// activations struct): the layers write into these buffers and never allocate. Buffers hold `n` rows, the tokens of
+// the whole batch; per-sequence work (attention) uses their first rows.
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "zaya/config.h"
+
+namespace zaya {
+
+struct AttentionScratch {
+  std::vector<float> q, k, v_cur;        // projections [n, qw], [n, kw], [n, kw/2]
+  std::vector<float> u_ext;              // [n+2, C]: conv state rows, then q ‖ k of every token
+  std::vector<float> conv_mid;           // [n+1, C]: depthwise stage
+  std::vector<float> conv_in, conv_out;  // per head group: interleaved taps [groups, n, 2·dh], products [groups, n, dh]
+  std::vector<float> z;                  // [n, C] conv output
+  std::vector<float> Q, K, V;            // [n, qw], [n, kw], [n, kw] after coupling / norm / RoPE
+  std::vector<float> x_prev, v_del;      // [n, H] previous-token inputs, [n, kw/2]
+  std::vector<float> attn;               // [n, qw] attention output before o_proj
+};
+
+struct MoeScratch {
+  std::vector<float> h, zn, a1, a2;     // router: [n, D] each
+  std::vector<float> logits;            // [n, E(+1)]
+  std::vector<float> prob;              // [n] mixing weight of the chosen route
+  std::vector<int32_t> choice;          // [n] chosen route (E = skip)
+  std::vector<int32_t> order;           // [n] token ids grouped by expert
+  std::vector<size_t> expert_begin;     // [E+1] offsets into `order`
+  std::vector<size_t> cursor;           // [E] counting-sort cursors
+  std::vector<float> xe, gate, up, act, ye;  // gathered tokens [n, H], [n, I] ×3, [n, H]
+};
+
+struct ZayaActivations {
+  size_t capacity = 0;  // tokens the buffers hold
+  std::vector<float> m, r, x;  // mixer output, residual stream, normalized layer input: [n, H]
+  std::vector<float> rho;      // router depth state carried from MoE layer to MoE layer: [n, D]
+  AttentionScratch attn;
+  MoeScratch moe;
+  std::vector<float> head_in;  // [rows asked for, H] final-normed rows for the lm_head
+  std::vector<float> logits;   // [rows asked for, V]
+
+  // Sizes every buffer for n tokens (keeps capacity when it is already large enough).
+  void reserve(const ModelConfig& cfg, size_t n);
+};
+
+}  // namespace zaya
