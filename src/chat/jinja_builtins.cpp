@@ -3,7 +3,7 @@
 //   jinja_format.cpp    Python string helpers on code points, %-formatting and str.format
 //   jinja_filters.cpp   filters and tests, with call_filter / call_test
 //   jinja_methods.cpp   str / dict / list methods and the globals, with call_method / install_globals
-// The Python operators (binary_op, contains, slice) belong to the evaluator, in jinja_eval.cpp.
+// The Python operators (binary_op, contains, slice) sit beside the evaluator, in jinja_operators.cpp.
 #include <string>
 #include <vector>
 
@@ -22,8 +22,13 @@ const std::string& want_str(const Value& v, const char* what) {
   return v.str();
 }
 
+void undefined_error(const Value& v) {
+  const std::string& hint = v.undefined_hint();
+  throw Error(hint.empty() ? "value is undefined" : hint);
+}
+
 void check_defined(const Value& v) {
-  if (v.is_undefined()) throw Error(v.undefined_hint().empty() ? "value is undefined" : v.undefined_hint());
+  if (v.is_undefined()) undefined_error(v);
 }
 
 // ---- argument binding ---------------------------------------------------------------------------------------------

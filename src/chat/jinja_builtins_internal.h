@@ -1,6 +1,7 @@
 #pragma once
 // Helpers shared by the builtins (jinja_builtins.cpp, jinja_format.cpp, jinja_filters.cpp, jinja_methods.cpp) and
-// the operators in jinja_eval.cpp. Internal to those files: the evaluator's interface stays in jinja_eval.h.
+// the evaluator and operators (jinja_eval.cpp, jinja_operators.cpp). Internal to those files: the evaluator's
+// interface stays in jinja_eval.h.
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -13,7 +14,8 @@ namespace zaya::jinja::detail {
 // ---- argument checks (jinja_builtins.cpp) -------------------------------------------------------------------------
 int64_t want_int(const Value& v, const char* what);  // ints and bools, else a TypeError-like Error naming `what`
 const std::string& want_str(const Value& v, const char* what);
-void check_defined(const Value& v);  // throws the undefined value's hint
+[[noreturn]] void undefined_error(const Value& v);  // throws the undefined value's hint
+void check_defined(const Value& v);                 // undefined_error(v) if v is undefined
 
 // ---- string helpers on code points (jinja_format.cpp) -------------------------------------------------------------
 using U32 = std::u32string;

@@ -78,7 +78,7 @@ Value call_method(Renderer& r, const Value& obj, const std::string& name, CallAr
 void install_globals(Scope& globals);
 Value make_builtin(std::string name, std::function<Value(Renderer&, CallArgs&)> f);
 
-// Python operators shared by the evaluator and filters (jinja_eval.cpp).
+// Python operators shared by the evaluator and filters (jinja_operators.cpp).
 Value binary_op(const std::string& op, const Value& a, const Value& b);
 bool contains(const Value& container, const Value& item);  // `item in container`
 Value slice(const Value& obj, const Value& start, const Value& stop, const Value& step);

@@ -210,7 +210,7 @@ bool py_islower(const std::string& s, bool upper) {
 
 // Python slice index normalization for a sequence of length n.
 void slice_bounds(int64_t n, const Value& start, const Value& stop, int64_t step, int64_t* b, int64_t* e) {
-  auto norm = [&](const Value& v, int64_t def, bool is_start) {
+  auto norm = [&](const Value& v, int64_t def) {
     if (v.is_none()) return def;
     int64_t i = v.as_int();
     if (i < 0) {
@@ -219,11 +219,10 @@ void slice_bounds(int64_t n, const Value& start, const Value& stop, int64_t step
     } else if (i >= n) {
       i = step < 0 ? n - 1 : n;
     }
-    (void)is_start;
     return i;
   };
-  *b = norm(start, step < 0 ? n - 1 : 0, true);
-  *e = norm(stop, step < 0 ? -1 : n, false);
+  *b = norm(start, step < 0 ? n - 1 : 0);
+  *e = norm(stop, step < 0 ? -1 : n);
 }
 
 // ---- Python %-formatting and str.format -------------------------------------------------------------------------
