@@ -1,8 +1,9 @@
 #include "chat/jinja_eval.h"
 
 #include <algorithm>
-#include <cmath>
 #include <functional>
+
+#include "chat/jinja_builtins_internal.h"
 
 namespace zaya::jinja::detail {
 namespace {
@@ -10,11 +11,6 @@ namespace {
 // Each level is a handful of C++ frames; 2000 stays far below an 8 MiB stack (Python Jinja itself stops at
 // Python's recursion limit of 1000 frames).
 constexpr int kMaxDepth = 2000;
-
-[[noreturn]] void undefined_error(const Value& v) {
-  const std::string& hint = v.undefined_hint();
-  throw Error(hint.empty() ? "value is undefined" : hint);
-}
 
 std::string describe_obj(const Value& v) { return "'" + type_name(v) + " object'"; }
 

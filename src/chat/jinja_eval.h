@@ -69,7 +69,7 @@ class Renderer {
   friend struct LoopFn;
 };
 
-// ---- builtins (jinja_builtins.cpp) ----------------------------------------------------------------------------
+// ---- builtins (jinja_filters.cpp, jinja_methods.cpp) ----------------------------------------------------------
 Value call_filter(Renderer& r, const std::string& name, const Value& input, CallArgs& args);
 bool call_test(Renderer& r, const std::string& name, const Value& v, CallArgs& args);
 // Python attribute precedence: `d.items` is the dict method, not the key.
@@ -78,12 +78,13 @@ Value call_method(Renderer& r, const Value& obj, const std::string& name, CallAr
 void install_globals(Scope& globals);
 Value make_builtin(std::string name, std::function<Value(Renderer&, CallArgs&)> f);
 
-// Python operators shared by the evaluator and filters.
+// Python operators shared by the evaluator and filters (jinja_operators.cpp).
 Value binary_op(const std::string& op, const Value& a, const Value& b);
 bool contains(const Value& container, const Value& item);  // `item in container`
 Value slice(const Value& obj, const Value& start, const Value& stop, const Value& step);
 
-// Binds call arguments to parameter names Python-style; unknown names or too many positionals throw.
+// Binds call arguments to parameter names Python-style; unknown names or too many positionals throw
+// (jinja_builtins.cpp).
 class ArgBinder {
  public:
   ArgBinder(const char* fname, const CallArgs& args, std::vector<const char*> names);
