@@ -7,8 +7,5 @@ enum class WeightFormat { F32, F16, BF16, Affine, MxFp4, NvFp4, MxFp8, Mxtq };
 inline constexpr int kWeightFormatCount = 8;
 
 const char* weight_format_name(WeightFormat f);
-inline bool is_float_format(WeightFormat f) {
-  return f == WeightFormat::F32 || f == WeightFormat::F16 || f == WeightFormat::BF16;
-}
 
 }  // namespace zaya
