@@ -135,7 +135,7 @@ struct Fields {
 }
 
 // Fields shared by both endpoints: sampling, limits, stop, stream.
-void parse_common(const Fields& f, GenParams& g, bool& max_given, bool& stream, bool& include_usage,
+void parse_common(const Fields& f, GenerateOptions& g, bool& max_given, bool& stream, bool& include_usage,
                   std::string& model, const SamplingParams& defaults, size_t vocab, bool chat) {
   if (auto m = f.string("model")) model = *m;
   g.sampling = defaults;

@@ -13,8 +13,8 @@
 #include <string>
 #include <vector>
 
-#include "server/engine.h"
 #include "zaya/chat.h"
+#include "zaya/generate.h"
 
 namespace zaya::server {
 
@@ -38,7 +38,7 @@ struct ChatRequest {
   std::string model;
   nlohmann::ordered_json messages;  // normalized for the template (content parts joined, tool arguments as objects)
   ChatRenderOptions render;
-  GenParams gen;
+  GenerateOptions gen;
   bool max_tokens_given = false;
   bool stream = false, include_usage = false, logprobs = false;
   nlohmann::ordered_json tools;     // null or the list as given
@@ -51,7 +51,7 @@ struct CompletionRequest {
   std::string model;
   std::optional<std::string> prompt_text;  // a text prompt …
   std::vector<int32_t> prompt_ids;         // … or token ids
-  GenParams gen;
+  GenerateOptions gen;
   bool max_tokens_given = false;
   bool stream = false, include_usage = false, echo = false;
   int logprobs = -1;  // -1: none; else 0..5 alternatives

@@ -182,9 +182,6 @@ class Exchange {
   bool streaming_ = false;
 };
 
-// Tool-call closing text appended when the model ends (EOS) inside a call at a parameter boundary.
-const std::string kCloseCall = "</function>\n</zyphra_tool_call>";
-
 }  // namespace
 
 struct Server::Impl {
@@ -455,7 +452,7 @@ struct Server::Impl {
   // Generation plumbing shared by both completion endpoints.
 
   // Checks the prompt against the context and settles max_tokens.
-  void fit_context(size_t prompt_tokens, GenParams& gen, bool max_given) {
+  void fit_context(size_t prompt_tokens, GenerateOptions& gen, bool max_given) {
     const int64_t ctx = engine->ctx();
     if (prompt_tokens == 0) throw ApiError(400, "the prompt encodes to no tokens", "invalid_value", "prompt");
     if (static_cast<int64_t>(prompt_tokens) >= ctx)
@@ -472,7 +469,7 @@ struct Server::Impl {
     }
   }
 
-  std::shared_ptr<Task> submit(std::vector<int32_t> ids, const GenParams& gen) {
+  std::shared_ptr<Task> submit(std::vector<int32_t> ids, const GenerateOptions& gen) {
     const auto deadline = Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(opt.timeout_s * 1000));
     auto task = std::make_shared<Task>(std::move(ids), gen, deadline);
     switch (engine->submit(task)) {
@@ -488,7 +485,7 @@ struct Server::Impl {
 
   // Waits for the task to reach a slot (first output) so queue timeouts can still be answered with an HTTP error.
   // Returns false when the client left (the task is cancelled).
-  bool await_start(Task& task, Exchange& ex, std::vector<TokenPiece>& pieces, bool& done) {
+  bool await_start(Task& task, Exchange& ex, std::vector<StepOutput>& pieces, bool& done) {
     for (;;) {
       done = task.wait(pieces, std::chrono::milliseconds(50));
       if (done || !pieces.empty()) break;
@@ -535,7 +532,7 @@ struct Server::Impl {
 
   std::string token_text(int32_t id, bool skip_special = false) const { return tok.decode(std::span(&id, 1), skip_special); }
 
-  ojson chat_logprob(const TokenPiece& p) const {
+  ojson chat_logprob(const StepOutput& p) const {
     auto entry = [&](int32_t id, float lp) {
       const std::string t = token_text(id);
       ojson bytes = ojson::array();
@@ -554,11 +551,8 @@ struct Server::Impl {
 
   // Turns generated text into OpenAI message parts: reasoning, content, tool calls.
   struct ChatAccumulator {
-    std::unique_ptr<OutputParser> parser;
     std::string content, reasoning;
     std::vector<ToolCall> calls;
-    std::set<int> open_calls;
-    bool injected_close = false;
     // Streamed deltas (empty when not streaming).
     std::vector<ojson> deltas;
     bool streaming = false;
@@ -576,7 +570,6 @@ struct Server::Impl {
             if (streaming) push_delta("content", e.text);
             break;
           case OutputEvent::Type::ToolCallBegin: {
-            open_calls.insert(e.index);
             const int idx = static_cast<int>(stream_index.size());
             stream_index[e.index] = idx;
             if (streaming)
@@ -590,20 +583,13 @@ struct Server::Impl {
                                                                {"function", {{"arguments", e.text}}}}})}});
             break;
           case OutputEvent::Type::ToolCallEnd:
-            open_calls.erase(e.index);
             calls.push_back(e.call);
             break;
-          case OutputEvent::Type::ToolCallError: {
+          case OutputEvent::Type::ToolCallError:
             // Not a usable call: its text is shown as content instead.
-            open_calls.erase(e.index);
-            std::string raw = e.raw;
-            if (injected_close && raw.size() >= kCloseCall.size() &&
-                raw.compare(raw.size() - kCloseCall.size(), kCloseCall.size(), kCloseCall) == 0)
-              raw.resize(raw.size() - kCloseCall.size());
-            content += raw;
-            if (streaming) push_delta("content", raw);
+            content += e.raw;
+            if (streaming) push_delta("content", e.raw);
             break;
-          }
         }
       }
     }
@@ -614,14 +600,6 @@ struct Server::Impl {
         return;
       }
       deltas.push_back({{key, text}});
-    }
-    // End of output. A model that stops (EOS) between the parameters of a call closes it.
-    void finish(bool ended_by_stop_token) {
-      if (ended_by_stop_token && !open_calls.empty()) {
-        injected_close = true;
-        handle(parser->feed(kCloseCall));
-      }
-      handle(parser->finish());
     }
   };
 
@@ -641,19 +619,17 @@ struct Server::Impl {
     std::vector<int32_t> ids = tok.encode(prompt + forced, false);
     fit_context(ids.size(), cr.gen, cr.max_tokens_given);
 
-    OutputParserOptions po;
-    po.start_in_reasoning = in_think;
-    po.parse_tool_calls = !cr.tools.is_null() && cr.tool_choice != ToolChoice::None;
-    if (!cr.tools.is_null()) po.tools = cr.tools;
-    po.id_prefix = random_id("call_", 8) + "_";
+    OutputParsing& parse = cr.gen.parse.emplace();
+    parse.parser.start_in_reasoning = in_think;
+    parse.parser.parse_tool_calls = !cr.tools.is_null() && cr.tool_choice != ToolChoice::None;
+    if (!cr.tools.is_null()) parse.parser.tools = cr.tools;
+    parse.parser.id_prefix = random_id("call_", 8) + "_";
+    parse.prefix = forced;
+    parse.close_call_at_stop = true;
+    parse.single_tool_call = !cr.parallel_tool_calls;
     auto run = std::make_shared<ChatRun>();  // shared with the stream body, which runs after this handler returns
     ChatAccumulator& acc = run->acc;
-    acc.parser = std::make_unique<OutputParser>(po);
     acc.streaming = cr.stream;
-    if (!forced.empty()) {
-      auto ev = acc.parser->feed(forced);
-      acc.handle(std::move(ev));
-    }
 
     run->task = submit(std::move(ids), cr.gen);
     run->id = random_id("chatcmpl-");
@@ -672,7 +648,7 @@ struct Server::Impl {
     std::shared_ptr<Task> task;
     std::string id;
     int64_t created_at = 0;
-    std::vector<TokenPiece> pieces;
+    std::vector<StepOutput> pieces;
     bool done = false;
   };
 
@@ -684,23 +660,13 @@ struct Server::Impl {
     auto& task = run.task;
     const std::string& id = run.id;
     const int64_t created_at = run.created_at;
-    std::vector<TokenPiece>& pieces = run.pieces;
+    std::vector<StepOutput>& pieces = run.pieces;
     bool& done = run.done;
     ojson logprobs = ojson::array();
-    bool stop_token_end = false;
-    bool cut_after_call = false;  // parallel_tool_calls = false and one call is complete
-    auto consume = [&](std::vector<TokenPiece>& ps, ojson& lp_out) {
+    auto consume = [&](std::vector<StepOutput>& ps, ojson& lp_out) {
       for (auto& p : ps) {
-        if (p.stop_token) {
-          stop_token_end = true;
-          continue;
-        }
-        if (p.has_logprob && cr.logprobs && !cut_after_call) lp_out.push_back(chat_logprob(p));
-        if (!p.text.empty() && !cut_after_call) acc.handle(acc.parser->feed(p.text));
-        if (!cr.parallel_tool_calls && !acc.calls.empty() && !cut_after_call) {
-          cut_after_call = true;
-          task->cancel();
-        }
+        acc.handle(std::move(p.events));
+        if (p.has_logprob && cr.logprobs && !p.stop_token) lp_out.push_back(chat_logprob(p));
       }
       ps.clear();
     };
@@ -724,7 +690,6 @@ struct Server::Impl {
       }
       const TaskSummary s = task->summary();
       if (s.finish == "error") throw ApiError(500, s.error, "generation_error", "", "server_error");
-      acc.finish(stop_token_end && !cut_after_call);
       std::string finish = acc.calls.empty() ? finish_name(s.finish) : "tool_calls";
       if (finish == "cancelled") {
         if (!s.error.empty()) throw ApiError(503, s.error, "shutting_down", "", "server_error");
@@ -784,7 +749,6 @@ struct Server::Impl {
       send("data: [DONE]\n\n");
       return;
     }
-    acc.finish(stop_token_end && !cut_after_call);
     ojson none = ojson::array();
     if (!flush(none)) return;
     std::string finish = acc.calls.empty() ? finish_name(s.finish) : "tool_calls";
@@ -835,7 +799,7 @@ struct Server::Impl {
     std::shared_ptr<Task> task;
     std::string id;
     int64_t created_at = 0;
-    std::vector<TokenPiece> pieces;
+    std::vector<StepOutput> pieces;
     bool done = false;
   };
 
@@ -845,12 +809,12 @@ struct Server::Impl {
     auto& task = run.task;
     const std::string& id = run.id;
     const int64_t created_at = run.created_at;
-    std::vector<TokenPiece>& pieces = run.pieces;
+    std::vector<StepOutput>& pieces = run.pieces;
     bool& done = run.done;
     std::string text = echo_text;
     ojson lp_tokens = ojson::array(), lp_values = ojson::array(), lp_top = ojson::array(), lp_offsets = ojson::array();
     size_t offset = text.size();
-    auto consume = [&](std::vector<TokenPiece>& ps, std::string& out, ojson* lp) {
+    auto consume = [&](std::vector<StepOutput>& ps, std::string& out, ojson* lp) {
       for (auto& p : ps) {
         if (p.has_logprob && !p.stop_token && cr.logprobs >= 0) {
           // Token strings as they appear in the text (special tokens skipped there are empty here too).
