@@ -1,6 +1,6 @@
 #pragma once
-// OpenAI request bodies → validated internal requests. Every problem becomes an ApiError carrying the HTTP status
-// and the OpenAI error object ({"error": {"message", "type", "param", "code"}}).
+// OpenAI request bodies → validated internal requests. Every problem becomes an ApiError (server/openai.h)
+// carrying the HTTP status and the OpenAI error object.
 //
 // Policy for fields: every documented field is type-checked. Fields that would change the output and that this
 // server cannot honour (n > 1, best_of > 1, suffix, response_format json_*, audio, functions, …) are rejected with
@@ -11,26 +11,17 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "server/openai.h"
 #include "zaya/chat.h"
 #include "zaya/generate.h"
 
 namespace zaya::server {
 
-struct ApiError : std::exception {
-  int status;
-  std::string message, code, param, type;
-  ApiError(int status, std::string message, std::string code = "", std::string param = "",
-           std::string type = "invalid_request_error")
-      : status(status), message(std::move(message)), code(std::move(code)), param(std::move(param)),
-        type(std::move(type)) {}
-  const char* what() const noexcept override { return message.c_str(); }
-  std::string json() const;
-};
-
 // Parses a request body: valid UTF-8, valid JSON, a JSON object. Throws ApiError.
-nlohmann::ordered_json parse_body(const std::string& body);
+nlohmann::ordered_json parse_body(std::string_view body);
 
 enum class ToolChoice { Auto, None, Required, Named };
 
