@@ -178,3 +178,40 @@ TEST(Generation, ParsingPrefixAndOneToolCall) {
   EXPECT_EQ(begins, 1);
   EXPECT_EQ(ends, 1);
 }
+
+TEST(Generation, StopTokenInsideACallClosesIt) {
+  Fixture f;
+  const ModelConfig& cfg = f.model->config();
+  ASSERT_FALSE(f.tok.eos_ids().empty());
+  std::vector<int32_t> ids = f.tok.encode("<parameter=a>\n1\n</parameter>\n", false);
+  ids.push_back(f.tok.eos_ids()[0]);
+  GenerateOptions opts;
+  opts.sampling.temperature = 0;
+  opts.max_tokens = 100;
+  opts.parse.emplace();
+  opts.parse->prefix = "<zyphra_tool_call>\n<function=f>\n";
+  for (bool close : {false, true}) {
+    opts.parse->close_call_at_stop = close;
+    Generation gen(cfg, &f.tok, opts, f.prompt, 1000);
+    std::vector<float> logits(static_cast<size_t>(cfg.vocab), 0.0f);
+    std::vector<OutputEvent> events;
+    for (size_t i = 0; !gen.done(); ++i) {
+      std::fill(logits.begin(), logits.end(), 0.0f);
+      logits[static_cast<size_t>(ids.at(i))] = 50.0f;
+      for (auto& e : gen.step(logits.data()).events) events.push_back(std::move(e));
+    }
+    EXPECT_EQ(gen.stop_token(), ids.back());
+    for (auto& e : gen.flush().events) events.push_back(std::move(e));
+    int ends = 0, errors = 0;
+    for (const auto& e : events) {
+      ends += e.type == OutputEvent::Type::ToolCallEnd;
+      errors += e.type == OutputEvent::Type::ToolCallError;
+      // The injected closing text never shows in a failed call's raw text.
+      if (e.type == OutputEvent::Type::ToolCallError) {
+        EXPECT_EQ(e.raw.find("</function>"), std::string::npos) << e.raw;
+      }
+    }
+    EXPECT_EQ(ends, close ? 1 : 0) << "close " << close;
+    EXPECT_EQ(errors, close ? 0 : 1) << "close " << close;
+  }
+}
