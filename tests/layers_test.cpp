@@ -28,7 +28,6 @@ const std::map<std::string, std::set<std::string>>& allowed() {
     a["quant"] = {"util", "io", "tensor", "kernels", "models", "quant"};
     a["tokenizer"] = {"util", "io", "tokenizer"};
     a["generate"] = {"util", "io", "tensor", "kernels", "models", "tokenizer", "generate"};
-    a["sample"] = a["generate"];  // TEMP
     a["eval"] = {"util", "io", "tensor", "kernels", "models", "tokenizer", "generate", "chat", "quant", "eval"};
     a["chat"] = {"util", "io", "tokenizer", "generate", "chat"};
     a["server"] = {"util", "io", "tensor", "kernels", "models", "tokenizer", "generate", "chat", "server"};

@@ -1,6 +1,7 @@
 #pragma once
 // A generation session: one DecodeState plus the tokens it holds, prompt reuse through state snapshots, and the
-// token-by-token generation loop with sampling, stop tokens, stop strings and streaming detokenization.
+// generation loop around the shared per-sequence step (src/generate/generation.h: sampling, stop tokens, stop
+// strings, streaming detokenization, output parsing).
 //
 // The CCA conv state cannot be rolled back token by token, so a session keeps snapshots of its state at prompt
 // boundaries (the end of every prompt it processed, and every `snapshot_interval` tokens of a long prefill) and
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "zaya/decode_state.h"
+#include "zaya/generate.h"
 #include "zaya/model.h"
 #include "zaya/sampler.h"
 #include "zaya/snapshot_pool.h"
@@ -20,19 +22,6 @@
 namespace zaya {
 
 class Tokenizer;
-
-struct GenerateOptions {
-  SamplingParams sampling;
-  int max_tokens = 256;
-  std::vector<std::string> stop;       // stop strings (never part of the output)
-  std::vector<int32_t> stop_token_ids;  // in addition to the model's eos ids
-  bool ignore_eos = false;
-  bool skip_special_tokens = true;      // in the streamed text
-  int top_logprobs = -1;                // >= 0: collect the chosen token's logprob and this many alternatives
-};
-
-enum class FinishReason { Stop, Length, Cancelled };
-const char* finish_reason_name(FinishReason r);
 
 struct GenerationResult {
   std::vector<int32_t> tokens;  // generated ids (the stop token included when one ended the generation)
@@ -54,14 +43,19 @@ class Session {
   // that did not need processing. Throws zaya::Error (and leaves the session reset) on bad ids or overflow.
   size_t prefill(std::span<const int32_t> prompt);
 
+  using OnText = std::function<bool(const std::string& text, int32_t id)>;
+  using OnStep = std::function<bool(const StepOutput& step)>;
+
   // Generates after the current state (call prefill first). on_text receives each safe-to-show text piece and the id
-  // that produced it (without a tokenizer: every generated id, with empty text); returning false cancels. The generated tokens become part of the session's history.
-  GenerationResult generate(const GenerateOptions& opts,
-                            const std::function<bool(const std::string& text, int32_t id)>& on_text = {});
+  // that produced it (without a tokenizer: every generated id, with empty text); returning false cancels. The
+  // generated tokens become part of the session's history.
+  GenerationResult generate(const GenerateOptions& opts, const OnText& on_text = {});
+  // As generate(), with every step's output (each token, then the final flush with token -1): parsed events too.
+  GenerationResult generate_steps(const GenerateOptions& opts, const OnStep& on_step);
 
   // prefill + generate; fills prompt statistics in the result.
-  GenerationResult complete(std::span<const int32_t> prompt, const GenerateOptions& opts,
-                            const std::function<bool(const std::string& text, int32_t id)>& on_text = {});
+  GenerationResult complete(std::span<const int32_t> prompt, const GenerateOptions& opts, const OnText& on_text = {});
+  GenerationResult complete_steps(std::span<const int32_t> prompt, const GenerateOptions& opts, const OnStep& on_step);
 
   void reset();
   const std::vector<int32_t>& tokens() const { return tokens_; }  // what the state holds
@@ -69,6 +63,8 @@ class Session {
   size_t snapshot_count() const { return snapshots_.size(); }
 
  private:
+  // prefill, then `generate`, with the prompt statistics filled in.
+  GenerationResult after_prefill(std::span<const int32_t> prompt, const std::function<GenerationResult()>& generate);
   void save_snapshot();
   void feed(std::span<const int32_t> ids);  // runs ids through the model; keeps last_logits_
 

@@ -14,7 +14,6 @@
 #include "zaya/chat.h"
 #include "zaya/error.h"
 #include "zaya/jinja.h"
-#include "zaya/output_parser.h"
 #include "zaya/session.h"
 #include "zaya/tokenizer.h"
 
@@ -103,17 +102,20 @@ struct GenFlags {
 // Streams one answer: reasoning dimmed (or hidden), content plain, tool calls as one line each.
 class AnswerPrinter {
  public:
-  AnswerPrinter(bool show_thinking, bool start_in_reasoning, bool parse)
-      : show_thinking_(show_thinking), color_(isatty(STDOUT_FILENO)) {
-    OutputParserOptions o;
-    o.start_in_reasoning = start_in_reasoning;
-    o.parse_reasoning = parse;
-    o.parse_tool_calls = parse;
-    parser_ = std::make_unique<OutputParser>(o);
+  explicit AnswerPrinter(bool show_thinking) : show_thinking_(show_thinking), color_(isatty(STDOUT_FILENO)) {}
+  // The parsing the answer needs: reasoning and tool calls when templated, plain content when raw.
+  static OutputParsing parsing(bool start_in_reasoning, bool parse) {
+    OutputParsing p;
+    p.parser.start_in_reasoning = start_in_reasoning;
+    p.parser.parse_reasoning = parse;
+    p.parser.parse_tool_calls = parse;
+    return p;
   }
-  void feed(const std::string& text) { print(parser_->feed(text)); }
+  bool print(const StepOutput& step) {
+    show(step.events);
+    return !g_interrupted;
+  }
   void finish() {
-    print(parser_->finish());
     if (in_reasoning_) end_dim();
     std::fflush(stdout);
   }
@@ -126,7 +128,7 @@ class AnswerPrinter {
     std::fputs("\n", stdout);
     in_reasoning_ = false;
   }
-  void print(const std::vector<OutputEvent>& events) {
+  void show(const std::vector<OutputEvent>& events) {
     for (const auto& e : events) {
       switch (e.type) {
         case OutputEvent::Type::Reasoning:
@@ -158,7 +160,6 @@ class AnswerPrinter {
     std::fflush(stdout);
   }
   bool show_thinking_, color_, in_reasoning_ = false;
-  std::unique_ptr<OutputParser> parser_;
   std::string content_, reasoning_;
   std::vector<ToolCall> tool_calls_;
 };
@@ -225,12 +226,11 @@ Runner add_run(CLI::App& app) {
     // A raw prompt gets the tokenizer's special tokens (<bos>); a rendered template already has them.
     const auto ids = encode_prompt(tok, *model, input, o->raw);
     Session session(*model, &tok);
-    AnswerPrinter printer(o->g.show_thinking, in_think, !o->raw);
+    AnswerPrinter printer(o->g.show_thinking);
+    GenerateOptions opts = o->g.options();
+    opts.parse = AnswerPrinter::parsing(in_think, !o->raw);
     InterruptScope interrupt;
-    auto r = session.complete(ids, o->g.options(), [&](const std::string& piece, int32_t) {
-      printer.feed(piece);
-      return !g_interrupted;
-    });
+    auto r = session.complete_steps(ids, opts, [&](const StepOutput& step) { return printer.print(step); });
     printer.finish();
     std::fputs("\n", stdout);
     if (!o->g.model.quiet) print_stats(r);
@@ -309,12 +309,11 @@ Runner add_chat(CLI::App& app) {
         ro.enable_thinking = thinking;
         const std::string input = fmt.render(turn, ro);
         const auto ids = encode_prompt(tok, *model, input, false);
-        AnswerPrinter printer(o->g.show_thinking, ChatFormatter::ends_inside_think(input), true);
+        AnswerPrinter printer(o->g.show_thinking);
+        GenerateOptions opts = o->g.options();
+        opts.parse = AnswerPrinter::parsing(ChatFormatter::ends_inside_think(input), true);
         InterruptScope interrupt;
-        auto r = session.complete(ids, o->g.options(), [&](const std::string& piece, int32_t) {
-          printer.feed(piece);
-          return !g_interrupted;
-        });
+        auto r = session.complete_steps(ids, opts, [&](const StepOutput& step) { return printer.print(step); });
         printer.finish();
         std::fputs("\n", stdout);
         std::fflush(stdout);

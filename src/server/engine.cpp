@@ -2,8 +2,8 @@
 
 #include <algorithm>
 
+#include "generate/generation.h"
 #include "zaya/error.h"
-#include "zaya/stop.h"
 #include "zaya/tokenizer.h"
 
 namespace zaya::server {
@@ -17,7 +17,7 @@ double ms_between(Clock::time_point a, Clock::time_point b) {
 // ---------------------------------------------------------------------------------------------------------------
 // Task
 
-bool Task::wait(std::vector<TokenPiece>& out, std::chrono::milliseconds timeout) {
+bool Task::wait(std::vector<StepOutput>& out, std::chrono::milliseconds timeout) {
   std::unique_lock<std::mutex> lk(mu_);
   cv_.wait_for(lk, timeout, [&] { return done_ || !pieces_.empty(); });
   while (!pieces_.empty()) {
@@ -32,7 +32,7 @@ TaskSummary Task::summary() const {
   return summary_;
 }
 
-void Task::push(TokenPiece p) {
+void Task::push(StepOutput p) {
   {
     std::lock_guard<std::mutex> lk(mu_);
     pieces_.push_back(std::move(p));
@@ -66,12 +66,8 @@ struct Engine::Slot {
   bool prefilling = false;
   size_t pos = 0;           // prompt tokens in the state
   int32_t pending = -1;     // sampled token to feed in the next step
-  size_t generated = 0;
   size_t cached = 0;
-  std::unique_ptr<Sampler> sampler;
-  std::unique_ptr<StreamingDetokenizer> detok;
-  std::unique_ptr<StopStringMatcher> stopper;
-  std::vector<int> history;
+  std::unique_ptr<Generation> gen;
   Clock::time_point admitted, first_token;
 };
 
@@ -83,8 +79,6 @@ Engine::Engine(const Model& model, const Tokenizer& tok, EngineOptions opts, Met
   ctx_ = opt_.ctx > 0 ? std::min(opt_.ctx, max_pos) : max_pos;
   if (opt_.max_snapshots == 0) opt_.max_snapshots = 4 * static_cast<size_t>(opt_.parallel);
   pool_.set_limits(opt_.max_snapshots, opt_.max_snapshot_bytes);
-  for (int64_t e : model.config().eos_token_ids) eos_ids_.push_back(static_cast<int32_t>(e));
-  for (int32_t e : tok.eos_ids()) eos_ids_.push_back(e);
   for (int i = 0; i < opt_.parallel; ++i) {
     auto s = std::make_unique<Slot>();
     s->id = i;
@@ -228,11 +222,12 @@ void Engine::start_task(Slot& s, std::shared_ptr<Task> t) {
   s.admitted = Clock::now();
   s.pos = s.cached;
   s.pending = -1;
-  s.generated = 0;
-  s.sampler = std::make_unique<Sampler>(task.params.sampling, static_cast<size_t>(model_.config().vocab));
-  s.detok = std::make_unique<StreamingDetokenizer>(tok_, task.params.skip_special_tokens);
-  s.stopper = std::make_unique<StopStringMatcher>(task.params.stop);
-  s.history.assign(task.prompt.begin(), task.prompt.end());
+  const auto room = static_cast<size_t>(std::max<int64_t>(0, ctx_ - static_cast<int64_t>(task.prompt.size())));
+  try {
+    s.gen = std::make_unique<Generation>(model_.config(), &tok_, task.params, task.prompt, room);
+  } catch (const std::exception& e) {  // options the request parser let through: this task fails, not the engine
+    return finish(s, "error", e.what());
+  }
   metrics_.prompt_cache(task.prompt.size(), s.cached);
   s.prefilling = s.pos < task.prompt.size();
   if (!s.prefilling) {  // the whole prompt is cached, with its last logits
@@ -243,22 +238,19 @@ void Engine::start_task(Slot& s, std::shared_ptr<Task> t) {
 
 void Engine::finish(Slot& s, const std::string& reason, const std::string& error) {
   Task& t = *s.task;
-  if (reason != "cancelled" && reason != "error" && s.detok && !s.stopper->stopped()) {
-    auto r = s.stopper->feed(s.detok->flush());
-    std::string tail = r.text + s.stopper->finish();
-    if (!tail.empty()) {
-      TokenPiece p;
-      p.text = std::move(tail);
-      t.push(std::move(p));
-    }
+  // A client that left or a failed pass gets nothing more; every other end shows the held-back text.
+  if (reason != "cancelled" && reason != "error" && s.gen) {
+    StepOutput tail = s.gen->flush();
+    if (!tail.text.empty() || !tail.events.empty()) t.push(std::move(tail));
   }
+  const size_t generated = s.gen ? s.gen->generated() : 0;
   const auto now = Clock::now();
   TaskSummary sum;
   sum.finish = reason;
   sum.error = error;
   sum.prompt_tokens = t.prompt.size();
   sum.cached_tokens = s.cached;
-  sum.completion_tokens = s.generated;
+  sum.completion_tokens = generated;
   sum.queue_ms = ms_between(t.created, s.admitted);
   if (s.prefilling) {
     sum.prompt_ms = ms_between(s.admitted, now);
@@ -268,13 +260,11 @@ void Engine::finish(Slot& s, const std::string& reason, const std::string& error
   }
   sum.slot = s.id;
   sum.started = true;
-  metrics_.generated(s.generated);
+  metrics_.generated(generated);
   metrics_.finished(reason);
   t.finish(sum);
   s.task.reset();
-  s.sampler.reset();
-  s.detok.reset();
-  s.stopper.reset();
+  s.gen.reset();
   s.pending = -1;
   s.prefilling = false;
   s.last_used = ++clock_;
@@ -283,35 +273,13 @@ void Engine::finish(Slot& s, const std::string& reason, const std::string& error
 }
 
 void Engine::sample_next(Slot& s) {
-  Task& t = *s.task;
-  const GenParams& p = t.params;
-  if (static_cast<int>(s.generated) >= p.max_tokens) return finish(s, "length");
-  TokenPiece piece;
-  int32_t id;
-  if (p.top_logprobs >= 0) {
-    piece.logprob = s.sampler->sample_with_logprobs(s.last_logits.data(), s.history, p.top_logprobs);
-    piece.has_logprob = true;
-    id = piece.logprob.token;
-  } else {
-    id = s.sampler->sample(s.last_logits.data(), s.history);
+  Generation& gen = *s.gen;
+  if (!gen.done()) {  // done before any token: max_tokens 0
+    StepOutput out = gen.step(s.last_logits.data());
+    s.pending = out.token;
+    s.task->push(std::move(out));
   }
-  ++s.generated;
-  s.history.push_back(id);
-  piece.token = id;
-  const bool is_stop = std::find(p.stop_token_ids.begin(), p.stop_token_ids.end(), id) != p.stop_token_ids.end() ||
-                       (!p.ignore_eos && std::find(eos_ids_.begin(), eos_ids_.end(), id) != eos_ids_.end());
-  if (is_stop) {
-    piece.stop_token = true;
-    t.push(std::move(piece));
-    return finish(s, "stop");
-  }
-  auto r = s.stopper->feed(s.detok->put(id));
-  piece.text = std::move(r.text);
-  t.push(std::move(piece));
-  if (r.stopped) return finish(s, "stop");
-  if (static_cast<int>(s.generated) >= p.max_tokens) return finish(s, "length");
-  if (static_cast<int64_t>(s.tokens.size()) + 1 > ctx_) return finish(s, "length");  // context full
-  s.pending = id;
+  if (gen.done()) finish(s, finish_reason_name(gen.finish()));
 }
 
 void Engine::add_snapshot(PrefixSnapshot snap) {

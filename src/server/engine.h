@@ -3,8 +3,9 @@
 // scheduler thread that runs the decode steps of every active slot, plus prefill chunks of newly admitted prompts,
 // as one Model::forward_batch call per step.
 //
-// Determinism: the kernels are batch-invariant and prefill is chunk-invariant, and every task owns its Sampler
-// (seeded from the request), so a task's tokens do not depend on what else runs or on cache hits.
+// Determinism: the kernels are batch-invariant and prefill is chunk-invariant, and every task owns its generation
+// step (src/generate/generation.h, the same one Session runs; its sampler seeded from the request), so a task's
+// tokens do not depend on what else runs or on cache hits.
 //
 // Prompt reuse: the CCA conv / previous-input state cannot be rolled back token by token, so reuse is only from a
 // state whose whole token history is a prefix of the new prompt. Candidates are the idle slots' live states (the
@@ -23,8 +24,8 @@
 
 #include "server/metrics.h"
 #include "zaya/decode_state.h"
+#include "zaya/generate.h"
 #include "zaya/model.h"
-#include "zaya/sampler.h"
 #include "zaya/snapshot_pool.h"
 
 namespace zaya {
@@ -34,25 +35,6 @@ class Tokenizer;
 namespace zaya::server {
 
 using Clock = std::chrono::steady_clock;
-
-struct GenParams {
-  SamplingParams sampling;
-  int max_tokens = 16;
-  std::vector<std::string> stop;        // stop strings (never part of the output)
-  std::vector<int32_t> stop_token_ids;  // besides the model's eos ids
-  bool ignore_eos = false;
-  int top_logprobs = -1;                // >= 0: return the chosen token's logprob and this many alternatives
-  bool skip_special_tokens = true;
-};
-
-// What one generated token adds to the output.
-struct TokenPiece {
-  std::string text;        // text that became safe to show (may be empty; stop strings never appear)
-  int32_t token = -1;      // -1: the final flush of held-back text
-  bool stop_token = false; // the token ended the generation (eos / stop id); it has no text
-  bool has_logprob = false;
-  SampleResult logprob;
-};
 
 struct TaskSummary {
   std::string finish = "stop";  // stop | length | cancelled | timeout | error | rejected
@@ -65,10 +47,10 @@ struct TaskSummary {
 
 class Task {
  public:
-  Task(std::vector<int32_t> prompt, GenParams params, Clock::time_point deadline)
+  Task(std::vector<int32_t> prompt, GenerateOptions params, Clock::time_point deadline)
       : prompt(std::move(prompt)), params(std::move(params)), deadline(deadline), created(Clock::now()) {}
   const std::vector<int32_t> prompt;
-  const GenParams params;
+  const GenerateOptions params;
   const Clock::time_point deadline;
   const Clock::time_point created;
 
@@ -77,18 +59,18 @@ class Task {
 
   // Consumer: waits up to `timeout` for output, moves what is there into `out`. Returns true once the task is
   // finished and everything it produced has been handed out (summary() is then final).
-  bool wait(std::vector<TokenPiece>& out, std::chrono::milliseconds timeout);
+  bool wait(std::vector<StepOutput>& out, std::chrono::milliseconds timeout);
   TaskSummary summary() const;
 
   // Producer (the engine).
-  void push(TokenPiece p);
+  void push(StepOutput p);
   void finish(TaskSummary s);
 
  private:
   std::atomic<bool> cancelled_{false};
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<TokenPiece> pieces_;
+  std::deque<StepOutput> pieces_;
   bool done_ = false;
   TaskSummary summary_;
 };
@@ -139,7 +121,6 @@ class Engine {
   EngineOptions opt_;
   Metrics& metrics_;
   int64_t ctx_;
-  std::vector<int32_t> eos_ids_;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

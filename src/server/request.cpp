@@ -9,13 +9,6 @@ namespace zaya::server {
 
 using ojson = nlohmann::ordered_json;
 
-std::string ApiError::json() const {
-  ojson e = {{"message", message}, {"type", type}, {"param", nullptr}, {"code", nullptr}};
-  if (!param.empty()) e["param"] = param;
-  if (!code.empty()) e["code"] = code;
-  return ojson{{"error", e}}.dump(-1, ' ', false, ojson::error_handler_t::replace);
-}
-
 bool valid_utf8(std::string_view s) {
   size_t i = 0;
   while (i < s.size()) {
@@ -43,7 +36,7 @@ bool valid_utf8(std::string_view s) {
   return true;
 }
 
-ojson parse_body(const std::string& body) {
+ojson parse_body(std::string_view body) {
   if (body.empty()) throw ApiError(400, "the request body is empty; expected a JSON object", "invalid_json");
   if (!valid_utf8(body)) throw ApiError(400, "the request body is not valid UTF-8", "invalid_utf8");
   // Deep nesting would exhaust the stack in recursive consumers (copies, the template engine): refuse it up front.
@@ -135,7 +128,7 @@ struct Fields {
 }
 
 // Fields shared by both endpoints: sampling, limits, stop, stream.
-void parse_common(const Fields& f, GenParams& g, bool& max_given, bool& stream, bool& include_usage,
+void parse_common(const Fields& f, GenerateOptions& g, bool& max_given, bool& stream, bool& include_usage,
                   std::string& model, const SamplingParams& defaults, size_t vocab, bool chat) {
   if (auto m = f.string("model")) model = *m;
   g.sampling = defaults;

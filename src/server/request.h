@@ -1,6 +1,6 @@
 #pragma once
-// OpenAI request bodies → validated internal requests. Every problem becomes an ApiError carrying the HTTP status
-// and the OpenAI error object ({"error": {"message", "type", "param", "code"}}).
+// OpenAI request bodies → validated internal requests. Every problem becomes an ApiError (server/openai.h)
+// carrying the HTTP status and the OpenAI error object.
 //
 // Policy for fields: every documented field is type-checked. Fields that would change the output and that this
 // server cannot honour (n > 1, best_of > 1, suffix, response_format json_*, audio, functions, …) are rejected with
@@ -11,26 +11,17 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
-#include "server/engine.h"
+#include "server/openai.h"
 #include "zaya/chat.h"
+#include "zaya/generate.h"
 
 namespace zaya::server {
 
-struct ApiError : std::exception {
-  int status;
-  std::string message, code, param, type;
-  ApiError(int status, std::string message, std::string code = "", std::string param = "",
-           std::string type = "invalid_request_error")
-      : status(status), message(std::move(message)), code(std::move(code)), param(std::move(param)),
-        type(std::move(type)) {}
-  const char* what() const noexcept override { return message.c_str(); }
-  std::string json() const;
-};
-
 // Parses a request body: valid UTF-8, valid JSON, a JSON object. Throws ApiError.
-nlohmann::ordered_json parse_body(const std::string& body);
+nlohmann::ordered_json parse_body(std::string_view body);
 
 enum class ToolChoice { Auto, None, Required, Named };
 
@@ -38,7 +29,7 @@ struct ChatRequest {
   std::string model;
   nlohmann::ordered_json messages;  // normalized for the template (content parts joined, tool arguments as objects)
   ChatRenderOptions render;
-  GenParams gen;
+  GenerateOptions gen;
   bool max_tokens_given = false;
   bool stream = false, include_usage = false, logprobs = false;
   nlohmann::ordered_json tools;     // null or the list as given
@@ -51,7 +42,7 @@ struct CompletionRequest {
   std::string model;
   std::optional<std::string> prompt_text;  // a text prompt …
   std::vector<int32_t> prompt_ids;         // … or token ids
-  GenParams gen;
+  GenerateOptions gen;
   bool max_tokens_given = false;
   bool stream = false, include_usage = false, echo = false;
   int logprobs = -1;  // -1: none; else 0..5 alternatives
