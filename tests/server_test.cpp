@@ -20,7 +20,7 @@
 #include <sstream>
 #include <thread>
 
-#include "server/server.h"
+#include "zaya/server.h"
 #include "test_util.h"
 
 using nlohmann::json;

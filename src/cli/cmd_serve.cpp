@@ -7,7 +7,7 @@
 #include <thread>
 
 #include "cli/commands.h"
-#include "server/server.h"
+#include "zaya/server.h"
 #include "zaya/runtime.h"
 
 namespace zaya::cli {

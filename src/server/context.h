@@ -7,7 +7,7 @@
 
 #include "server/engine.h"
 #include "server/metrics.h"
-#include "server/server.h"
+#include "zaya/server.h"
 #include "zaya/chat.h"
 #include "zaya/model.h"
 #include "zaya/sampler.h"

@@ -1,5 +1,5 @@
 // `zaya serve`: the loaded context, the router and the HTTP transport wired together, and their start and stop.
-#include "server/server.h"
+#include "zaya/server.h"
 
 #include <algorithm>
 #include <cerrno>
