@@ -41,7 +41,7 @@ const std::map<std::string, std::string> kPublic = {
     {"error.h", "util"},         {"npy.h", "io"},           {"runtime.h", "kernels"},
     {"config.h", "models"},      {"decode_state.h", "models"}, {"model.h", "models"},
     {"model_info.h", "models"},  {"convert.h", "quant"},    {"verify.h", "quant"},
-    {"tokenizer.h", "tokenizer"}, {"sampler.h", "generate"}, {"stop.h", "generate"},
+    {"tokenizer.h", "tokenizer"}, {"sampler.h", "generate"},
     {"session.h", "generate"},   {"snapshot_pool.h", "generate"}, {"output_parser.h", "generate"},
     {"generate.h", "generate"},  {"jinja.h", "chat"},       {"chat.h", "chat"},
     {"server.h", "server"},      {"perplexity.h", "eval"},  {"smoke.h", "eval"},

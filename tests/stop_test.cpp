@@ -1,4 +1,4 @@
-#include "zaya/stop.h"
+#include "generate/stop.h"
 
 #include <gtest/gtest.h>
 

@@ -15,7 +15,7 @@
 #include "zaya/generate.h"
 #include "zaya/output_parser.h"
 #include "zaya/sampler.h"
-#include "zaya/stop.h"
+#include "generate/stop.h"
 #include "zaya/tokenizer.h"
 
 namespace zaya {

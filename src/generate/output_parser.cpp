@@ -3,7 +3,7 @@
 #include <algorithm>
 
 #include "zaya/error.h"
-#include "zaya/stop.h"
+#include "generate/stop.h"
 
 namespace zaya {
 
