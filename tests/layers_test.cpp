@@ -3,6 +3,8 @@
 // only the public API and its own headers; cpp-httplib is included only by the server's transport.
 #include <gtest/gtest.h>
 
+#include <cstdio>
+
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -113,6 +115,30 @@ TEST(Layers, CliUsesThePublicApiOnly) {
     for (const std::string& inc : quoted_includes(f))
       EXPECT_TRUE(inc.rfind("zaya/", 0) == 0 || inc.rfind("cli/", 0) == 0)
           << fs::relative(f, kRoot) << " includes \"" << inc << "\"";
+}
+
+// An embedding program needs nothing beyond include/zaya/.
+TEST(Layers, ExamplesUseThePublicApiOnly) {
+  size_t n = 0;
+  for (const fs::path& f : sources(kRoot / "examples"))
+    for (const std::string& inc : quoted_includes(f)) {
+      EXPECT_EQ(inc.rfind("zaya/", 0), 0u) << fs::relative(f, kRoot) << " includes \"" << inc << "\"";
+      ++n;
+    }
+  EXPECT_GT(n, 0u);
+}
+
+// The example, built against the libraries, answers through the model's chat template.
+TEST(Layers, EmbeddingExampleRuns) {
+  const std::string model = kRoot.string() + "/tests/data/golden/zaya1-text/trained-small";
+  std::string cmd = std::string(ZAYA_EXAMPLE_PATH) + " " + model + " 'What is the GPL?' 12 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string out;
+  char buf[256];
+  while (size_t k = fread(buf, 1, sizeof buf, p)) out.append(buf, k);
+  EXPECT_EQ(pclose(p), 0) << out;
+  EXPECT_NE(out.find("prompt tokens, "), std::string::npos) << out;
 }
 
 TEST(Layers, HttpLibraryOnlyInTheServer) {
