@@ -15,6 +15,17 @@ namespace zaya {
 struct ModelWeights;
 class TensorStore;
 
+// How tokens attend to each other in a ZAYA1-VL prefill that holds images (VL spec §7). Text models, text-only prompts
+// and decode steps are always causal.
+enum class AttentionMask {
+  Causal,        // the HF default (eager/sdpa) path: plain causal
+  ZyphraPrefix,  // Zyphra's flash-attention path: positions 1…last-image+2 attend bidirectionally to that prefix
+  ImagePairs,    // the upstream transformers port: image tokens also see every image token; the rest causal
+};
+const char* attention_mask_name(AttentionMask m);
+// "causal", "zyphra-fa2-prefix", "image-pairs"; throws zaya::Error otherwise.
+AttentionMask parse_attention_mask(const std::string& name);
+
 struct LoadOptions {
   // Skip-route semantics; unset = the layout's default (legacy → p·x, native → 0).
   bool override_skip_route = false;
@@ -23,6 +34,7 @@ struct LoadOptions {
   // Affine 4/8-bit products with fp32 activations, exactly the reference's arithmetic (slower prefill); default: int16
   // activations (see src/kernels/affine_q16.h).
   bool exact = false;
+  AttentionMask mask = AttentionMask::ZyphraPrefix;  // ZAYA1-VL only
 };
 
 // Optional capture of internals for golden tests and debugging. Names follow the golden cases (without the
@@ -81,12 +93,15 @@ class Model {
   // row, the whole lm_head): what a decode step must stream from memory.
   size_t weight_bytes_per_token() const;
   bool exact() const { return exact_; }
+  AttentionMask attention_mask() const { return mask_; }
+  void set_attention_mask(AttentionMask m) { mask_ = m; }
 
  private:
   Model() = default;
   ModelConfig cfg_;
   SkipRoute skip_route_ = SkipRoute::ScaledInput;
   bool exact_ = false;
+  AttentionMask mask_ = AttentionMask::ZyphraPrefix;
   std::unique_ptr<TensorStore> store_;
   std::unique_ptr<ModelWeights> weights_;
 };

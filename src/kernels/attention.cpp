@@ -130,7 +130,7 @@ void PvRows(DF df, const float* p, size_t lds, const float* v, size_t ld_kv, siz
 }
 
 void AttentionT(const float* q, size_t n_rows, const float* k, const float* v, size_t ld_kv, size_t n_keys, size_t dh,
-                float scale, float* out) {
+                float scale, const uint8_t* key_mask, float* out) {
   const DF df;
   const size_t N = hn::Lanes(df);
   if (n_keys == 0) {
@@ -148,6 +148,11 @@ void AttentionT(const float* q, size_t n_rows, const float* k, const float* v, s
   for (; r + kRowTile <= n_rows; r += kRowTile)
     ScoreRows<kRowTile>(df, q + r * dh, dh, k, ld_kv, n_keys, scale, s + r * lds, lds);
   for (; r < n_rows; ++r) ScoreRows<1>(df, q + r * dh, dh, k, ld_kv, n_keys, scale, s + r * lds, lds);
+  // Masked keys score -inf: exp makes their weights exact zeros, so they add nothing to the sum or the output.
+  if (key_mask)
+    for (r = 0; r < n_rows; ++r)
+      for (size_t j = 0; j < n_keys; ++j)
+        if (!key_mask[j]) s[r * lds + j] = -std::numeric_limits<float>::infinity();
 
   // Softmax numerators in place; the division by their sum is folded into the output scaling.
   for (r = 0; r < n_rows; ++r) {
@@ -180,23 +185,24 @@ namespace zaya {
 HWY_EXPORT(AttentionT);
 
 void gqa_attention(const float* q, size_t n_rows, const float* k, const float* v, size_t ld_kv, size_t n_keys,
-                   size_t dh, float scale, float* out) {
-  HWY_DYNAMIC_DISPATCH(AttentionT)(q, n_rows, k, v, ld_kv, n_keys, dh, scale, out);
+                   size_t dh, float scale, float* out, const uint8_t* key_mask) {
+  HWY_DYNAMIC_DISPATCH(AttentionT)(q, n_rows, k, v, ld_kv, n_keys, dh, scale, key_mask, out);
 }
 
 void gqa_attention_ref(const float* q, size_t n_rows, const float* k, const float* v, size_t ld_kv, size_t n_keys,
-                       size_t dh, float scale, float* out) {
+                       size_t dh, float scale, float* out, const uint8_t* key_mask) {
   std::vector<double> p(n_keys), o(dh);
   for (size_t r = 0; r < n_rows; ++r) {
     const float* qr = q + r * dh;
     double mx = -std::numeric_limits<double>::infinity(), sum = 0;
     for (size_t j = 0; j < n_keys; ++j) {
+      if (key_mask && !key_mask[j]) continue;
       double acc = 0;
       for (size_t c = 0; c < dh; ++c) acc += static_cast<double>(qr[c]) * k[j * ld_kv + c];
       p[j] = acc * scale;
       mx = std::max(mx, p[j]);
     }
-    for (size_t j = 0; j < n_keys; ++j) sum += p[j] = std::exp(p[j] - mx);
+    for (size_t j = 0; j < n_keys; ++j) sum += p[j] = (key_mask && !key_mask[j]) ? 0.0 : std::exp(p[j] - mx);
     std::fill(o.begin(), o.end(), 0.0);
     for (size_t j = 0; j < n_keys; ++j)
       for (size_t c = 0; c < dh; ++c) o[c] += p[j] * v[j * ld_kv + c];

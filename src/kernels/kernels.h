@@ -58,10 +58,11 @@ void silu_mul_ref(const float* gate, const float* up, size_t n, float* out);
 // Attention of the n_rows query heads that share one key/value head (GQA) over n_keys keys: out_r =
 // Σ_s softmax_s(scale · q_r·k_s) · v_s. q and out are [n_rows, dh]; key and value s start at k + s·ld_kv and
 // v + s·ld_kv. Each output row depends only on its own query row and the keys/values (not on n_rows).
+// key_mask (optional, n_keys entries): keys with mask 0 are left out (at least one key must remain).
 void gqa_attention(const float* q, size_t n_rows, const float* k, const float* v, size_t ld_kv, size_t n_keys,
-                   size_t dh, float scale, float* out);
+                   size_t dh, float scale, float* out, const uint8_t* key_mask = nullptr);
 void gqa_attention_ref(const float* q, size_t n_rows, const float* k, const float* v, size_t ld_kv, size_t n_keys,
-                       size_t dh, float scale, float* out);
+                       size_t dh, float scale, float* out, const uint8_t* key_mask = nullptr);
 
 
 }  // namespace zaya

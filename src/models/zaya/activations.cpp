@@ -1,5 +1,7 @@
 #include "models/zaya/activations.h"
 
+#include <algorithm>
+
 namespace zaya {
 
 void ZayaActivations::reserve(const ModelConfig& cfg, size_t n) {
@@ -33,6 +35,17 @@ void ZayaActivations::reserve(const ModelConfig& cfg, size_t n) {
   moe.xe.resize(n * H);
   moe.ye.resize(n * H);
   for (auto* v : {&moe.gate, &moe.up, &moe.act}) v->resize(n * I);
+  moe.flags.resize(n);
+  flags.resize(n);
+  if (cfg.vl.lora_rank_attn > 0 || cfg.vl.lora_rank_mlp > 0) {
+    const size_t widest = std::max({H, qw, I}), rank = static_cast<size_t>(std::max(cfg.vl.lora_rank_attn, cfg.vl.lora_rank_mlp));
+    for (LoraScratch* l : {&attn.lora, &moe.lora}) {
+      l->rows.resize(n);
+      l->x.resize(n * widest);
+      l->low.resize(n * rank);
+      l->delta.resize(n * widest);
+    }
+  }
   capacity = n;
 }
 

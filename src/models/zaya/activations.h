@@ -10,6 +10,12 @@
 
 namespace zaya {
 
+// Rows gathered for a vision-LoRA product (lora.h); sized only for models that have LoRA.
+struct LoraScratch {
+  std::vector<size_t> rows;            // [n] flagged row indices
+  std::vector<float> x, low, delta;    // [n, widest input], [n, widest rank], [n, widest output]
+};
+
 struct AttentionScratch {
   std::vector<float> q, k, v_cur;        // projections [n, qw], [n, kw], [n, kw/2]
   std::vector<float> u_ext;              // [n+2, C]: conv state rows, then q ‖ k of every token
@@ -19,6 +25,8 @@ struct AttentionScratch {
   std::vector<float> Q, K, V;            // [n, qw], [n, kw], [n, kw] after coupling / norm / RoPE
   std::vector<float> x_prev, v_del;      // [n, H] previous-token inputs, [n, kw/2]
   std::vector<float> attn;               // [n, qw] attention output before o_proj
+  std::vector<uint8_t> image_keys;       // [context]: image-token keys (the image-pairs mask policy)
+  LoraScratch lora;
 };
 
 struct MoeScratch {
@@ -30,12 +38,15 @@ struct MoeScratch {
   std::vector<size_t> expert_begin;     // [E+1] offsets into `order`
   std::vector<size_t> cursor;           // [E] counting-sort cursors
   std::vector<float> xe, gate, up, act, ye;  // gathered tokens [n, H], [n, I] ×3, [n, H]
+  std::vector<uint8_t> flags;                // [n] image flags of the gathered tokens
+  LoraScratch lora;
 };
 
 struct ZayaActivations {
   size_t capacity = 0;  // tokens the buffers hold
   std::vector<float> m, r, x;  // mixer output, residual stream, normalized layer input: [n, H]
   std::vector<float> rho;      // router depth state carried from MoE layer to MoE layer: [n, D]
+  std::vector<uint8_t> flags;  // [n] per-token image flags of the batch (all 0 without images)
   AttentionScratch attn;
   MoeScratch moe;
   std::vector<float> head_in;  // [rows asked for, H] final-normed rows for the lm_head

@@ -2,11 +2,13 @@
 // lives in kernels (products, q/k coupling, RoPE, GQA attention).
 #include "models/zaya/cca_attention.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <string>
 
 #include "kernels/elementwise.h"
+#include "models/zaya/lora.h"
 #include "util/thread_pool.h"
 
 namespace zaya {
@@ -64,17 +66,48 @@ void causal_conv(const AttentionWeights& w, size_t C, size_t dh, size_t n, Atten
   }
 }
 
+// The keys query t (absolute position p) may see under the mask policy: a prefix length, and for image-pairs a
+// per-key mask (image_keys) on top of it.
+struct KeySpan {
+  size_t n_keys;
+  const uint8_t* mask;
+};
+
+KeySpan keys_for(const AttentionInput& in, size_t t, int64_t last_image, const uint8_t* image_keys) {
+  const size_t p = static_cast<size_t>(in.pos0) + t;
+  if (!in.image || last_image < 0 || in.mask == AttentionMask::Causal) return {p + 1, nullptr};
+  if (in.mask == AttentionMask::ZyphraPrefix) {
+    // VL spec §7: last = last image token + 3; positions 1 … last-1 see keys 0 … last-1, position 0 only itself.
+    const size_t last = std::min<size_t>(static_cast<size_t>(in.pos0 + last_image) + 3, static_cast<size_t>(in.pos0) + in.n);
+    return {p == 0 || p >= last ? p + 1 : last, nullptr};
+  }
+  // Image pairs: an image query also sees every image key of the call, later ones included.
+  if (!in.image[t]) return {p + 1, nullptr};
+  return {std::max(p + 1, static_cast<size_t>(in.pos0 + last_image) + 1), image_keys};
+}
+
 }  // namespace
 
-void cca_attention(const AttentionWeights& w, const ModelConfig& cfg, const Rope& rope, const float* x, size_t n,
-                   int64_t pos0, AttentionLayerState& st, float* out, AttentionScratch& s, const Compute& c,
-                   ForwardTrace* trace, int64_t layer) {
+void cca_attention(const AttentionWeights& w, const ModelConfig& cfg, const Rope& rope, const AttentionInput& in,
+                   AttentionLayerState& st, float* out, AttentionScratch& s, const Compute& c, ForwardTrace* trace,
+                   int64_t layer) {
   const size_t H = cfg.hidden, nq = cfg.n_heads, nk = cfg.n_kv_heads, dh = cfg.head_dim;
   const size_t qw = cfg.q_width(), kw = cfg.kv_width(), C = cfg.conv_channels(), g = nq / nk, half = kw / 2;
+  const float* x = in.x;
+  const size_t n = in.n;
+  const int64_t pos0 = in.pos0;
+  int64_t last_image = -1;
+  if (in.image)
+    for (size_t t = 0; t < n; ++t)
+      if (in.image[t]) last_image = static_cast<int64_t>(t);
+  const uint8_t* lora_rows = last_image >= 0 ? in.image : nullptr;  // the vision-LoRA acts at image tokens only
 
   // 1. Projections (q, k and the current-token value half read the same x: one pass), packed after the two
-  // conv-state rows.
+  // conv-state rows; the vision-LoRA deltas join before the conv.
   matmul_multi({&w.q, &w.k, &w.v_current}, x, n, {s.q.data(), s.k.data(), s.v_cur.data()}, c);
+  lora_add(w.q_lora, x, n, lora_rows, s.q.data(), s.lora, c);
+  lora_add(w.k_lora, x, n, lora_rows, s.k.data(), s.lora, c);
+  lora_add(w.v_current_lora, x, n, lora_rows, s.v_cur.data(), s.lora, c);
   std::memcpy(s.u_ext.data(), st.conv_state.data(), 2 * C * sizeof(float));
   for (size_t t = 0; t < n; ++t) {
     std::memcpy(&s.u_ext[(t + 2) * C], &s.q[t * qw], qw * sizeof(float));
@@ -91,6 +124,8 @@ void cca_attention(const AttentionWeights& w, const ModelConfig& cfg, const Rope
   std::memcpy(s.x_prev.data(), st.prev_x.data(), H * sizeof(float));
   if (n > 1) std::memcpy(s.x_prev.data() + H, x, (n - 1) * H * sizeof(float));
   matmul(w.v_delayed, s.x_prev.data(), n, s.v_del.data(), c);
+  // Zyphra gates the previous token's value LoRA by the *current* token's flag (VL spec §6.2 step 5, pitfall P3).
+  lora_add(w.v_delayed_lora, s.x_prev.data(), n, lora_rows, s.v_del.data(), s.lora, c);
   for (size_t t = 0; t < n; ++t) {
     std::memcpy(&s.V[t * kw], &s.v_cur[t * half], half * sizeof(float));
     std::memcpy(&s.V[t * kw + half], &s.v_del[t * half], half * sizeof(float));
@@ -123,6 +158,12 @@ void cca_attention(const AttentionWeights& w, const ModelConfig& cfg, const Rope
   // own task instead; a head's result does not depend on which heads share its call, so the bits are the same.
   const float* kc = st.k_cache.data();
   const float* vc = st.v_cache.data();
+  const uint8_t* image_keys = nullptr;
+  if (last_image >= 0 && in.mask == AttentionMask::ImagePairs) {
+    s.image_keys.assign(static_cast<size_t>(pos0) + n, 1);  // earlier context: all before any query of this call
+    for (size_t t = 0; t < n; ++t) s.image_keys[pos0 + t] = in.image[t];
+    image_keys = s.image_keys.data();
+  }
   const float scale = 1.0f / std::sqrt(static_cast<float>(dh));
   const size_t heads_per_task = n * nk >= 2 * default_pool().size() ? g : 1;
   const size_t tasks_per_token = nq / heads_per_task;
@@ -134,14 +175,24 @@ void cca_attention(const AttentionWeights& w, const ModelConfig& cfg, const Rope
       const size_t t = task / tasks_per_token;
       const size_t h0 = (task % tasks_per_token) * heads_per_task;
       const size_t j = h0 / g;
-      const size_t n_keys = static_cast<size_t>(pos0) + t + 1;
+      const KeySpan keys = keys_for(in, t, last_image, image_keys);
       const size_t at = t * qw + h0 * dh;
-      gqa_attention(&s.Q[at], heads_per_task, kc + j * dh, vc + j * dh, kw, n_keys, dh, scale, &s.attn[at]);
+      if (!keys.mask) {
+        gqa_attention(&s.Q[at], heads_per_task, kc + j * dh, vc + j * dh, kw, keys.n_keys, dh, scale, &s.attn[at]);
+        continue;
+      }
+      // Image pairs: this query's keys are the causal prefix plus the call's image keys after it.
+      thread_local std::vector<uint8_t> mask;
+      mask.assign(keys.mask, keys.mask + keys.n_keys);
+      std::fill(mask.begin(), mask.begin() + static_cast<std::ptrdiff_t>(pos0 + t + 1), 1);
+      gqa_attention(&s.Q[at], heads_per_task, kc + j * dh, vc + j * dh, kw, keys.n_keys, dh, scale, &s.attn[at],
+                    mask.data());
     }
   });
 
   // 8. Output projection.
   matmul(w.o, s.attn.data(), n, out, c);
+  lora_add(w.o_lora, s.attn.data(), n, lora_rows, out, s.lora, c);
 }
 
 }  // namespace zaya

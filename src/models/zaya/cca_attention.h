@@ -11,11 +11,20 @@
 
 namespace zaya {
 
-// Compressed Convolutional Attention (spec §3.3) over n tokens at positions pos0…pos0+n-1 that continue `st`.
-// x: [n, H] normalized inputs; out: [n, H]. Appends to the K/V cache and rolls the conv state and prev_x. `s` is
-// scratch sized for at least n tokens.
-void cca_attention(const AttentionWeights& w, const ModelConfig& cfg, const Rope& rope, const float* x, size_t n,
-                   int64_t pos0, AttentionLayerState& st, float* out, AttentionScratch& s, const Compute& c,
-                   ForwardTrace* trace, int64_t layer);
+// The tokens of one sequence in one call, as attention sees them.
+struct AttentionInput {
+  const float* x = nullptr;            // [n, H] normalized inputs
+  size_t n = 0;
+  int64_t pos0 = 0;                    // position of the first token
+  const uint8_t* image = nullptr;      // [n] image-token flags (ZAYA1-VL prefill), or null
+  AttentionMask mask = AttentionMask::Causal;  // applied when `image` flags any token
+};
+
+// Compressed Convolutional Attention (spec §3.3; ZAYA1-VL §6.2 adds the vision-LoRA at image tokens and the mask
+// policy of §7) over in.n tokens that continue `st`. out: [n, H]. Appends to the K/V cache and rolls the conv state
+// and prev_x. `s` is scratch sized for at least n tokens.
+void cca_attention(const AttentionWeights& w, const ModelConfig& cfg, const Rope& rope, const AttentionInput& in,
+                   AttentionLayerState& st, float* out, AttentionScratch& s, const Compute& c, ForwardTrace* trace,
+                   int64_t layer);
 
 }  // namespace zaya

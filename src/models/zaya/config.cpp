@@ -12,7 +12,9 @@
 namespace zaya {
 using json = nlohmann::json;
 
-const char* layout_name(Layout l) { return l == Layout::Legacy ? "legacy" : "native"; }
+const char* layout_name(Layout l) {
+  return l == Layout::Legacy ? "legacy" : l == Layout::Native ? "native" : "fused (ZAYA1-VL)";
+}
 const char* skip_route_name(SkipRoute s) { return s == SkipRoute::ScaledInput ? "p*x" : "zero"; }
 
 int64_t ModelConfig::rotary_dims() const {
@@ -67,8 +69,12 @@ struct Reader {
 
 void parse_legacy(const Reader& r, ModelConfig& c) {
   const int64_t L = r.positive("num_hidden_layers");
-  if (L % 2 != 0) throw r.err("num_hidden_layers", cat("= ", L, " must be even in the legacy layout (attention and MoE layers alternate)"));
-  c.n_blocks = L / 2;
+  if (c.layout == Layout::Fused) {
+    c.n_blocks = L;  // ZAYA1-VL counts blocks (attention + MoE each)
+  } else {
+    if (L % 2 != 0) throw r.err("num_hidden_layers", cat("= ", L, " must be even in the legacy layout (attention and MoE layers alternate)"));
+    c.n_blocks = L / 2;
+  }
   c.n_kv_heads = r.has("num_query_groups") ? r.positive("num_query_groups") : r.positive("num_key_value_heads");
   if (r.has("num_key_value_heads") && r.integer("num_key_value_heads") != c.n_kv_heads)
     throw r.err("num_key_value_heads", cat("= ", r.integer("num_key_value_heads"), " differs from num_query_groups = ", c.n_kv_heads));
@@ -80,15 +86,24 @@ void parse_legacy(const Reader& r, ModelConfig& c) {
   c.expert_ffn = ffn / 2;
   c.router_hidden = r.positive("zaya_mlp_expansion");
   c.norm_eps = r.number("norm_epsilon", 1e-5);
-  c.rope_theta = r.number("rope_theta");
-  c.partial_rotary_factor = r.number("partial_rotary_factor", 1.0);
+  c.router_norm_eps = c.norm_eps;
+  if (c.layout == Layout::Fused) {
+    // ZAYA1-VL spec §1.2: rotary_base overrides rope_theta; partial_rotary_factor defaults to 0.5; the router norm
+    // reads layernorm_epsilon, else 1e-6; rope_scaling is never applied.
+    c.rope_theta = r.has("rotary_base") ? r.number("rotary_base") : r.number("rope_theta");
+    c.partial_rotary_factor = r.number("partial_rotary_factor", 0.5);
+    c.router_norm_eps = r.number("layernorm_epsilon", 1e-6);
+  } else {
+    c.rope_theta = r.number("rope_theta");
+    c.partial_rotary_factor = r.number("partial_rotary_factor", 1.0);
+  }
   c.use_mod = r.boolean("zaya_use_mod", true);
   c.use_eda = r.boolean("zaya_use_eda", true);
   if (r.integer("moe_router_topk", 1) != 1) throw r.err("moe_router_topk", "must be 1 (ZAYA routes each token to one expert)");
   if (!r.boolean("scale_residual_merge", true)) throw r.err("scale_residual_merge", "= false is not supported");
   r.require_value("activation_func", "swiglu", "experts are SwiGLU");
   if (r.boolean("add_bias_linear", false)) throw r.err("add_bias_linear", "= true is not supported");
-  if (r.has("rope_scaling") && r.j.at("rope_scaling") != json(false))
+  if (c.layout != Layout::Fused && r.has("rope_scaling") && r.j.at("rope_scaling") != json(false))
     throw r.err("rope_scaling", cat("= ", r.j.at("rope_scaling").dump(), " is not supported (only no scaling)"));
   if (r.boolean("clamp_temp", false)) throw r.err("clamp_temp", "= true is not supported");
   if (r.has("swa_layers")) throw r.err("swa_layers", "sliding-window layers are not supported");
@@ -101,6 +116,7 @@ void parse_native(const Reader& r, ModelConfig& c) {
   c.expert_ffn = r.positive("moe_intermediate_size");
   c.router_hidden = r.positive("router_hidden_size");
   c.norm_eps = r.number("rms_norm_eps", 1e-5);
+  c.router_norm_eps = c.norm_eps;
   if (r.integer("num_experts_per_tok", 1) != 1) throw r.err("num_experts_per_tok", "must be 1 (ZAYA routes each token to one expert)");
   r.require_value("hidden_act", "silu", "experts are SwiGLU");
   if (r.has("layer_types")) {
@@ -151,6 +167,67 @@ std::vector<int64_t> id_list(const Reader& r, const std::string& k) {
   throw r.err(k, "must be an integer or a list of integers");
 }
 
+void check_consistency(const Reader& r, ModelConfig& c) {
+  if (c.n_heads % c.n_kv_heads != 0)
+    throw Error(cat(r.src, ": num_attention_heads = ", c.n_heads, " is not a multiple of the KV heads = ", c.n_kv_heads));
+  if (c.conv_kernel0 != 2 || c.conv_kernel1 != 2)
+    throw Error(cat(r.src, ": cca_time0/cca_time1 = ", c.conv_kernel0, "/", c.conv_kernel1, " not supported (only 2/2)"));
+  if (!(c.partial_rotary_factor > 0 && c.partial_rotary_factor <= 1))
+    throw Error(cat(r.src, ": partial_rotary_factor = ", c.partial_rotary_factor, " must be in (0, 1]"));
+  if (c.rotary_dims() % 2 != 0 || c.rotary_dims() == 0)
+    throw Error(cat(r.src, ": rotary dims = head_dim * partial_rotary_factor = ", c.rotary_dims(), " must be even and > 0"));
+  if (!(c.rope_theta > 0)) throw Error(cat(r.src, ": rope_theta = ", c.rope_theta, " must be positive"));
+  if (!(c.norm_eps > 0) || c.norm_eps > 1) throw Error(cat(r.src, ": norm epsilon = ", c.norm_eps, " out of range"));
+  if (!(c.router_norm_eps > 0) || c.router_norm_eps > 1)
+    throw Error(cat(r.src, ": router norm epsilon = ", c.router_norm_eps, " out of range"));
+  if (c.kv_width() % 2 != 0)
+    throw Error(cat(r.src, ": KV width ", c.kv_width(), " must be even (the value is split into current/delayed halves)"));
+  for (int64_t id : {c.bos_token_id, c.pad_token_id})
+    if (id >= c.vocab) throw Error(cat(r.src, ": special token id ", id, " >= vocab_size ", c.vocab));
+  for (int64_t id : c.eos_token_ids)
+    if (id < 0 || id >= c.vocab) throw Error(cat(r.src, ": eos_token_id ", id, " out of range [0, ", c.vocab, ")"));
+}
+
+// ZAYA1-VL: the flat Zyphra config of the legacy text model with 40 fused blocks, plus the image tokens and the
+// vision-LoRA ranks (the vision tower's own config is read by the vision model).
+ModelConfig parse_vl(const Reader& r, ModelConfig& c) {
+  c.layout = Layout::Fused;
+  c.hidden = r.positive("hidden_size");
+  c.n_heads = r.positive("num_attention_heads");
+  c.n_experts = r.positive("num_experts");
+  c.vocab = r.positive("vocab_size");
+  c.max_positions = r.positive("max_position_embeddings");
+  c.conv_kernel0 = r.positive("cca_time0", 2);
+  c.conv_kernel1 = r.positive("cca_time1", 2);
+  c.tie_embeddings = r.boolean("tie_word_embeddings", true);
+  c.high_precision = r.boolean("zaya_high_prec", true);
+  c.dtype = r.string("dtype", r.string("torch_dtype", "float32"));
+  parse_legacy(r, c);
+  if (r.boolean("fused_add_norm", false)) throw r.err("fused_add_norm", "= true is not supported");
+  if (r.boolean("use_lora_att", false)) throw r.err("use_lora_att", "= true (a text LoRA) is not supported");
+  VisionLanguageConfig& v = c.vl;
+  v.enabled = true;
+  v.image_token_id = r.integer("image_token_id");
+  v.start_token_id = r.integer("vision_start_token_id", -1);
+  v.end_token_id = r.integer("vision_end_token_id", -1);
+  if (r.boolean("vision_lora", false)) {
+    v.lora_rank_attn = r.positive("vision_lora_rank_attn");
+    v.lora_rank_mlp = r.positive("vision_lora_rank_mlp");
+    constexpr int64_t kMaxRank = 4096;
+    if (v.lora_rank_attn > kMaxRank || v.lora_rank_mlp > kMaxRank)
+      throw r.err("vision_lora_rank_attn", cat("LoRA ranks above ", kMaxRank, " are not supported"));
+  }
+  c.bos_token_id = r.integer("bos_token_id", -1);
+  c.pad_token_id = r.integer("pad_token_id", -1);
+  c.eos_token_ids = id_list(r, "eos_token_id");
+  check_consistency(r, c);
+  for (int64_t id : {v.start_token_id, v.end_token_id})
+    if (id >= c.vocab || id < -1) throw Error(cat(r.src, ": vision start/end token id ", id, " out of range [0, ", c.vocab, ")"));
+  if (v.image_token_id < 0 || v.image_token_id >= c.vocab)
+    throw r.err("image_token_id", cat("= ", v.image_token_id, " is outside the vocabulary [0, ", c.vocab, ")"));
+  return c;
+}
+
 }  // namespace
 
 ModelConfig ModelConfig::parse(const std::string& text, const std::string& source) {
@@ -163,10 +240,12 @@ ModelConfig ModelConfig::parse(const std::string& text, const std::string& sourc
   if (!j.is_object()) throw Error(cat(source, ": must be a JSON object"));
   Reader r{j, source};
   const std::string mt = r.string("model_type", "");
-  if (mt != "zaya") throw Error(cat(source, ": model_type is '", mt, "', expected 'zaya'"));
+  if (mt != "zaya" && mt != "zaya1_vl")
+    throw Error(cat(source, ": model_type is '", mt, "', expected 'zaya' or 'zaya1_vl'"));
 
   ModelConfig c;
   c.source = source;
+  if (mt == "zaya1_vl") return parse_vl(r, c);
   // The legacy (Megatron-style) file has ffn_hidden_size / zaya_mlp_expansion; the native one has
   // moe_intermediate_size / router_hidden_size.
   const bool legacy = r.has("ffn_hidden_size") || r.has("zaya_mlp_expansion");
@@ -195,23 +274,7 @@ ModelConfig ModelConfig::parse(const std::string& text, const std::string& sourc
   c.pad_token_id = r.integer("pad_token_id", -1);
   c.eos_token_ids = id_list(r, "eos_token_id");
 
-  // Consistency checks.
-  if (c.n_heads % c.n_kv_heads != 0)
-    throw Error(cat(source, ": num_attention_heads = ", c.n_heads, " is not a multiple of the KV heads = ", c.n_kv_heads));
-  if (c.conv_kernel0 != 2 || c.conv_kernel1 != 2)
-    throw Error(cat(source, ": cca_time0/cca_time1 = ", c.conv_kernel0, "/", c.conv_kernel1, " not supported (only 2/2)"));
-  if (!(c.partial_rotary_factor > 0 && c.partial_rotary_factor <= 1))
-    throw Error(cat(source, ": partial_rotary_factor = ", c.partial_rotary_factor, " must be in (0, 1]"));
-  if (c.rotary_dims() % 2 != 0 || c.rotary_dims() == 0)
-    throw Error(cat(source, ": rotary dims = head_dim * partial_rotary_factor = ", c.rotary_dims(), " must be even and > 0"));
-  if (!(c.rope_theta > 0)) throw Error(cat(source, ": rope_theta = ", c.rope_theta, " must be positive"));
-  if (!(c.norm_eps > 0) || c.norm_eps > 1) throw Error(cat(source, ": norm epsilon = ", c.norm_eps, " out of range"));
-  if (c.kv_width() % 2 != 0)
-    throw Error(cat(source, ": KV width ", c.kv_width(), " must be even (the value is split into current/delayed halves)"));
-  for (int64_t id : {c.bos_token_id, c.pad_token_id})
-    if (id >= c.vocab) throw Error(cat(source, ": special token id ", id, " >= vocab_size ", c.vocab));
-  for (int64_t id : c.eos_token_ids)
-    if (id < 0 || id >= c.vocab) throw Error(cat(source, ": eos_token_id ", id, " out of range [0, ", c.vocab, ")"));
+  check_consistency(r, c);
   return c;
 }
 

@@ -11,46 +11,58 @@ namespace {
 
 std::string S(int64_t v) { return std::to_string(v); }
 
-// Tensor names of one layout, addressed by legacy layer index n (spec §2).
+// Tensor names of one layout, addressed by legacy layer index n (spec §2). The fused (ZAYA1-VL) layout uses the
+// legacy names under model.layers.{n/2}.attn / .mlp (VL spec §2).
 struct Names {
   Layout layout;
   int64_t n_blocks;
 
-  bool legacy() const { return layout == Layout::Legacy; }
+  bool native() const { return layout == Layout::Native; }
+  std::string prefix(int64_t n) const {
+    if (layout == Layout::Fused) return "model.layers." + S(n / 2) + (n % 2 == 0 ? ".attn." : ".mlp.");
+    return "model.layers." + S(n) + ".";
+  }
   std::string embedding() const { return "model.embed_tokens.weight"; }
-  std::string final_norm() const { return legacy() ? "model.final_norm.weight" : "model.norm.weight"; }
+  std::string final_norm() const { return native() ? "model.norm.weight" : "model.final_norm.weight"; }
   std::string input_norm(int64_t n) const {
-    if (legacy()) return "model.layers." + S(n) + ".input_norm.weight";
+    if (!native()) return prefix(n) + "input_norm.weight";
     return "model.layers." + S(n / 2) + (n % 2 == 0 ? ".input_layernorm.weight" : ".post_attention_layernorm.weight");
   }
   // Merge before legacy layer n; n = 2B is the final merge. `part` is hidden_states_scale, hidden_states_bias,
   // residual_scale or residual_bias.
   std::string merge(int64_t n, const std::string& part) const {
-    if (legacy()) return (n == 2 * n_blocks ? std::string("model.res_scale.") : "model.layers." + S(n) + ".res_scale.") + part;
+    if (!native()) return (n == 2 * n_blocks ? std::string("model.res_scale.") : prefix(n) + "res_scale.") + part;
     if (n == 0) return "model.input_" + part;  // only hidden_states_{scale,bias}
     if (n % 2 == 1) return "model.layers." + S((n - 1) / 2) + ".post_attention_residual_scale." + part;
     return "model.layers." + S(n / 2 - 1) + ".post_mlp_residual_scale." + part;
   }
   std::string attn(int64_t n, const std::string& legacy_part, const std::string& native_part) const {
-    if (legacy()) return "model.layers." + S(n) + ".self_attn.qkv." + legacy_part;
+    if (!native()) return prefix(n) + "self_attn.qkv." + legacy_part;
     return "model.layers." + S(n / 2) + ".self_attn.qkv_proj." + native_part;
   }
   std::string temp(int64_t n) const {
-    return legacy() ? "model.layers." + S(n) + ".self_attn.qkv.temp" : "model.layers." + S(n / 2) + ".self_attn.qk_norm.temp";
+    return native() ? "model.layers." + S(n / 2) + ".self_attn.qk_norm.temp" : prefix(n) + "self_attn.qkv.temp";
   }
-  std::string o_proj(int64_t n) const { return "model.layers." + S(legacy() ? n : n / 2) + ".self_attn.o_proj.weight"; }
+  std::string o_proj(int64_t n) const {
+    return native() ? "model.layers." + S(n / 2) + ".self_attn.o_proj.weight" : prefix(n) + "self_attn.o_proj.weight";
+  }
   std::string router(int64_t n, const std::string& legacy_part, const std::string& native_part) const {
-    if (legacy()) return "model.layers." + S(n) + ".zaya_block.router." + legacy_part;
+    if (!native()) return prefix(n) + "zaya_block.router." + legacy_part;
     return "model.layers." + S(n / 2) + ".mlp.gate." + native_part;
   }
-  std::string expert_fc1(int64_t n, int64_t e) const {
-    return "model.layers." + S(n) + ".zaya_block.experts.local_experts." + S(e) + ".linear_fc1.weight";
+  std::string expert(int64_t n, int64_t e, const std::string& part) const {
+    return prefix(n) + "zaya_block.experts.local_experts." + S(e) + "." + part;
   }
-  std::string expert_fc2(int64_t n, int64_t e) const {
-    return "model.layers." + S(n) + ".zaya_block.experts.local_experts." + S(e) + ".linear_fc2.weight";
-  }
+  std::string expert_fc1(int64_t n, int64_t e) const { return expert(n, e, "linear_fc1.weight"); }
+  std::string expert_fc2(int64_t n, int64_t e) const { return expert(n, e, "linear_fc2.weight"); }
+  std::string switch_mlp(int64_t n) const { return prefix(n) + "zaya_block.experts.switch_mlp."; }
   std::string experts_gate_up(int64_t n) const { return "model.layers." + S(n / 2) + ".mlp.experts.gate_up_proj"; }
   std::string experts_down(int64_t n) const { return "model.layers." + S(n / 2) + ".mlp.experts.down_proj"; }
+  // Vision-LoRA pair `name` (lora_linear_q, …) of attention layer n: A = .0, B = .1.
+  std::string attn_lora(int64_t n, const std::string& name, int ab) const {
+    const std::string where = name == "lora_linear_o" ? "self_attn." : "self_attn.qkv.";
+    return prefix(n) + where + name + "." + S(ab) + ".weight";
+  }
 };
 
 // Layer n's MoE has the EDA input scale unless it is the first MoE layer (n = 1).
@@ -59,6 +71,8 @@ bool has_eda_scale(const ModelConfig& c, int64_t n) { return c.use_eda && n > 1;
 }  // namespace
 
 Layout detect_layout(const TensorStore& store) {
+  if (store.find("model.layers.0.attn.input_norm.weight") || store.find("model.layers.0.mlp.input_norm.weight"))
+    return Layout::Fused;
   if (store.find("model.layers.0.mlp.experts.gate_up_proj") || store.find("model.norm.weight")) return Layout::Native;
   if (store.find("model.layers.1.zaya_block.router.down_proj.weight") || store.find("model.final_norm.weight"))
     return Layout::Legacy;
@@ -96,6 +110,16 @@ std::vector<ExpectedTensor> expected_tensors(const ModelConfig& c) {
       add(nm.attn(n, "conv_qk.1.bias", "conv_qk_grouped.bias"), {C}, ExpectedTensor::Attention);
       add(nm.temp(n), {c.n_kv_heads}, ExpectedTensor::Attention);
       add(nm.o_proj(n), {H, c.q_width()}, ExpectedTensor::Attention);
+      if (const int64_t r = c.vl.lora_rank_attn; r > 0) {
+        const std::pair<const char*, int64_t> pairs[] = {{"lora_linear_q", c.q_width()}, {"lora_linear_k", c.kv_width()},
+                                                         {"lora_val_proj1", c.kv_width() / 2},
+                                                         {"lora_val_proj2", c.kv_width() / 2}, {"lora_linear_o", H}};
+        for (auto [name, out_dim] : pairs) {
+          const int64_t in_dim = std::string(name) == "lora_linear_o" ? c.q_width() : H;
+          add(nm.attn_lora(n, name, 0), {r, in_dim}, ExpectedTensor::Lora);
+          add(nm.attn_lora(n, name, 1), {out_dim, r}, ExpectedTensor::Lora);
+        }
+      }
     } else {
       add(nm.router(n, "down_proj.weight", "down_proj.weight"), {D, H}, ExpectedTensor::Router);
       add(nm.router(n, "down_proj.bias", "down_proj.bias"), {D}, ExpectedTensor::Router);
@@ -107,10 +131,16 @@ std::vector<ExpectedTensor> expected_tensors(const ModelConfig& c) {
       add(nm.router(n, "router_mlp.2.bias", "router_mlp.fc2.bias"), {D}, ExpectedTensor::Router);
       add(nm.router(n, "router_mlp.4.weight", "router_mlp.out_proj.weight"), {R, D}, ExpectedTensor::Router);
       add(nm.router(n, "balancing_biases", "balancing_biases"), {R}, ExpectedTensor::Router);
-      if (c.layout == Layout::Legacy) {
+      if (c.layout != Layout::Native) {
         for (int64_t e = 0; e < E; ++e) {
           add(nm.expert_fc1(n, e), {2 * I, H}, ExpectedTensor::Expert);
           add(nm.expert_fc2(n, e), {H, I}, ExpectedTensor::Expert);
+          if (const int64_t r = c.vl.lora_rank_mlp; r > 0) {
+            add(nm.expert(n, e, "lora_fc1.0.weight"), {r, H}, ExpectedTensor::Lora);
+            add(nm.expert(n, e, "lora_fc1.1.weight"), {2 * I, r}, ExpectedTensor::Lora);
+            add(nm.expert(n, e, "lora_fc2.0.weight"), {r, I}, ExpectedTensor::Lora);
+            add(nm.expert(n, e, "lora_fc2.1.weight"), {H, r}, ExpectedTensor::Lora);
+          }
         }
       } else {
         add(nm.experts_gate_up(n), {E, 2 * I, H}, ExpectedTensor::Expert);
@@ -195,6 +225,16 @@ ModelWeights ModelWeights::load(const TensorStore& store, const ModelConfig& c) 
       a.conv1 = weight_from_tensor(L.get(nm.attn(n, "conv_qk.1.weight", "conv_qk_grouped.weight"), {C, dh, 2}), C, 2 * dh);
       a.conv1_b = L.vec(nm.attn(n, "conv_qk.1.bias", "conv_qk_grouped.bias"), {C});
       a.temp = L.vec(nm.temp(n), {c.n_kv_heads});
+      if (const int64_t r = c.vl.lora_rank_attn; r > 0) {
+        auto lora = [&](const char* name, int64_t out_dim, int64_t in_dim) {
+          return LoraWeights{L.mat(nm.attn_lora(n, name, 0), r, in_dim), L.mat(nm.attn_lora(n, name, 1), out_dim, r)};
+        };
+        a.q_lora = lora("lora_linear_q", c.q_width(), H);
+        a.k_lora = lora("lora_linear_k", c.kv_width(), H);
+        a.v_current_lora = lora("lora_val_proj1", c.kv_width() / 2, H);
+        a.v_delayed_lora = lora("lora_val_proj2", c.kv_width() / 2, H);
+        a.o_lora = lora("lora_linear_o", H, c.q_width());
+      }
     } else {
       MoeWeights& m = bw.moe;
       m.router_down = L.mat(nm.router(n, "down_proj.weight", "down_proj.weight"), D, H);
@@ -208,8 +248,8 @@ ModelWeights ModelWeights::load(const TensorStore& store, const ModelConfig& c) 
       m.router_out = L.mat(nm.router(n, "router_mlp.4.weight", "router_mlp.out_proj.weight"), R, D);
       m.balancing_biases = L.vec(nm.router(n, "balancing_biases", "balancing_biases"), {R});
       m.experts.resize(static_cast<size_t>(E));
-      const std::string sw = "model.layers." + std::to_string(n) + ".zaya_block.experts.switch_mlp.";
-      if (c.layout == Layout::Legacy && resolver.has(sw + "gate_proj")) {
+      const std::string sw = nm.switch_mlp(n);
+      if (c.layout != Layout::Native && resolver.has(sw + "gate_proj")) {
         // MLX/JANG bundles: experts pre-stacked as switch_mlp.{gate,up,down}_proj [E, out, in].
         WeightMatrix gate = L.mat(sw + "gate_proj.weight", I, H, E);
         WeightMatrix up = L.mat(sw + "up_proj.weight", I, H, E);
@@ -219,7 +259,7 @@ ModelWeights ModelWeights::load(const TensorStore& store, const ModelConfig& c) 
           m.experts[e].up = up.slice_rows(e * I, I);
           m.experts[e].down = down.slice_rows(e * H, H);
         }
-      } else if (c.layout == Layout::Legacy) {
+      } else if (c.layout != Layout::Native) {
         for (int64_t e = 0; e < E; ++e) {
           WeightMatrix fc1 = L.mat(nm.expert_fc1(n, e), 2 * I, H);
           m.experts[e].gate = fc1.slice_rows(0, I);
@@ -235,6 +275,17 @@ ModelWeights ModelWeights::load(const TensorStore& store, const ModelConfig& c) 
           m.experts[e].gate = gate_up.slice_rows(e * 2 * I, I);
           m.experts[e].up = gate_up.slice_rows(e * 2 * I + I, I);
           m.experts[e].down = down.slice_rows(e * H, H);
+        }
+      }
+      if (const int64_t r = c.vl.lora_rank_mlp; r > 0) {
+        for (int64_t e = 0; e < E; ++e) {
+          // fc1's B rows 0…I-1 belong to the gate half, I…2I-1 to the up half (same split as fc1 itself).
+          const WeightMatrix a1 = L.mat(nm.expert(n, e, "lora_fc1.0.weight"), r, H);
+          const WeightMatrix b1 = L.mat(nm.expert(n, e, "lora_fc1.1.weight"), 2 * I, r);
+          m.experts[e].gate_lora = {a1, b1.slice_rows(0, I)};
+          m.experts[e].up_lora = {a1, b1.slice_rows(I, I)};
+          m.experts[e].down_lora = {L.mat(nm.expert(n, e, "lora_fc2.0.weight"), r, I),
+                                    L.mat(nm.expert(n, e, "lora_fc2.1.weight"), H, r)};
         }
       }
     }

@@ -18,6 +18,14 @@ struct ResidualMergeWeights {
   bool has_residual() const { return !residual_scale.empty(); }
 };
 
+// The vision-LoRA of ZAYA1-VL (spec §6.4): y += B·(A·x) at image-token rows only, scale 1, no bias. Empty (no rows)
+// for the text model.
+struct LoraWeights {
+  WeightMatrix a;  // [rank, in]
+  WeightMatrix b;  // [out, rank]
+  bool present() const { return a.rows > 0; }
+};
+
 struct AttentionWeights {
   WeightMatrix q, k;                  // [nq·dh, H], [nk·dh, H]
   WeightMatrix v_current, v_delayed;  // [nk·dh/2, H] each
@@ -26,11 +34,13 @@ struct AttentionWeights {
   WeightMatrix conv1;                   // grouped [C, dh, 2] viewed as [C, 2·dh] (i-major, tap-minor)
   std::vector<float> conv1_b;           // [C]
   std::vector<float> temp;              // [nk]
+  LoraWeights q_lora, k_lora, v_current_lora, v_delayed_lora, o_lora;  // ZAYA1-VL only
 };
 
 struct ExpertWeights {
   WeightMatrix gate, up;  // [I, H] each: rows 0…I-1 and I…2I-1 of fc1
   WeightMatrix down;      // [H, I]
+  LoraWeights gate_lora, up_lora, down_lora;  // ZAYA1-VL only; gate/up share fc1's A, B split by rows
 };
 
 struct MoeWeights {
@@ -77,7 +87,7 @@ Layout detect_layout(const TensorStore& store);
 struct ExpectedTensor {
   std::string name;
   std::vector<int64_t> shape;
-  enum Role { Embedding, Attention, Router, Expert, Norm, Other } role;
+  enum Role { Embedding, Attention, Router, Expert, Norm, Lora, Other } role;
 };
 std::vector<ExpectedTensor> expected_tensors(const ModelConfig& cfg);
 

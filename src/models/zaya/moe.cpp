@@ -7,14 +7,16 @@
 #include <string>
 
 #include "kernels/elementwise.h"
+#include "models/zaya/lora.h"
 
 namespace zaya {
 
-void moe_layer(const MoeWeights& w, const ModelConfig& cfg, SkipRoute skip, const float* x, size_t n, float* rho,
-               float* out, MoeScratch& s, const Compute& c, ForwardTrace* trace, int64_t layer) {
+void moe_layer(const MoeWeights& w, const ModelConfig& cfg, SkipRoute skip, const float* x, size_t n,
+               const uint8_t* image, float* rho, float* out, MoeScratch& s, const Compute& c, ForwardTrace* trace,
+               int64_t layer) {
   const size_t H = cfg.hidden, D = cfg.router_hidden, E = cfg.n_experts, R = cfg.router_outputs(),
                I = cfg.expert_ffn;
-  const float eps = static_cast<float>(cfg.norm_eps);
+  const float eps = static_cast<float>(cfg.router_norm_eps);
 
   // Router down-projection and EDA: h = W·x + b (+ ρ_prev ⊙ scale); ρ ← h.
   matmul(w.router_down, x, n, s.h.data(), c);
@@ -68,11 +70,20 @@ void moe_layer(const MoeWeights& w, const ModelConfig& cfg, SkipRoute skip, cons
     const size_t b = s.expert_begin[e], m = s.expert_begin[e + 1] - b;
     if (m == 0) continue;
     const int32_t* toks = &s.order[b];
-    for (size_t i = 0; i < m; ++i) std::memcpy(&s.xe[i * H], x + toks[i] * H, H * sizeof(float));
+    bool any_image = false;
+    for (size_t i = 0; i < m; ++i) {
+      std::memcpy(&s.xe[i * H], x + toks[i] * H, H * sizeof(float));
+      s.flags[i] = image ? image[toks[i]] : 0;
+      any_image = any_image || s.flags[i];
+    }
+    const uint8_t* lora_rows = any_image ? s.flags.data() : nullptr;
     const ExpertWeights& ew = w.experts[e];
     matmul_multi({&ew.gate, &ew.up}, s.xe.data(), m, {s.gate.data(), s.up.data()}, c);
+    lora_add(ew.gate_lora, s.xe.data(), m, lora_rows, s.gate.data(), s.lora, c);
+    lora_add(ew.up_lora, s.xe.data(), m, lora_rows, s.up.data(), s.lora, c);
     silu_mul(s.gate.data(), s.up.data(), m * I, s.act.data());
     matmul(ew.down, s.act.data(), m, s.ye.data(), c);
+    lora_add(ew.down_lora, s.act.data(), m, lora_rows, s.ye.data(), s.lora, c);
     for (size_t i = 0; i < m; ++i) {
       const float p = s.prob[toks[i]];
       float* o = out + toks[i] * H;

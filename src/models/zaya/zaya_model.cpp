@@ -22,12 +22,28 @@ namespace zaya {
 
 Model::~Model() = default;
 
+const char* attention_mask_name(AttentionMask m) {
+  switch (m) {
+    case AttentionMask::Causal: return "causal";
+    case AttentionMask::ZyphraPrefix: return "zyphra-fa2-prefix";
+    case AttentionMask::ImagePairs: return "image-pairs";
+  }
+  return "?";
+}
+
+AttentionMask parse_attention_mask(const std::string& name) {
+  for (AttentionMask m : {AttentionMask::Causal, AttentionMask::ZyphraPrefix, AttentionMask::ImagePairs})
+    if (name == attention_mask_name(m)) return m;
+  throw Error(cat("unknown attention mask '", name, "' (causal, zyphra-fa2-prefix or image-pairs)"));
+}
+
 std::unique_ptr<Model> Model::load(const std::string& dir, const LoadOptions& opts) {
   std::unique_ptr<Model> m(new Model());
   m->cfg_ = ModelConfig::load(dir);
   m->store_ = std::make_unique<TensorStore>(TensorStore::open(dir, /*prefetch=*/true));
   m->weights_ = std::make_unique<ModelWeights>(ModelWeights::load(*m->store_, m->cfg_));
   m->exact_ = opts.exact;
+  m->mask_ = opts.mask;
   m->skip_route_ = opts.override_skip_route ? opts.skip_route : m->cfg_.default_skip_route();
   if (opts.verbose) {
     std::fprintf(stderr, "zaya: %s layout, %lld attention + %lld MoE layers, hidden %lld, vocab %lld\n",
@@ -157,6 +173,15 @@ void Model::forward_batch(std::span<BatchItem> items, ForwardTrace* trace) const
   float* x = act.x.data();  // normalized layer input
 
   embed(w, items, plan, H, m);
+  // Image flags of every row (ZAYA1-VL: the LoRA gate and the mask policy); text models never use them.
+  const bool vl_images = cfg_.vl.enabled && std::any_of(items.begin(), items.end(), [](const BatchItem& it) {
+    return std::find(it.flags.begin(), it.flags.end(), 1) != it.flags.end();
+  });
+  if (vl_images)
+    for (size_t i = 0; i < items.size(); ++i)
+      for (size_t t = 0; t < items[i].ids.size(); ++t)
+        act.flags[plan.offset[i] + t] = items[i].flags.empty() ? 0 : items[i].flags[t] != 0;
+  const uint8_t* image = vl_images ? act.flags.data() : nullptr;
   for (size_t b = 0; b < w.blocks.size(); ++b) {
     const BlockWeights& bw = w.blocks[b];
     const int64_t attn_layer = static_cast<int64_t>(2 * b), moe_layer_index = attn_layer + 1;
@@ -168,15 +193,15 @@ void Model::forward_batch(std::span<BatchItem> items, ForwardTrace* trace) const
       const size_t nb = items[i].ids.size(), at = plan.offset[i] * H;
       if (nb == 0) continue;
       DecodeState& st = *items[i].state;
-      cca_attention(bw.attn, cfg_, rope, x + at, nb, st.position(), st.layer(b), m + at, act.attn, compute, trace,
-                    attn_layer);
+      const AttentionInput in{x + at, nb, st.position(), image ? image + plan.offset[i] : nullptr, mask_};
+      cca_attention(bw.attn, cfg_, rope, in, st.layer(b), m + at, act.attn, compute, trace, attn_layer);
     }
     if (trace) trace->put(cat("mixer_out.", attn_layer), m, n * H);
 
     merge(bw.moe_merge, m, r, n, H);
     if (trace) trace->put(cat("residual_in.", moe_layer_index), r, n * H);
     rmsnorm_rows(r, bw.moe_norm.data(), n, H, eps, x);
-    moe_layer(bw.moe, cfg_, skip_route_, x, n, act.rho.data(), m, act.moe, compute, trace, moe_layer_index);
+    moe_layer(bw.moe, cfg_, skip_route_, x, n, image, act.rho.data(), m, act.moe, compute, trace, moe_layer_index);
     if (trace) trace->put(cat("mixer_out.", moe_layer_index), m, n * H);
   }
   for (auto& it : items) it.state->advance(static_cast<int64_t>(it.ids.size()));
