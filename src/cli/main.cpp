@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
       {"verify", zaya::cli::add_verify(app)},
       {"synth", zaya::cli::add_synth(app)},
       {"perplexity", zaya::cli::add_perplexity(app)},
+      {"smoke", zaya::cli::add_smoke(app)},
   };
   try {
     app.parse(argc, argv);
