@@ -335,24 +335,27 @@ class Smoke {
         const std::string rendered = fmt_->render(p.messages, ro);
         in_think = ChatFormatter::ends_inside_think(rendered);
         prompt = tok_->encode(rendered);
-        if (static_cast<int64_t>(prompt.size() + static_cast<size_t>(p.max_tokens)) > model_->config().max_positions)
-          throw Error(cat(prompt.size(), " prompt tokens + ", p.max_tokens, " exceed the context"));
+        if (static_cast<int64_t>(prompt.size()) >= model_->config().max_positions)
+          throw Error(cat(prompt.size(), " prompt tokens do not fit the context of ", model_->config().max_positions));
       } catch (const std::exception& e) {
         add("generation", base + ".prompt", false, e.what(), "renders and fits the context");
         continue;
       }
       prompts_[p.id] = prompt;
+      // A model with a short context gets the budget that fits.
+      const int budget = static_cast<int>(std::min<int64_t>(p.max_tokens, model_->config().max_positions -
+                                                                              static_cast<int64_t>(prompt.size())));
       for (bool greedy : {true, false}) {
         SmokeSample smp;
         smp.id = p.id;
         smp.mode = greedy ? "greedy" : cat("seeded (seed ", o_.seed, ")");
         smp.prompt = p.user_text;
-        smp.max_tokens = static_cast<size_t>(p.max_tokens);
+        smp.max_tokens = static_cast<size_t>(budget);
         log(cat("smoke: generation ", p.id, " ", greedy ? "greedy" : "seeded"));
         const std::string name = base + (greedy ? ".greedy" : ".seeded");
         GenerationResult r;
         try {
-          r = generate(*model_, prompt, p.max_tokens, greedy, &smp.text);
+          r = generate(*model_, prompt, budget, greedy, &smp.text);
         } catch (const std::exception& e) {
           add("generation", name + ".runs", false, e.what(), "generates");
           continue;
@@ -380,7 +383,7 @@ class Smoke {
             "≥ " + num("%.2f", kDistinct4Min), true, cat(gen.size(), " tokens"));
         const bool stopped = r.finish == FinishReason::Stop && r.stop_token >= 0;
         add("generation", name + ".stop", stopped, cat(smp.finish, " after ", r.tokens.size(), " tokens"),
-            cat("end token within ", p.max_tokens), true);
+            cat("end token within ", budget), true);
         if (!p.expect.empty()) {
           const std::string where = parsed.content.empty() ? smp.text : parsed.content;
           add("generation", name + ".expected_answer", contains_word(where, p.expect), cat("answer: \"", where.substr(0, 80), "\""),
@@ -440,7 +443,11 @@ class Smoke {
     for (const Prompt& p : prompts) {
       auto it = prompts_.find(p.id);
       if (it == prompts_.end()) continue;
-      const GenerationResult g = generate(*ref, it->second, std::min(p.max_tokens, kRefContinuation), true, nullptr);
+      const int len = static_cast<int>(std::min<int64_t>({p.max_tokens, kRefContinuation,
+                                                        ref->config().max_positions - static_cast<int64_t>(it->second.size()),
+                                                        model_->config().max_positions - static_cast<int64_t>(it->second.size())}));
+      if (len < 1) continue;
+      const GenerationResult g = generate(*ref, it->second, len, true, nullptr);
       if (g.tokens.empty()) continue;
       std::vector<int32_t> seq = it->second;
       seq.insert(seq.end(), g.tokens.begin(), g.tokens.end() - 1);
