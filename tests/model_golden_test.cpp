@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -12,6 +13,7 @@
 #include "zaya/model.h"
 #include "io/safetensors.h"
 #include "util/thread_pool.h"
+#include "zaya/perplexity.h"
 
 using nlohmann::json;
 using namespace zaya;
@@ -299,28 +301,23 @@ TEST(ModelGolden, TrainedSmallValid256AndGreedy) {
 TEST(ModelGolden, TrainedSmallPerplexity) {
   Golden g(trained_small());
   auto m = load_quiet(trained_small());
-  const size_t V = m->config().vocab;
-  auto valid = g.i64("valid.ids");
+  auto valid64 = g.i64("valid.ids");
+  const std::vector<int32_t> valid(valid64.begin(), valid64.end());
   const double ref_ppl = g.meta["perplexity"]["value"].get<double>();
-  double nll = 0;
-  size_t count = 0;
-  for (size_t at = 0; at < valid.size(); at += 255) {
-    const size_t len = std::min<size_t>(255, valid.size() - at);
-    std::vector<int32_t> window = {static_cast<int32_t>(m->config().bos_token_id)};
-    for (size_t i = 0; i < len; ++i) window.push_back(static_cast<int32_t>(valid[at + i]));
-    DecodeState st = m->new_state();
-    auto logits = m->forward(std::span(window).first(len), st);
-    for (size_t i = 0; i < len; ++i) {
-      const float* row = &logits[i * V];
-      double mx = *std::max_element(row, row + V), s = 0;
-      for (size_t v = 0; v < V; ++v) s += std::exp(static_cast<double>(row[v]) - mx);
-      nll -= static_cast<double>(row[window[i + 1]]) - mx - std::log(s);
-      ++count;
-    }
-  }
-  EXPECT_EQ(count, valid.size());
-  const double ppl = std::exp(nll / static_cast<double>(count));
-  EXPECT_NEAR(ppl, ref_ppl, 1e-4 * ref_ppl) << "perplexity " << ppl;
+  PerplexityOptions po;
+  po.ctx = 256;
+  const PerplexityResult r = evaluate_perplexity(*m, valid, po);
+  EXPECT_EQ(r.tokens, g.meta["perplexity"]["num_tokens_scored"].get<size_t>());
+  EXPECT_EQ(r.windows, g.meta["perplexity"]["num_windows"].get<size_t>());
+  EXPECT_NEAR(r.ppl, ref_ppl, 1e-4 * ref_ppl) << "perplexity " << r.ppl;
+  // Window by window against the reference's summed NLLs: a wrong window cut shows here even when the total is close.
+  const TensorView& wn = g.cases.require("ppl.window_nll");
+  ASSERT_EQ(wn.dtype, DType::F64);
+  ASSERT_EQ(static_cast<size_t>(wn.numel()), r.window_nll.size());
+  std::vector<double> want(r.window_nll.size());
+  std::memcpy(want.data(), wn.data, wn.nbytes);
+  for (size_t w = 0; w < r.window_nll.size(); ++w)
+    EXPECT_NEAR(r.window_nll[w], want[w], 2e-3 * std::max(1.0, std::fabs(want[w]))) << "window " << w;
 }
 
 TEST(ModelGolden, BatchedForwardIsBitwiseTheSameAsAlone) {

@@ -39,6 +39,12 @@ struct ConvertOptions {
   uint64_t mxtq_seed = 42;
   bool metal_rules = true;  // MLX affine: Apple-GPU kernel rules, what the published bundles were made with
   int threads = 0;          // 0 = the default pool
+  // Error-minimising scales/biases (affine) and norms (MXTQ) instead of MLX's and JANG's min-max recipe: the same
+  // format and bytes, lower reconstruction error (quant.h affine_quantize_row_search, mxtq_quantize_row_search). The
+  // source floats are quantized directly (no float16 staging). Off by default: the default reproduces the published
+  // bundles byte for byte.
+  bool search_scales = false;
+  bool search_weighted = false;  // with search_scales: count each weight's error with (row RMS + |w|)
   // Called as row chunks are written, then once more with name "done" when everything is (may be empty).
   std::function<void(const ConvertProgress&)> progress;
 };

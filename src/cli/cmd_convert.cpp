@@ -37,7 +37,8 @@ void print_result(const ConvertResult& r, const char* what) {
 Runner add_convert(CLI::App& app) {
   struct Opts {
     std::string src, dst, profile;
-    bool force = false, quiet = false, cpu_rules = false;
+    bool force = false, quiet = false, cpu_rules = false, search = false;
+    std::string search_weight = "none";
     double shard_gb = 1.0;
     int threads = 0;
   };
@@ -49,6 +50,12 @@ Runner add_convert(CLI::App& app) {
   sub->add_flag("-f,--force", o->force, "replace DST if it exists");
   sub->add_option("--shard-gb", o->shard_gb, "shard size limit in GB of tensor data (0 = one shard)")->check(CLI::NonNegativeNumber);
   sub->add_flag("--cpu-rules", o->cpu_rules, "MLX affine: use the CPU kernel's rules instead of the Apple-GPU ones");
+  auto* search = sub->add_flag("--search-scales", o->search,
+                "choose each group's scale/bias (and MXTQ norm) to minimise the reconstruction error instead of MLX's "
+                "min/max recipe (same format and size; docs/bundles.md)");
+  sub->add_option("--search-weight", o->search_weight, "error weighting of --search-scales: none or magnitude")
+      ->check(CLI::IsMember({"none", "magnitude"}))
+      ->needs(search);
   sub->add_option("-t,--threads", o->threads, "worker threads (0 = all cores)")->check(CLI::NonNegativeNumber);
   sub->add_flag("-q,--quiet", o->quiet, "no progress output");
   return [o]() {
@@ -57,6 +64,8 @@ Runner add_convert(CLI::App& app) {
     c.force = o->force;
     c.shard_bytes = static_cast<uint64_t>(o->shard_gb * 1e9);
     c.metal_rules = !o->cpu_rules;
+    c.search_scales = o->search;
+    c.search_weighted = o->search_weight == "magnitude";
     c.threads = o->threads;
     c.progress = progress_printer(o->quiet);
     print_result(convert_checkpoint(o->src, o->dst, c), "wrote");

@@ -22,6 +22,8 @@ Runner add_bench(CLI::App& app);
 Runner add_convert(CLI::App& app);
 Runner add_verify(CLI::App& app);
 Runner add_synth(CLI::App& app);
+Runner add_perplexity(CLI::App& app);
+Runner add_smoke(CLI::App& app);
 
 // Shared helpers.
 std::vector<int32_t> parse_ids(const std::string& text);

@@ -22,6 +22,8 @@ int main(int argc, char** argv) {
       {"convert", zaya::cli::add_convert(app)},
       {"verify", zaya::cli::add_verify(app)},
       {"synth", zaya::cli::add_synth(app)},
+      {"perplexity", zaya::cli::add_perplexity(app)},
+      {"smoke", zaya::cli::add_smoke(app)},
   };
   try {
     app.parse(argc, argv);

@@ -90,6 +90,7 @@ class Emitter {
     const int64_t R = it.rows(), C = it.cols();
     const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(R, kChunkFloats / std::max<int64_t>(C, 1)));
     std::vector<float> buf(static_cast<size_t>(chunk * C));
+    const auto weighting = o_.search_weighted ? quant::ScaleWeighting::Magnitude : quant::ScaleWeighting::None;
     const bundle::Item* ip = &it;
     std::shared_ptr<const MxtqTables> tq;
     if (it.enc == Enc::Mxtq) tq = tables(C, it.bits);
@@ -111,12 +112,15 @@ class Emitter {
         for (size_t r = b; r < e; ++r) {
           float* x = &buf[r * C];
           // JANG casts to float16 before mx.quantize (affine / fp modes); its MXTQ path rotates the source floats.
-          if (it.enc != Enc::Float && it.enc != Enc::Mxtq && f16_input_)
+          if (it.enc != Enc::Float && it.enc != Enc::Mxtq && f16_input_ && !o_.search_scales)
             for (int64_t i = 0; i < C; ++i) x[i] = f16_round(x[i]);
           switch (it.enc) {
             case Enc::Float: encode_float(x, C, it.float_dtype, &raw[r * C * dtype_size(it.float_dtype)]); break;
             case Enc::Affine:
-              quant::affine_quantize_row(x, C, it.bits, it.group, o_.metal_rules, &packed[r * words], s.data(), bb.data());
+              if (o_.search_scales)
+                quant::affine_quantize_row_search(x, C, it.bits, it.group, weighting, &packed[r * words], s.data(), bb.data());
+              else
+                quant::affine_quantize_row(x, C, it.bits, it.group, o_.metal_rules, &packed[r * words], s.data(), bb.data());
               for (int64_t g = 0; g < groups; ++g) {
                 sc16[r * groups + g] = f32_to_f16(s[g]);
                 bi16[r * groups + g] = f32_to_f16(bb[g]);
@@ -125,7 +129,8 @@ class Emitter {
             case Enc::Fp: quant::fp_quantize_row(WeightFormat::MxFp4, x, C, &packed[r * words], &sc8[r * groups]); break;
             case Enc::Mxtq: {
               float nrm = 0;
-              quant::mxtq_quantize_row(x, C, it.bits, tq->signs.data(), tq->codebook.data(), &packed[r * words], &nrm);
+              (o_.search_scales ? quant::mxtq_quantize_row_search : quant::mxtq_quantize_row)(
+                  x, C, it.bits, tq->signs.data(), tq->codebook.data(), &packed[r * words], &nrm);
               sc16[r] = f32_to_f16(nrm);
               break;
             }

@@ -28,6 +28,16 @@ int64_t packed_words(int64_t n, int bits);  // n·bits/32 rounded up
 // scale/bias; scales/biases are returned in fp32 and the caller rounds them to the storage dtype (F16/BF16).
 void affine_quantize_row(const float* w, int64_t n, int bits, int group_size, bool metal_rules, uint32_t* packed_row,
                          float* scales, float* biases);
+// Searched scale/bias (`zaya convert --search-scales`), same format: for each group, candidate code grids around the
+// min/max one (a step count from 2^bits−2 to 2^bits, in tenths, as llama.cpp's k-quants search) refitted by
+// weighted least squares, and ranges clipped at either end (up to 24 %); each candidate is rounded to float16,
+// re-coded against the rounded values and refitted while that helps. MLX's own choice is one of the candidates, so
+// the weighted error never exceeds it. The returned scales/biases are exactly float16-representable and
+// the codes were chosen for those values. Weighting: None = plain squared error; Magnitude = each weight's error
+// counted with (row RMS + |w|), which keeps large weights more exact.
+enum class ScaleWeighting { None, Magnitude };
+void affine_quantize_row_search(const float* w, int64_t n, int bits, int group_size, ScaleWeighting weighting,
+                                uint32_t* packed_row, float* scales, float* biases);
 // out[i] = q_i · scale[i/G] + bias[i/G], computed in fp32 as (q·s) then + b.
 void affine_dequantize_row(const uint32_t* packed_row, const float* scales, const float* biases, int64_t n, int bits,
                            int group_size, float* out);
@@ -88,6 +98,12 @@ uint32_t mxtq_unpack_index(const uint32_t* packed_row, int64_t i, int bits);
 // 1-ulp norm and a rare boundary index flip are possible against real bundles); u = r / max(norm, 1e-10); idx = #{k : u > (c_k + c_{k+1})/2}.
 void mxtq_quantize_row(const float* w, int64_t n, int bits, const float* signs, const float* codebook,
                        uint32_t* packed_row, float* norm);
+// Searched variant (`--search-scales`), same format: starting from mxtq_quantize_row's indices, alternates the
+// least-squares norm for the indices (rounded to float16) with re-picking each index for that norm, keeping the
+// result with the smallest ‖r − norm·c[idx]‖² (which, the rotation being orthonormal, is the weight-space error).
+// *norm is float16-representable.
+void mxtq_quantize_row_search(const float* w, int64_t n, int bits, const float* signs, const float* codebook,
+                              uint32_t* packed_row, float* norm);
 // Explicit dequantization: W[o,:] = s ⊙ H(norm · c[idx]).
 void mxtq_dequantize_row(const uint32_t* packed_row, float norm, int64_t n, int bits, const float* signs,
                          const float* codebook, float* out);
