@@ -108,11 +108,13 @@ TEST(VisionGolden, EveryIntermediateOfTinyA) {
 }
 
 TEST(VisionGolden, ThreadCountDoesNotChangeABit) {
-  const ImagePatches in = tiny().patches();
   ThreadPool one(1), three(3);
-  const std::vector<float> a = encode_with(in, &one), b = encode_with(in, &three);
-  ASSERT_EQ(a.size(), b.size());
-  EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float)));
+  // The golden image, and several larger images and frames (more row chunks, windows and attention items).
+  for (const ImagePatches& in : {tiny().patches(), random_patches({{1, 36, 20}, {2, 8, 12}}, 5)}) {
+    const std::vector<float> a = encode_with(in, &one), b = encode_with(in, &three);
+    ASSERT_EQ(a.size(), b.size());
+    EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float)));
+  }
 }
 
 TEST(VisionLayout, SeveralImagesOffsetWindowsAndFrames) {
