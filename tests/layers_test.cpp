@@ -46,7 +46,7 @@ const std::map<std::string, std::string> kPublic = {
     {"tokenizer.h", "tokenizer"}, {"sampler.h", "generate"},
     {"session.h", "generate"},   {"snapshot_pool.h", "generate"}, {"output_parser.h", "generate"},
     {"generate.h", "generate"},  {"jinja.h", "chat"},       {"chat.h", "chat"},
-    {"server.h", "server"},      {"perplexity.h", "eval"},  {"smoke.h", "eval"},
+    {"server.h", "server"},      {"vision.h", "models"},      {"perplexity.h", "eval"},  {"smoke.h", "eval"},
 };
 
 std::vector<std::string> quoted_includes(const fs::path& file) {

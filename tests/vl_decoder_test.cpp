@@ -12,6 +12,7 @@
 #include "test_util.h"
 #include "zaya/error.h"
 #include "zaya/model.h"
+#include "zaya/npy.h"
 
 namespace zaya {
 namespace {
@@ -157,6 +158,38 @@ TEST(VlDecoderMask, PoliciesDifferOnlyWhereTheyShould) {
   EXPECT_GT(max_abs(causal, pairs.data(), causal.size()), 1e-3);
   EXPECT_EQ(parse_attention_mask("image-pairs"), AttentionMask::ImagePairs);
   EXPECT_THROW(parse_attention_mask("bidirectional"), Error);
+}
+
+}  // namespace
+}  // namespace zaya
+
+namespace zaya {
+namespace {
+
+// End to end through the CLI, as the acceptance check runs it: image file → preprocessing → vision tower → decoder,
+// the expanded prompt's image tokens checked against the image, both mask policies, and --prefill K with decode.
+TEST(VlCli, LogitsWithAnImageMatchTheReference) {
+  const Golden g;
+  const std::string dir = tiny_a();
+  std::string ids;
+  for (int32_t id : g.ids("input_ids")) ids += (ids.empty() ? "" : ",") + std::to_string(id);
+  test::TempDir tmp("vl_cli");
+  for (const char* mode : {"eager", "fa2"}) {
+    const std::string mask = std::string(mode) == "eager" ? "causal" : "zyphra-fa2-prefix";
+    const std::string out = tmp / (std::string(mode) + ".npy");
+    std::string err;
+    ASSERT_EQ(test::run_command(test::cli_path() + " logits -q -m " + dir + " --image " + dir + "/image.png --ids " +
+                                    ids + " --mask " + mask + " -o " + out, nullptr, &err), 0) << err;
+    const NpyArray got = read_npy(out);
+    const auto want = g.f32(std::string(mode) + ".prompt_logits");
+    ASSERT_EQ(got.data.size(), want.size());
+    EXPECT_LE(max_abs(got.data, want.data(), want.size()), 1e-3) << mode;
+  }
+  // A prompt whose image-token count does not match the image is refused.
+  std::string err;
+  EXPECT_NE(test::run_command(test::cli_path() + " logits -q -m " + dir + " --image " + dir + "/image.png --ids 2,380,380 -o " +
+                                  (tmp / "bad.npy"), nullptr, &err), 0);
+  EXPECT_NE(err.find("image tokens"), std::string::npos) << err;
 }
 
 }  // namespace

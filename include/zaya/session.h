@@ -18,6 +18,7 @@
 #include "zaya/model.h"
 #include "zaya/sampler.h"
 #include "zaya/snapshot_pool.h"
+#include "zaya/vision.h"
 
 namespace zaya {
 
@@ -42,6 +43,9 @@ class Session {
   // Brings the state to exactly `prompt`, reusing the longest cached prefix. Returns the number of prompt tokens
   // that did not need processing. Throws zaya::Error (and leaves the session reset) on bad ids or overflow.
   size_t prefill(std::span<const int32_t> prompt);
+  // The same for a prompt with images (vision.h): prefixes are matched on its cache key, and the part that is not
+  // cached runs as one call (the image tokens and the mask policy's prefix must be in one pass).
+  size_t prefill(const MultimodalPrompt& prompt);
 
   using OnText = std::function<bool(const std::string& text, int32_t id)>;
   using OnStep = std::function<bool(const StepOutput& step)>;
@@ -56,17 +60,25 @@ class Session {
   // prefill + generate; fills prompt statistics in the result.
   GenerationResult complete(std::span<const int32_t> prompt, const GenerateOptions& opts, const OnText& on_text = {});
   GenerationResult complete_steps(std::span<const int32_t> prompt, const GenerateOptions& opts, const OnStep& on_step);
+  GenerationResult complete(const MultimodalPrompt& prompt, const GenerateOptions& opts, const OnText& on_text = {});
+  GenerationResult complete_steps(const MultimodalPrompt& prompt, const GenerateOptions& opts, const OnStep& on_step);
 
   void reset();
-  const std::vector<int32_t>& tokens() const { return tokens_; }  // what the state holds
+  // What the state holds, as cache keys: token ids, with image tokens as negative per-image keys (vision.h).
+  const std::vector<int32_t>& tokens() const { return tokens_; }
   const DecodeState& state() const { return state_; }
   size_t snapshot_count() const { return snapshots_.size(); }
 
  private:
   // prefill, then `generate`, with the prompt statistics filled in.
-  GenerationResult after_prefill(std::span<const int32_t> prompt, const std::function<GenerationResult()>& generate);
+  GenerationResult after_prefill(size_t prompt_tokens, const std::function<size_t()>& prefill,
+                                 const std::function<GenerationResult()>& generate);
+  size_t prefill_keyed(std::span<const int32_t> ids, std::span<const int32_t> key, const MultimodalPrompt* images);
   void save_snapshot();
-  void feed(std::span<const int32_t> ids);  // runs ids through the model; keeps last_logits_
+  // Runs ids through the model (key: what the history records; images: rows [at, at+ids.size()) of a multimodal
+  // prompt); keeps last_logits_.
+  void feed(std::span<const int32_t> ids, std::span<const int32_t> key, const MultimodalPrompt* images = nullptr,
+            size_t at = 0);
 
   const Model& model_;
   const Tokenizer* tok_;

@@ -36,6 +36,7 @@ struct ModelOptions {
   // Affine products with fp32 activations (the reference arithmetic) instead of int16 activations. `zaya logits`,
   // the comparison tool, defaults to exact (--fast turns it off); everything else defaults to fast (--exact).
   bool exact = false;
+  std::string mask = "zyphra-fa2-prefix";  // ZAYA1-VL attention mask policy (--mask)
   void add_to(CLI::App* sub, bool exact_by_default = false);
 };
 

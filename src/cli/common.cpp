@@ -34,6 +34,10 @@ void ModelOptions::add_to(CLI::App* sub, bool exact_by_default) {
       ->check(CLI::IsMember({"px", "zero"}));
   sub->add_option("-t,--threads", threads, "worker threads (0 = all cores)")->check(CLI::NonNegativeNumber);
   sub->add_flag("-q,--quiet", quiet, "do not log model details to stderr");
+  sub->add_option("--mask", mask,
+                  "ZAYA1-VL: how a prompt with images attends: zyphra-fa2-prefix (default, Zyphra's own inference), "
+                  "causal (HF default path) or image-pairs (upstream port); see docs/vision.md")
+      ->check(CLI::IsMember({"causal", "zyphra-fa2-prefix", "image-pairs"}));
   exact = exact_by_default;
   if (exact_by_default)
     sub->add_flag_callback("--fast", [this] { exact = false; },

@@ -18,19 +18,36 @@ void Session::reset() {
   last_logits_.clear();
 }
 
-void Session::feed(std::span<const int32_t> ids) {
+void Session::feed(std::span<const int32_t> ids, std::span<const int32_t> key, const MultimodalPrompt* images,
+                   size_t at) {
   if (ids.empty()) return;
-  last_logits_ = model_.forward(ids, state_, LogitsMode::Last);
-  tokens_.insert(tokens_.end(), ids.begin(), ids.end());
+  Model::BatchItem item(ids, &state_, LogitsMode::Last);
+  if (images) {
+    const size_t H = static_cast<size_t>(model_.config().hidden);
+    item.embeddings = std::span(images->embeddings).subspan(at * H, ids.size() * H);
+    item.flags = std::span(images->flags).subspan(at, ids.size());
+  }
+  model_.forward_batch(std::span(&item, 1));
+  last_logits_ = std::move(item.logits);
+  tokens_.insert(tokens_.end(), key.begin(), key.end());
 }
 
 void Session::save_snapshot() { snapshots_.add(PrefixSnapshot{tokens_, state_, last_logits_, 0}); }
 
-size_t Session::prefill(std::span<const int32_t> prompt) {
+size_t Session::prefill(std::span<const int32_t> prompt) { return prefill_keyed(prompt, prompt, nullptr); }
+
+size_t Session::prefill(const MultimodalPrompt& prompt) {
+  if (prompt.key.size() != prompt.ids.size() || prompt.flags.size() != prompt.ids.size())
+    throw Error("prefill: a multimodal prompt needs one key and one flag per token");
+  return prefill_keyed(prompt.ids, prompt.key, &prompt);
+}
+
+size_t Session::prefill_keyed(std::span<const int32_t> prompt, std::span<const int32_t> key,
+                              const MultimodalPrompt* images) {
   if (prompt.empty()) throw Error("empty prompt: at least one token is needed");
   // The live state if it can resume the prompt, else the longest snapshot that can.
-  size_t best = can_resume(tokens_, last_logits_, prompt) ? tokens_.size() : 0;
-  if (const int i = snapshots_.find(prompt, best); i >= 0) {
+  size_t best = can_resume(tokens_, last_logits_, key) ? tokens_.size() : 0;
+  if (const int i = snapshots_.find(key, best); i >= 0) {
     const PrefixSnapshot& from = snapshots_.use(static_cast<size_t>(i));
     state_ = from.state;
     tokens_ = from.tokens;
@@ -39,15 +56,21 @@ size_t Session::prefill(std::span<const int32_t> prompt) {
   } else if (best == 0) {
     reset();
   }
+  // Images must reach the model in one pass with the rest of the uncached prompt; text prompts may be cut into
+  // snapshot intervals.
+  bool uncached_images = false;
+  if (images)
+    for (size_t t = best; t < prompt.size(); ++t) uncached_images = uncached_images || images->flags[t];
+  const size_t interval = uncached_images ? 0 : snapshot_interval_;
   // A prompt equal to what is cached still needs its last logits; they are kept with the state.
   try {
     size_t at = best;
     while (at < prompt.size()) {
       size_t end = prompt.size();
-      if (snapshot_interval_ > 0) end = std::min(end, (at / snapshot_interval_ + 1) * snapshot_interval_);
-      feed(prompt.subspan(at, end - at));
+      if (interval > 0) end = std::min(end, (at / interval + 1) * interval);
+      feed(prompt.subspan(at, end - at), key.subspan(at, end - at), images, at);
       at = end;
-      if (snapshot_interval_ > 0 && at % snapshot_interval_ == 0 && at < prompt.size()) save_snapshot();
+      if (interval > 0 && at % interval == 0 && at < prompt.size()) save_snapshot();
     }
   } catch (...) {
     reset();
@@ -69,7 +92,11 @@ GenerationResult Session::generate(const GenerateOptions& opts, const OnText& on
 GenerationResult Session::generate_steps(const GenerateOptions& opts, const OnStep& on_step) {
   if (tokens_.empty() || last_logits_.empty()) throw Error("generate: no prompt has been processed");
   const auto room = static_cast<size_t>(std::max<int64_t>(0, state_.max_positions() - state_.position()));
-  Generation gen(model_.config(), tok_, opts, tokens_, room);
+  // The sampler's history holds token ids: image keys (negative) go back to the image token.
+  std::vector<int32_t> history = tokens_;
+  for (int32_t& id : history)
+    if (id < 0) id = static_cast<int32_t>(model_.config().vl.image_token_id);
+  Generation gen(model_.config(), tok_, opts, history, room);
   GenerationResult res;
   bool cancelled = false;
   const auto t0 = std::chrono::steady_clock::now();
@@ -83,7 +110,7 @@ GenerationResult Session::generate_steps(const GenerateOptions& opts, const OnSt
     if (on_step && !on_step(out) && !(gen.done() && gen.finish() == FinishReason::Stop)) cancelled = true;
     // Every sampled token enters the state while there is room, so the session history matches what was
     // generated (a following chat turn then only adds its new tokens).
-    if (state_.position() < state_.max_positions()) feed(std::span(&id, 1));
+    if (state_.position() < state_.max_positions()) feed(std::span(&id, 1), std::span(&id, 1));
   }
   // The held-back text goes out even after a cancel (it was generated before the stop was asked for).
   StepOutput tail = gen.flush();
@@ -98,21 +125,31 @@ GenerationResult Session::generate_steps(const GenerateOptions& opts, const OnSt
 
 GenerationResult Session::complete(std::span<const int32_t> prompt, const GenerateOptions& opts,
                                    const OnText& on_text) {
-  return after_prefill(prompt, [&] { return generate(opts, on_text); });
+  return after_prefill(prompt.size(), [&] { return prefill(prompt); }, [&] { return generate(opts, on_text); });
 }
 
 GenerationResult Session::complete_steps(std::span<const int32_t> prompt, const GenerateOptions& opts,
                                          const OnStep& on_step) {
-  return after_prefill(prompt, [&] { return generate_steps(opts, on_step); });
+  return after_prefill(prompt.size(), [&] { return prefill(prompt); }, [&] { return generate_steps(opts, on_step); });
 }
 
-GenerationResult Session::after_prefill(std::span<const int32_t> prompt,
+GenerationResult Session::complete(const MultimodalPrompt& prompt, const GenerateOptions& opts, const OnText& on_text) {
+  return after_prefill(prompt.ids.size(), [&] { return prefill(prompt); }, [&] { return generate(opts, on_text); });
+}
+
+GenerationResult Session::complete_steps(const MultimodalPrompt& prompt, const GenerateOptions& opts,
+                                         const OnStep& on_step) {
+  return after_prefill(prompt.ids.size(), [&] { return prefill(prompt); },
+                       [&] { return generate_steps(opts, on_step); });
+}
+
+GenerationResult Session::after_prefill(size_t prompt_tokens, const std::function<size_t()>& prefill,
                                         const std::function<GenerationResult()>& generate) {
   const auto t0 = std::chrono::steady_clock::now();
-  const size_t cached = prefill(prompt);
+  const size_t cached = prefill();
   const double pp = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   GenerationResult r = generate();
-  r.prompt_tokens = prompt.size();
+  r.prompt_tokens = prompt_tokens;
   r.cached_tokens = cached;
   r.prompt_seconds = pp;
   return r;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <vector>
@@ -216,7 +217,11 @@ PreprocessorConfig parse_preprocessor_config(const std::string& json_text, const
   return c;
 }
 
-PreprocessorConfig load_preprocessor_config(const std::string& path) {
+PreprocessorConfig load_preprocessor_config(const std::string& path_or_dir) {
+  // A model folder or the file itself.
+  const std::string path = std::filesystem::is_directory(path_or_dir)
+                               ? (std::filesystem::path(path_or_dir) / "preprocessor_config.json").string()
+                               : path_or_dir;
   std::ifstream f(path, std::ios::binary);
   if (!f) throw Error(cat(path, ": cannot open preprocessor config"));
   std::ostringstream ss;
