@@ -31,7 +31,7 @@ const std::map<std::string, std::set<std::string>>& allowed() {
     a["tokenizer"] = {"util", "io", "tokenizer"};
     a["generate"] = {"util", "io", "tensor", "kernels", "models", "tokenizer", "generate"};
     a["eval"] = {"util", "io", "tensor", "kernels", "models", "tokenizer", "generate", "chat", "quant", "eval"};
-    a["chat"] = {"util", "io", "tokenizer", "generate", "chat"};
+    a["chat"] = {"util", "io", "tensor", "kernels", "models", "tokenizer", "generate", "chat"};
     a["server"] = {"util", "io", "tensor", "kernels", "models", "tokenizer", "generate", "chat", "server"};
     return a;
   }();

@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <vector>
 
 #include "io/safetensors.h"
@@ -190,6 +192,52 @@ TEST(VlCli, LogitsWithAnImageMatchTheReference) {
   EXPECT_NE(test::run_command(test::cli_path() + " logits -q -m " + dir + " --image " + dir + "/image.png --ids 2,380,380 -o " +
                                   (tmp / "bad.npy"), nullptr, &err), 0);
   EXPECT_NE(err.find("image tokens"), std::string::npos) << err;
+}
+
+}  // namespace
+}  // namespace zaya
+
+namespace zaya {
+namespace {
+
+// The tiny VL model with a chat template and a tokenizer: the golden VL folder has neither, the tiny text model's
+// (same 384-token vocabulary) serve for CLI tests.
+void make_chat_fixture(const std::string& dir) {
+  namespace fs = std::filesystem;
+  const std::string vl = tiny_a(), text = test::data_dir() + "/golden/zaya1-text/tiny-a";
+  for (const char* f : {"config.json", "preprocessor_config.json", "model.safetensors", "image.png"})
+    fs::copy_file(vl + "/" + f, dir + "/" + f);
+  for (const char* f : {"tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json"})
+    fs::copy_file(text + "/" + f, dir + "/" + f);
+}
+
+TEST(VlCli, RunAndChatWithAnImage) {
+  test::TempDir tmp("vl_run");
+  make_chat_fixture(tmp.str());
+  const std::string img = tmp / "image.png";
+  std::string out1, out2, err;
+  const std::string run = test::cli_path() + " run -m " + tmp.str() + " --image " + img + " -p 'describe it' -n 6 --temp 0";
+  ASSERT_EQ(test::run_command(run, &out1, &err), 0) << err;
+  EXPECT_NE(err.find("20 image tokens"), std::string::npos) << err;
+  ASSERT_EQ(test::run_command(run + " -q", &out2, &err), 0) << err;
+  EXPECT_EQ(out1, out2);  // greedy: the same answer
+  // The image changes the answer's context: the text-only prompt gives a different prompt length.
+  std::string text_err;
+  ASSERT_EQ(test::run_command(test::cli_path() + " run -m " + tmp.str() + " -p 'describe it' -n 6 --temp 0", nullptr,
+                              &text_err), 0) << text_err;
+  EXPECT_EQ(text_err.find("image tokens"), std::string::npos);
+  // chat: /image queues the image for the next message; the second turn reuses the cached prefix (image included).
+  std::string chat_out, chat_err;
+  ASSERT_EQ(test::run_command("printf '/image " + img + "\\nwhat is this\\nand now\\n' | " + test::cli_path() +
+                                  " chat -m " + tmp.str() + " -n 4 --temp 0", &chat_out, &chat_err), 0) << chat_err;
+  EXPECT_NE(chat_err.find("queued"), std::string::npos) << chat_err;
+  EXPECT_NE(chat_err.find("20 image tokens"), std::string::npos) << chat_err;
+  EXPECT_NE(chat_err.find("cached"), std::string::npos) << chat_err;
+  // A bad image is a clear error.
+  std::ofstream(tmp / "bad.png") << "not an image";
+  ASSERT_NE(test::run_command(test::cli_path() + " run -q -m " + tmp.str() + " --image " + (tmp / "bad.png") + " -p x",
+                              nullptr, &err), 0);
+  EXPECT_NE(err.find("bad.png"), std::string::npos) << err;
 }
 
 }  // namespace

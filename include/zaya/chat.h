@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "zaya/sampler.h"
 
@@ -37,6 +38,16 @@ class ChatFormatter {
   const Tokenizer& tok_;
   std::unique_ptr<jinja::Template> tmpl_;
 };
+
+// Images in chat prompts (ZAYA1-VL). A message's content names each image by kImageMarker; after rendering,
+// tokenize_with_image_markers turns every marker into one `placeholder` id, which expand_image_tokens (vision.h)
+// replaces by the image's start/image/end tokens. `zaya run --image` and the server's image_url parts both build
+// content this way, so the same image and text give the same tokens.
+inline constexpr const char* kImageMarker = "<|zaya:image|>";
+// Content of a message from its parts in order: a text part as is, an image as kImageMarker + "\n".
+std::string image_content(size_t images_before_text, const std::string& text);
+std::vector<int32_t> tokenize_with_image_markers(const Tokenizer& tok, const std::string& rendered, int32_t placeholder,
+                                                 size_t* markers = nullptr);
 
 // Sampling defaults from generation_config.json (temperature, top_k, top_p, min_p, repetition_penalty, do_sample)
 // where present, over `base`.

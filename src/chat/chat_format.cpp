@@ -72,3 +72,32 @@ SamplingParams sampling_defaults(const std::string& model_dir, SamplingParams p)
 }
 
 }  // namespace zaya
+
+namespace zaya {
+
+std::string image_content(size_t images_before_text, const std::string& text) {
+  std::string out;
+  for (size_t i = 0; i < images_before_text; ++i) out += std::string(kImageMarker) + "\n";
+  return out + text;
+}
+
+std::vector<int32_t> tokenize_with_image_markers(const Tokenizer& tok, const std::string& rendered, int32_t placeholder,
+                                                 size_t* markers) {
+  std::vector<int32_t> ids;
+  size_t at = 0, count = 0;
+  const std::string marker = kImageMarker;
+  while (true) {
+    const size_t hit = rendered.find(marker, at);
+    const std::string_view piece = std::string_view(rendered).substr(at, hit == std::string::npos ? std::string::npos : hit - at);
+    const auto part = tok.encode(piece);
+    ids.insert(ids.end(), part.begin(), part.end());
+    if (hit == std::string::npos) break;
+    ids.push_back(placeholder);
+    ++count;
+    at = hit + marker.size();
+  }
+  if (markers) *markers = count;
+  return ids;
+}
+
+}  // namespace zaya

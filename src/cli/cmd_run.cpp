@@ -16,6 +16,7 @@
 #include "zaya/jinja.h"
 #include "zaya/session.h"
 #include "zaya/tokenizer.h"
+#include "zaya/vision.h"
 
 namespace zaya::cli {
 
@@ -181,6 +182,24 @@ std::vector<int32_t> encode_prompt(const Tokenizer& tok, const Model& m, const s
   return ids;
 }
 
+// A rendered prompt with images: each image marker becomes the image's start/image/end tokens, and the features
+// are attached for the decoder.
+MultimodalPrompt image_prompt(const Tokenizer& tok, const Model& m, const std::string& rendered,
+                              const ImageFeatures& images) {
+  constexpr int32_t kPlace = -1;
+  const auto ids = tokenize_with_image_markers(tok, rendered, kPlace);
+  MultimodalPrompt p = attach_images(m.config(), expand_image_tokens(m.config(), ids, kPlace, images), images);
+  if (static_cast<int64_t>(p.ids.size()) > m.config().max_positions)
+    throw Error(cat("the prompt has ", p.ids.size(), " tokens; the model's context is ", m.config().max_positions));
+  return p;
+}
+
+void print_vision_time(const ImageFeatures& f) {
+  std::fprintf(stderr, "zaya: %zu image(s), %zu patches → %lld image tokens: preprocess %.3f s, vision encoder %.3f s\n",
+               f.tokens.size(), f.patches, static_cast<long long>(f.total_tokens()), f.preprocess_seconds,
+               f.encode_seconds);
+}
+
 }  // namespace
 
 Runner add_run(CLI::App& app) {
@@ -188,10 +207,12 @@ Runner add_run(CLI::App& app) {
     GenFlags g;
     std::string prompt, file;
     bool raw = false;
+    std::vector<std::string> images;
   };
   auto o = std::make_shared<Opts>();
   auto* sub = app.add_subcommand("run", "generate an answer to one prompt, streamed");
   o->g.add_to(sub);
+  sub->add_option("--image", o->images, "ZAYA1-VL: an image (PNG/JPEG) shown before the prompt; repeatable");
   auto* p = sub->add_option("-p,--prompt", o->prompt, "the prompt");
   sub->add_option("-f,--file", o->file, "read the prompt from a file")->excludes(p);
   sub->add_flag("--raw", o->raw, "no chat template: the prompt text is the model input");
@@ -217,20 +238,30 @@ Runner add_run(CLI::App& app) {
       ChatFormatter fmt(tok, o->g.chat_template);
       ojson messages = ojson::array();
       if (!o->g.system.empty()) messages.push_back({{"role", "system"}, {"content", o->g.system}});
-      messages.push_back({{"role", "user"}, {"content", text}});
+      messages.push_back({{"role", "user"}, {"content", image_content(o->images.size(), text)}});
       ChatRenderOptions ro;
       ro.enable_thinking = o->g.enable_thinking();
       input = fmt.render(messages, ro);
       in_think = ChatFormatter::ends_inside_think(input);
+    } else if (!o->images.empty()) {
+      throw Error("--image needs the chat template (it places the images); drop --raw");
     }
-    // A raw prompt gets the tokenizer's special tokens (<bos>); a rendered template already has them.
-    const auto ids = encode_prompt(tok, *model, input, o->raw);
     Session session(*model, &tok);
     AnswerPrinter printer(o->g.show_thinking);
     GenerateOptions opts = o->g.options();
     opts.parse = AnswerPrinter::parsing(in_think, !o->raw);
     InterruptScope interrupt;
-    auto r = session.complete_steps(ids, opts, [&](const StepOutput& step) { return printer.print(step); });
+    auto on_step = [&](const StepOutput& step) { return printer.print(step); };
+    GenerationResult r;
+    if (!o->images.empty()) {
+      const auto vision = VisionEncoder::load(o->g.model.dir, model_load_options(o->g.model));
+      const ImageFeatures f = vision->encode_files(o->images);
+      if (!o->g.model.quiet) print_vision_time(f);
+      r = session.complete_steps(image_prompt(tok, *model, input, f), opts, on_step);
+    } else {
+      // A raw prompt gets the tokenizer's special tokens (<bos>); a rendered template already has them.
+      r = session.complete_steps(encode_prompt(tok, *model, input, o->raw), opts, on_step);
+    }
     printer.finish();
     std::fputs("\n", stdout);
     if (!o->g.model.quiet) print_stats(r);
@@ -252,14 +283,22 @@ Runner add_chat(CLI::App& app) {
     Session session(*model, &tok);
     std::optional<bool> thinking = o->g.enable_thinking();
     ojson messages = ojson::array();
+    // ZAYA1-VL: images of the whole conversation, in order (a re-rendered history needs all of them), and those
+    // queued by /image for the next message.
+    std::unique_ptr<VisionEncoder> vision;
+    ImageFeatures images;
+    std::vector<std::string> pending;
     auto reset = [&] {
       messages = ojson::array();
+      images = ImageFeatures();
+      pending.clear();
       if (!o->g.system.empty()) messages.push_back({{"role", "system"}, {"content", o->g.system}});
       session.reset();
     };
     reset();
     const bool tty = isatty(STDIN_FILENO);
-    if (tty) std::fprintf(stderr, "zaya chat: /reset, /think on|off, /save FILE, /load FILE, /exit. Ctrl-C stops an answer.\n");
+    if (tty)
+      std::fprintf(stderr, "zaya chat: /reset, /think on|off, /image PATH, /save FILE, /load FILE, /exit. Ctrl-C stops an answer.\n");
     std::string line;
     for (;;) {
       if (tty) std::fputs("> ", stdout), std::fflush(stdout);
@@ -292,8 +331,13 @@ Runner add_chat(CLI::App& app) {
             if (!loaded.is_array()) throw Error(cat(arg, ": expected a JSON list of messages"));
             messages = loaded;
             std::fprintf(stderr, "zaya: loaded %zu messages\n", messages.size());
+          } else if (verb == "/image") {
+            if (arg.empty()) throw Error("usage: /image PATH (shown with your next message)");
+            if (!model->config().vl.enabled) throw Error("this model takes no images (it is not a ZAYA1-VL model)");
+            pending.push_back(arg);
+            std::fprintf(stderr, "zaya: image %s queued for the next message\n", arg.c_str());
           } else if (verb == "/help") {
-            std::fprintf(stderr, "/reset, /think on|off, /save FILE, /load FILE, /exit\n");
+            std::fprintf(stderr, "/reset, /think on|off, /image PATH, /save FILE, /load FILE, /exit\n");
           } else {
             throw Error(cat("unknown command ", verb, " (/help lists them)"));
           }
@@ -304,20 +348,35 @@ Runner add_chat(CLI::App& app) {
       }
       try {
         ojson turn = messages;
-        turn.push_back({{"role", "user"}, {"content", line}});
+        ImageFeatures with_new = images;
+        if (!pending.empty()) {
+          if (!vision) vision = VisionEncoder::load(o->g.model.dir, model_load_options(o->g.model));
+          const ImageFeatures f = vision->encode_files(pending);
+          if (!o->g.model.quiet) print_vision_time(f);
+          with_new.rows.insert(with_new.rows.end(), f.rows.begin(), f.rows.end());
+          with_new.hidden = f.hidden;
+          with_new.tokens.insert(with_new.tokens.end(), f.tokens.begin(), f.tokens.end());
+          with_new.fingerprints.insert(with_new.fingerprints.end(), f.fingerprints.begin(), f.fingerprints.end());
+        }
+        turn.push_back({{"role", "user"}, {"content", image_content(pending.size(), line)}});
         ChatRenderOptions ro;
         ro.enable_thinking = thinking;
         const std::string input = fmt.render(turn, ro);
-        const auto ids = encode_prompt(tok, *model, input, false);
+        const bool has_images = !with_new.tokens.empty();
+        const MultimodalPrompt mm = has_images ? image_prompt(tok, *model, input, with_new) : MultimodalPrompt{};
+        const auto ids = has_images ? mm.ids : encode_prompt(tok, *model, input, false);
         AnswerPrinter printer(o->g.show_thinking);
         GenerateOptions opts = o->g.options();
         opts.parse = AnswerPrinter::parsing(ChatFormatter::ends_inside_think(input), true);
         InterruptScope interrupt;
-        auto r = session.complete_steps(ids, opts, [&](const StepOutput& step) { return printer.print(step); });
+        auto on_step = [&](const StepOutput& step) { return printer.print(step); };
+        auto r = has_images ? session.complete_steps(mm, opts, on_step) : session.complete_steps(ids, opts, on_step);
         printer.finish();
         std::fputs("\n", stdout);
         std::fflush(stdout);
         messages = turn;
+        images = std::move(with_new);
+        pending.clear();
         ojson answer = {{"role", "assistant"}, {"content", printer.content()}};
         if (!printer.reasoning().empty()) answer["reasoning_content"] = printer.reasoning();
         messages.push_back(answer);
