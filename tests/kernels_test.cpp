@@ -355,6 +355,35 @@ TEST(KernelAttention, RowsAreIndependentOfTheirNeighbours) {
   });
 }
 
+// A key mask (the VL image-pairs policy) leaves keys out: against the reference with the same mask, and against the
+// unmasked kernel on the kept keys only (here: a mask that keeps a prefix).
+TEST(KernelAttention, KeyMaskLeavesKeysOut) {
+  for_each_target([] {
+    std::mt19937 rng(37);
+    for (size_t dh : {16, 80, 128})
+      for (size_t n_keys : {1, 5, 33, 130}) {
+        SCOPED_TRACE(testing::Message() << "dh=" << dh << " keys=" << n_keys);
+        const size_t rows = 4;
+        AttentionCase c = make_attention_case(rows, n_keys, dh, rng);
+        const float scale = 1.0f / std::sqrt(static_cast<float>(dh));
+        std::vector<uint8_t> mask(n_keys);
+        for (size_t j = 0; j < n_keys; ++j) mask[j] = j == 0 || (rng() % 3 != 0);
+        std::vector<float> out(rows * dh), ref(rows * dh);
+        gqa_attention(c.q.data(), rows, c.k.data(), c.v.data(), c.ld_kv, n_keys, dh, scale, out.data(), mask.data());
+        gqa_attention_ref(c.q.data(), rows, c.k.data(), c.v.data(), c.ld_kv, n_keys, dh, scale, ref.data(), mask.data());
+        for (size_t i = 0; i < out.size(); ++i) ASSERT_NEAR(out[i], ref[i], 2e-5f) << "i=" << i;
+        // Masking the tail equals attending over the prefix alone.
+        const size_t keep = (n_keys + 1) / 2;
+        std::vector<uint8_t> prefix(n_keys, 0);
+        std::fill(prefix.begin(), prefix.begin() + static_cast<std::ptrdiff_t>(keep), 1);
+        std::vector<float> masked(rows * dh), shorter(rows * dh);
+        gqa_attention(c.q.data(), rows, c.k.data(), c.v.data(), c.ld_kv, n_keys, dh, scale, masked.data(), prefix.data());
+        gqa_attention(c.q.data(), rows, c.k.data(), c.v.data(), c.ld_kv, keep, dh, scale, shorter.data());
+        for (size_t i = 0; i < masked.size(); ++i) ASSERT_NEAR(masked[i], shorter[i], 1e-6f) << "i=" << i;
+      }
+  });
+}
+
 // MLX writes tensors at unaligned offsets: weight_from_tensor must copy those into aligned storage.
 TEST(KernelWeights, MisalignedTensorIsCopiedAndComputesCorrectly) {
   std::mt19937 rng(23);
