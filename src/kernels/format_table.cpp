@@ -137,7 +137,7 @@ const FormatRow& format_row(WeightFormat f) {
 
 const ProductKernel& pick_kernel(const WeightMatrix& W, Precision precision) {
   const FormatRow& row = format_row(W.format);
-  if (precision == Precision::Fast && takes(row.int16, W)) return row.int16;
+  if (precision == Precision::Fast && takes(row.reduced, W)) return row.reduced;
   if (takes(row.fp32, W)) return row.fp32;
   return row.portable;
 }

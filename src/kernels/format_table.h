@@ -39,15 +39,15 @@ struct FormatRow {
   RowDecodeFn decode_codes;  // packed formats: the element values before the group scale (MXTQ: codebook values)
   // Per-group scale and bias of row r (affine: stored scale and bias; fp modes: decoded scale, bias 0).
   void (*row_scales)(const WeightMatrix& W, int64_t r, float* scale, float* bias);
-  ProductKernel fp32;   // products with fp32 activations (Precision::Exact, and the default where int16 is absent)
-  ProductKernel int16;  // products with int16 activations (Precision::Fast; affine_q16.h)
+  ProductKernel fp32;     // products with fp32 activations (Precision::Exact, and Fast where `reduced` is absent)
+  ProductKernel reduced;  // Precision::Fast: reduced-precision activations (affine: int16, affine_q16.h)
   ProductKernel portable;  // the fallback for matrices the fast kernels do not accept
 };
 
 const FormatRow& format_row(WeightFormat f);
 
-// The product kernel for W under `precision`: the int16 kernel when asked for and accepted, else the fp32 one when
-// accepted, else the portable one.
+// The product kernel for W under `precision`: the reduced-precision kernel when asked for and accepted, else the
+// fp32 one when accepted, else the portable one.
 const ProductKernel& pick_kernel(const WeightMatrix& W, Precision precision);
 
 // Row r of W dequantized to fp32 (throws for r out of range).

@@ -16,7 +16,7 @@ class ThreadPool;
 // Arithmetic of the quantized products: a compute option chosen by the caller (a model's load options), never a
 // property of the weights.
 enum class Precision {
-  Fast,   // int16 activations where the format has such a kernel (affine 4/8-bit; src/kernels/affine_q16.h)
+  Fast,   // reduced-precision activations where the format has such a kernel (affine 4/8-bit: int16, affine_q16.h)
   Exact,  // fp32 activations everywhere: the reference's arithmetic
 };
 
