@@ -3,6 +3,8 @@
 // fits in L3); "stream" cycles through copies totalling >= 256 MiB, as decoding a real model does from DRAM.
 //
 // Args: rows, cols, tokens, threads, stream(0/1). Example: zaya_bench --benchmark_filter='BF16/2048/2048/1/'
+// Matmul/BF16 runs Precision::Fast (bf16 arithmetic where the CPU has AVX512_BF16), Matmul/BF16-exact the fp32
+// tiles; the label names the kernel that ran.
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -10,8 +12,10 @@
 #include <cstring>
 #include <map>
 #include <memory>
+#include <string>
 #include <vector>
 
+#include "kernels/format_table.h"
 #include "kernels/kernels.h"
 #include "io/safetensors.h"
 #include "util/thread_pool.h"
@@ -34,7 +38,7 @@ float next_value(uint32_t& s) {
   return static_cast<float>(s >> 8) / static_cast<float>(1u << 23) - 1.0f;
 }
 
-template <WeightFormat F>
+template <WeightFormat F, zaya::Precision P = zaya::Precision::Fast>
 void BM_Matmul(benchmark::State& state) {
   const int64_t rows = state.range(0), cols = state.range(1);
   const size_t tokens = static_cast<size_t>(state.range(2));
@@ -70,7 +74,7 @@ void BM_Matmul(benchmark::State& state) {
 
   size_t k = 0;
   for (auto _ : state) {
-    zaya::matmul(Ws[k], X.data(), tokens, Y.data(), &pool);
+    zaya::matmul(Ws[k], X.data(), tokens, Y.data(), zaya::Compute(&pool, P));
     benchmark::DoNotOptimize(Y.data());
     benchmark::ClobberMemory();
     k = (k + 1) % copies;
@@ -80,7 +84,7 @@ void BM_Matmul(benchmark::State& state) {
   state.counters["GFLOPS"] = benchmark::Counter(2.0 * static_cast<double>(n) * static_cast<double>(tokens),
                                                 benchmark::Counter::kIsIterationInvariantRate,
                                                 benchmark::Counter::kIs1000);
-  state.SetLabel(zaya::simd_target_name());
+  state.SetLabel(std::string(zaya::simd_target_name()) + " " + zaya::pick_kernel(Ws[0], P).name);
 }
 
 void Shapes(benchmark::internal::Benchmark* b) {
@@ -98,6 +102,7 @@ void Shapes(benchmark::internal::Benchmark* b) {
 }
 
 BENCHMARK_TEMPLATE(BM_Matmul, WeightFormat::BF16)->Name("Matmul/BF16")->Apply(Shapes);
+BENCHMARK_TEMPLATE(BM_Matmul, WeightFormat::BF16, zaya::Precision::Exact)->Name("Matmul/BF16-exact")->Apply(Shapes);
 BENCHMARK_TEMPLATE(BM_Matmul, WeightFormat::F32)->Name("Matmul/F32")->Apply(Shapes);
 BENCHMARK_TEMPLATE(BM_Matmul, WeightFormat::F16)->Name("Matmul/F16")->Apply(Shapes);
 

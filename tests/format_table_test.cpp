@@ -11,6 +11,7 @@
 #include "io/dtype.h"
 #include "kernels/format_table.h"
 #include "kernels/kernels_testing.h"
+#include "kernels/quant_matmul.h"
 #include "tensor/quant_formats.h"
 #include "util/thread_pool.h"
 #include "zaya/error.h"
@@ -106,6 +107,7 @@ const Case kCases[] = {
     {WeightFormat::Affine, 4, 96}, {WeightFormat::Affine, 8, 160}, {WeightFormat::Affine, 3, 64},
     {WeightFormat::Affine, 2, 128}, {WeightFormat::MxFp4, 4, 96},  {WeightFormat::NvFp4, 4, 48},
     {WeightFormat::MxFp8, 8, 64},  {WeightFormat::Mxtq, 4, 192},  {WeightFormat::Mxtq, 3, 64},
+    {WeightFormat::BF16, 0, 256},  {WeightFormat::BF16, 0, 20},
 };
 
 TEST(FormatTable, EveryRowIsItsOwnFormat) {
@@ -195,7 +197,62 @@ TEST(FormatTable, PickKernelFollowsPrecision) {
   EXPECT_STREQ(pick_kernel(a4.W, Precision::Fast).name, "affine-int16");
   EXPECT_STREQ(pick_kernel(a4.W, Precision::Exact).name, "affine-f32");
   EXPECT_STREQ(pick_kernel(a3.W, Precision::Fast).name, "grouped");  // no int16 or fp32 SIMD path for 3 bits
-  EXPECT_STREQ(pick_kernel(f.W, Precision::Fast).name, "bf16-tiles");
+  // BF16 arithmetic only where the CPU has AVX512_BF16; fp32 tiles elsewhere and always under Exact.
+  EXPECT_STREQ(pick_kernel(f.W, Precision::Fast).name, bf16_dot_accepts(f.W) ? "bf16-dot" : "bf16-tiles");
+  EXPECT_STREQ(pick_kernel(f.W, Precision::Exact).name, "bf16-tiles");
+}
+
+// The BF16-arithmetic kernel is its reference bit for bit on this CPU, whatever the batch or thread count: each
+// token alone gives the row it gets in a batch (decode path vs tiled path).
+TEST(FormatTable, Bf16DotIsBitwiseItsReferenceAndBatchInvariant) {
+  std::mt19937 rng(8);
+  for (int64_t cols : {2048, 100}) {
+    Stored s = make(WeightFormat::BF16, 37, cols, 0, rng);
+    if (!bf16_dot_accepts(s.W)) GTEST_SKIP() << "no AVX512_BF16 on this CPU (target " << simd_target_name() << ")";
+    const size_t n = 11;
+    std::normal_distribution<float> d(0.0f, 1.0f);
+    std::vector<float> X(n * cols), R(n * 37), Y(n * 37), one(37);
+    for (auto& x : X) x = d(rng);
+    bf16_dot_reference(s.W, X.data(), n, R.data());
+    for (size_t threads : {1, 2, 3}) {
+      ThreadPool pool(threads);
+      bf16_dot_product(s.W, X.data(), n, Y.data(), pool);
+      EXPECT_EQ(std::memcmp(Y.data(), R.data(), Y.size() * 4), 0) << "cols " << cols << " threads " << threads;
+      for (size_t t = 0; t < n; ++t) {
+        bf16_dot_product(s.W, X.data() + t * cols, 1, one.data(), pool);
+        EXPECT_EQ(std::memcmp(one.data(), R.data() + t * 37, 37 * 4), 0) << "token " << t << " alone, cols " << cols;
+      }
+    }
+  }
+}
+
+// The reference's arithmetic is what it says: within the bf16 rounding of the activations (relative 2^-9 per
+// element, so |y - y64| <= 2^-9 Σ|w·x| plus the fp32 sums) of the float64 product over the stored weights, and
+// visibly not the fp32-activation product (the activations are rounded).
+TEST(FormatTable, Bf16DotReferenceIsBf16Arithmetic) {
+  std::mt19937 rng(9);
+  Stored s = make(WeightFormat::BF16, 16, 512, 0, rng);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  std::vector<float> X(3 * 512), Y(3 * 16), R(3 * 16), row(512);
+  for (auto& x : X) x = d(rng);
+  bf16_dot_reference(s.W, X.data(), 3, Y.data());
+  matmul_ref(s.W, X.data(), 3, R.data());
+  double max_rel = 0;
+  for (size_t t = 0; t < 3; ++t)
+    for (int64_t r = 0; r < 16; ++r) {
+      decode_row(s.W, r, row.data());
+      double abs_sum = 0;
+      for (int64_t c = 0; c < 512; ++c) abs_sum += std::fabs(static_cast<double>(row[c]) * X[t * 512 + c]);
+      const double err = std::fabs(Y[t * 16 + r] - R[t * 16 + r]);
+      EXPECT_LE(err, (1.0 / 512 + 1e-6) * abs_sum) << "t " << t << " r " << r;
+      max_rel = std::max(max_rel, err / abs_sum);
+    }
+  EXPECT_GT(max_rel, 1e-5) << "activations were not rounded to bf16";
+  // Exact bf16 activations (values with 8 significant bits) give the float64 product up to fp32 summation.
+  for (auto& x : X) x = bf16_to_f32(f32_to_bf16(x));
+  bf16_dot_reference(s.W, X.data(), 3, Y.data());
+  matmul_ref(s.W, X.data(), 3, R.data());
+  for (size_t i = 0; i < Y.size(); ++i) EXPECT_NEAR(Y[i], R[i], 1e-4 * (1 + std::fabs(R[i])));
 }
 
 }  // namespace

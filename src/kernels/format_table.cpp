@@ -110,7 +110,8 @@ constexpr ProductKernel kNone{};
 const FormatRow kFormats[kWeightFormatCount] = {
     {WeightFormat::F32, float_row_bytes<4>, f32_row, nullptr, nullptr, kF32, kNone, kF32},
     {WeightFormat::F16, float_row_bytes<2>, f16_row, nullptr, nullptr, kF16, kNone, kF16},
-    {WeightFormat::BF16, float_row_bytes<2>, bf16_row, nullptr, nullptr, kBF16, kNone, kBF16},
+    {WeightFormat::BF16, float_row_bytes<2>, bf16_row, nullptr, nullptr, kBF16,
+     {"bf16-dot", bf16_dot_product, nullptr, bf16_dot_accepts, bf16_dot_reference}, kBF16},
     {WeightFormat::Affine, affine_row_bytes, affine_row, affine_codes, affine_scales,
      {"affine-f32", affine_f32_product, nullptr, affine_f32_accepts, matmul_ref},
      {"affine-int16", affine_q16_product, affine_q16_multi, affine_q16_accepts, affine_q16_reference}, kGrouped},

@@ -15,6 +15,12 @@ void f32_product(const WeightMatrix& W, const float* X, size_t n_tokens, float* 
 void f16_product(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, ThreadPool& pool);
 void bf16_product(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, ThreadPool& pool);
 
+// BF16 weights in BF16 arithmetic (bf16_dot_hwy.cpp): activations rounded to bf16 once per product, AVX-512 BF16
+// dot products with fp32 accumulation in a fixed order; accepted only where the CPU has AVX512_BF16.
+bool bf16_dot_accepts(const WeightMatrix& W);
+void bf16_dot_product(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, ThreadPool& pool);
+void bf16_dot_reference(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y);
+
 // Affine 4/8-bit in the canonical int16-activation arithmetic (affine_q16.h, quant_matmul_hwy.cpp); a target without
 // the SIMD path runs the scalar reference of the same arithmetic, so every target gives the same bits.
 bool affine_q16_accepts(const WeightMatrix& W);
