@@ -84,3 +84,36 @@ TEST(Cli, ErrorsGoToStderrWithNonZeroExit) {
     EXPECT_NE(err.find(c.expect), std::string::npos) << c.args << " -> " << err;
   }
 }
+
+// zaya bench --json: start-up (load, first token; cold then warm with --cold) and the --profile breakdown, whose
+// parts add up to the step and whose products read the weights a decode step needs.
+TEST(Cli, BenchReportsStartupAndProfile) {
+  std::string out, err;
+  ASSERT_EQ(test::run_command(zaya_cli() + " bench --json --cold --profile -p 8 -n 4 -r 1 --bw-gib 0.01 -m " + tiny_a(),
+                              &out, &err), 0) << err;
+  auto j = nlohmann::json::parse(out);
+  ASSERT_EQ(j["startup"].size(), 2u);
+  EXPECT_EQ(j["startup"][0]["page_cache"], "cold");
+  EXPECT_EQ(j["startup"][1]["page_cache"], "warm");
+  for (const auto& s : j["startup"]) {
+    EXPECT_GT(s["load_s"].get<double>(), 0);
+    EXPECT_GT(s["first_token_s"].get<double>(), 0);
+    EXPECT_LE(s["resident_before_load"].get<double>(), 1.0);
+  }
+  EXPECT_GE(j["startup"][1]["resident_before_load"].get<double>(), j["startup"][0]["resident_before_load"].get<double>())
+      << "the warm load follows a load";
+  EXPECT_GT(j["startup"][1]["resident_before_load"].get<double>(), 0.5);
+  const auto& p = j["profile"];
+  ASSERT_EQ(p["parts"].size(), 5u);
+  EXPECT_EQ(p["parts"][0]["name"], "attention (CCA)");
+  double share = 0, kernel_mb = 0;
+  for (const auto& part : p["parts"]) share += part["share"].get<double>();
+  EXPECT_NEAR(share, 1.0, 1e-6);
+  ASSERT_FALSE(p["kernels"].empty());
+  for (const auto& k : p["kernels"]) kernel_mb += k["weight_mb_per_token"].get<double>();
+  EXPECT_EQ(p["kernels"][0]["name"], "f32-tiles");  // tiny-a is an F32 checkpoint
+  // One expert per MoE layer at most (the skip route reads none), the whole lm_head: at most what bench counts.
+  const double bpt_mb = j["bytes_per_token"].get<double>() / 1e6;
+  EXPECT_LE(kernel_mb, bpt_mb);
+  EXPECT_GT(kernel_mb, 0.5 * bpt_mb);
+}

@@ -15,6 +15,7 @@
 #include "tensor/quant_formats.h"
 #include "util/thread_pool.h"
 #include "zaya/error.h"
+#include "zaya/runtime.h"
 
 namespace zaya {
 namespace {
@@ -253,6 +254,29 @@ TEST(FormatTable, Bf16DotReferenceIsBf16Arithmetic) {
   bf16_dot_reference(s.W, X.data(), 3, Y.data());
   matmul_ref(s.W, X.data(), 3, R.data());
   for (size_t i = 0; i < Y.size(); ++i) EXPECT_NEAR(Y[i], R[i], 1e-4 * (1 + std::fabs(R[i])));
+}
+
+// The profile hook counts every product between profile_begin and profile_end under its kernel's name, with the
+// bytes of its matrix, and nothing outside that window.
+TEST(FormatTable, ProfileCountsProductsPerKernel) {
+  std::mt19937 rng(10);
+  Stored f = make(WeightFormat::F32, 8, 64, 0, rng), a = make(WeightFormat::Affine, 8, 64, 4, rng);
+  std::vector<float> X(2 * 64, 0.5f), Y(2 * 8);
+  matmul(f.W, X.data(), 2, Y.data());  // before: not counted
+  profile_begin();
+  for (int i = 0; i < 3; ++i) matmul(f.W, X.data(), 2, Y.data());
+  matmul(a.W, X.data(), 1, Y.data(), Compute(Precision::Exact));
+  const ProfileReport r = profile_end();
+  matmul(f.W, X.data(), 2, Y.data());  // after: not counted
+  ASSERT_EQ(r.kernels.size(), 2u);
+  EXPECT_EQ(r.kernels[0].name, "f32-tiles");
+  EXPECT_EQ(r.kernels[0].calls, 3u);
+  EXPECT_EQ(r.kernels[0].weight_bytes, 3 * f.W.bytes());
+  EXPECT_EQ(r.kernels[1].name, "affine-f32");
+  EXPECT_EQ(r.kernels[1].weight_bytes, a.W.bytes());
+  ASSERT_EQ(r.parts.size(), 5u);
+  EXPECT_EQ(r.parts.back().weight_bytes, 3 * f.W.bytes() + a.W.bytes()) << "products outside every part";
+  EXPECT_GE(r.seconds, r.kernels[0].seconds + r.kernels[1].seconds);
 }
 
 }  // namespace

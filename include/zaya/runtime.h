@@ -3,6 +3,7 @@
 // dispatch picked on this CPU, and the machine's streaming read bandwidth (the roofline of decoding).
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace zaya {
@@ -25,5 +26,22 @@ class ReadBandwidth {
  private:
   std::vector<uint64_t> buf_;
 };
+
+// Where a forward pass spends its time (`zaya bench --profile`): wall time per layer part and per product kernel,
+// with the weight bytes their products read. The hook costs one relaxed atomic load per product while off. Profile
+// one forward pass at a time (a server running several at once would mix their times).
+struct ProfileRow {
+  std::string name;
+  double seconds = 0;
+  uint64_t weight_bytes = 0;  // weights the products read (achieved GB/s = weight_bytes / seconds)
+  uint64_t calls = 0;         // products (kernels) or times the part ran (parts)
+};
+struct ProfileReport {
+  double seconds = 0;              // wall time from profile_begin to profile_end
+  std::vector<ProfileRow> parts;   // attention, MoE router, experts, lm_head, other (the rest of the wall time)
+  std::vector<ProfileRow> kernels; // per product kernel (format table name), in order of first use
+};
+void profile_begin();         // zero the counters and start
+ProfileReport profile_end();  // stop; what ran since profile_begin
 
 }  // namespace zaya

@@ -1,11 +1,20 @@
 // zaya bench: prompt-processing and generation speed of a model, with the bytes of weights each generated token
-// reads and the achieved bandwidth against this machine's measured read bandwidth (decode is memory-bound).
+// reads and the achieved bandwidth against this machine's measured read bandwidth (decode is memory-bound); the
+// start-up (load time and first-token latency, cold or warm page cache) and, with --profile, where a decode step's
+// time goes.
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <memory>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <vector>
@@ -22,13 +31,104 @@ namespace {
 using clock_type = std::chrono::steady_clock;
 double seconds_since(clock_type::time_point t) { return std::chrono::duration<double>(clock_type::now() - t).count(); }
 
+// The weight files of a model folder (its *.safetensors).
+std::vector<std::string> weight_files(const std::string& dir) {
+  std::vector<std::string> out;
+  for (const auto& e : std::filesystem::directory_iterator(dir))
+    if (e.is_regular_file() && e.path().extension() == ".safetensors") out.push_back(e.path().string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// Fraction of the files' pages in the page cache (mincore over a fresh mapping); -1 when it cannot be told.
+double resident_fraction(const std::vector<std::string>& files) {
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  size_t total = 0, resident = 0;
+  for (const auto& f : files) {
+    const int fd = open(f.c_str(), O_RDONLY);
+    if (fd < 0) return -1;
+    struct stat st{};
+    if (fstat(fd, &st) != 0 || st.st_size == 0) {
+      close(fd);
+      continue;
+    }
+    const size_t len = static_cast<size_t>(st.st_size), pages = (len + page - 1) / page;
+    void* p = mmap(nullptr, len, PROT_READ, MAP_SHARED, fd, 0);
+    close(fd);
+    if (p == MAP_FAILED) return -1;
+    std::vector<unsigned char> v(pages);
+    const bool ok = mincore(p, len, v.data()) == 0;
+    munmap(p, len);
+    if (!ok) return -1;
+    total += pages;
+    for (unsigned char b : v) resident += b & 1;
+  }
+  return total ? static_cast<double>(resident) / static_cast<double>(total) : -1;
+}
+
+// Asks the kernel to drop the files' clean pages from the page cache (posix_fadvise DONTNEED: needs no privileges,
+// touches no other file; pages another process has mapped stay).
+void evict_from_page_cache(const std::vector<std::string>& files) {
+  for (const auto& f : files) {
+    const int fd = open(f.c_str(), O_RDONLY);
+    if (fd < 0) continue;
+    posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+    close(fd);
+  }
+}
+
+int32_t argmax(const std::vector<float>& v) {
+  return static_cast<int32_t>(std::max_element(v.begin(), v.end()) - v.begin());
+}
+
+// One start-up: the page cache as it is, the load, then the first token (prefill of the prompt + its greedy pick).
+struct Startup {
+  std::string cache;  // "cold" (evicted first), "warm" (loaded before in this run) or "as found"
+  double resident = -1, load_s = 0, first_token_s = 0;
+};
+
+void print_profile(const ProfileReport& r, int tokens, nlohmann::ordered_json& j, bool print) {
+  const double step = r.seconds / tokens;
+  auto row_json = [&](const ProfileRow& p) {
+    return nlohmann::ordered_json{{"name", p.name},
+                                  {"ms_per_token", 1e3 * p.seconds / tokens},
+                                  {"share", p.seconds / r.seconds},
+                                  {"weight_mb_per_token", p.weight_bytes / 1e6 / tokens},
+                                  {"gbs", p.seconds > 0 ? p.weight_bytes / p.seconds / 1e9 : 0.0},
+                                  {"calls_per_token", static_cast<double>(p.calls) / tokens}};
+  };
+  j["step_ms"] = 1e3 * step;
+  j["tokens"] = tokens;
+  for (const auto& p : r.parts) j["parts"].push_back(row_json(p));
+  for (const auto& k : r.kernels) j["kernels"].push_back(row_json(k));
+  if (!print) return;
+  std::printf("\nwhere a decode step's time goes (%d steps, %.2f ms per step; GB/s = weight bytes the products "
+              "read / time):\n\n| part | ms/token | %% of step | weights MB/token | GB/s |\n|---|---|---|---|---|\n",
+              tokens, 1e3 * step);
+  for (const auto& p : r.parts)
+    std::printf("| %s | %.3f | %.1f %% | %.1f | %.1f |\n", p.name.c_str(), 1e3 * p.seconds / tokens,
+                100 * p.seconds / r.seconds, p.weight_bytes / 1e6 / tokens,
+                p.seconds > 0 ? p.weight_bytes / p.seconds / 1e9 : 0.0);
+  std::printf("\n| product kernel | products/token | ms/token | %% of step | weights MB/token | GB/s |\n"
+              "|---|---|---|---|---|---|\n");
+  double products = 0;
+  for (const auto& k : r.kernels) {
+    products += k.seconds;
+    std::printf("| %s | %.1f | %.3f | %.1f %% | %.1f | %.1f |\n", k.name.c_str(),
+                static_cast<double>(k.calls) / tokens, 1e3 * k.seconds / tokens, 100 * k.seconds / r.seconds,
+                k.weight_bytes / 1e6 / tokens, k.seconds > 0 ? k.weight_bytes / k.seconds / 1e9 : 0.0);
+  }
+  std::printf("| (outside the products) | | %.3f | %.1f %% | | |\n", 1e3 * (r.seconds - products) / tokens,
+              100 * (r.seconds - products) / r.seconds);
+}
+
 }  // namespace
 
 Runner add_bench(CLI::App& app) {
   struct Opts {
     ModelOptions model;
     int prompt = 512, gen = 128, reps = 3;
-    bool json = false;
+    bool json = false, profile = false, cold = false;
     double bw_gib = 1.0;
   };
   auto o = std::make_shared<Opts>();
@@ -39,30 +139,54 @@ Runner add_bench(CLI::App& app) {
   sub->add_option("-r,--repetitions", o->reps, "repetitions (best is reported)")->check(CLI::PositiveNumber);
   sub->add_option("--bw-gib", o->bw_gib, "buffer size for the bandwidth measurement (GiB)");
   sub->add_flag("--json", o->json, "machine-readable output");
+  sub->add_flag("--profile", o->profile,
+                "after the timed runs, profile -n decode steps: time per layer part and per product kernel");
+  sub->add_flag("--cold", o->cold,
+                "start with the model's files evicted from the page cache (posix_fadvise), then load again warm");
   return [o]() {
     o->model.quiet = o->model.quiet || o->json;
-    auto t_load = clock_type::now();
     if (!o->json) std::fprintf(stderr, "zaya bench: loading %s ...\n", o->model.dir.c_str());
-    auto model = load_model(o->model);
-    const double load_s = seconds_since(t_load);
-    const auto& cfg = model->config();
-    if (o->prompt + o->gen > cfg.max_positions)
-      throw Error(cat("-p + -n = ", o->prompt + o->gen, " exceeds the context ", cfg.max_positions));
+    const std::vector<std::string> files = weight_files(o->model.dir);
+    std::vector<Startup> startups;
+    std::unique_ptr<Model> model;
+    std::vector<int32_t> prompt;
+    // Load and first token; the first prefill also warms what the timed runs use (allocator arenas, pool threads).
+    auto start = [&](const char* cache) {
+      Startup su;
+      su.cache = cache;
+      model.reset();
+      su.resident = resident_fraction(files);
+      auto t_load = clock_type::now();
+      model = load_model(o->model);
+      su.load_s = seconds_since(t_load);
+      const auto& cfg = model->config();
+      if (o->prompt + o->gen > cfg.max_positions)
+        throw Error(cat("-p + -n = ", o->prompt + o->gen, " exceeds the context ", cfg.max_positions));
+      if (prompt.empty()) {
+        std::mt19937 rng(1234);
+        std::uniform_int_distribution<int32_t> tok(0, static_cast<int32_t>(cfg.vocab - 1));
+        prompt.resize(o->prompt);
+        for (auto& t : prompt) t = tok(rng);
+      }
+      if (!o->json) std::fprintf(stderr, "zaya bench: first token (%s page cache) ...\n", cache);
+      auto t0 = clock_type::now();
+      DecodeState st = model->new_state();
+      volatile int32_t first = argmax(model->forward(prompt, st, LogitsMode::Last));
+      (void)first;
+      su.first_token_s = seconds_since(t0);
+      startups.push_back(su);
+    };
+    if (o->cold) {
+      evict_from_page_cache(files);
+      start("cold");
+      start("warm");
+    } else {
+      start("as found");
+    }
+    const double load_s = startups.back().load_s;
     ReadBandwidth bandwidth(static_cast<size_t>(o->bw_gib * (1ull << 30)));
     const size_t bpt = model->weight_bytes_per_token();
 
-    std::mt19937 rng(1234);
-    std::uniform_int_distribution<int32_t> tok(0, static_cast<int32_t>(cfg.vocab - 1));
-    std::vector<int32_t> prompt(o->prompt);
-    for (auto& t : prompt) t = tok(rng);
-    // Warm-up on a throwaway state, so the timed runs do not pay first-touch costs (weight pages the load did not
-    // map, the allocator growing its arenas, the pool threads waking).
-    {
-      if (!o->json) std::fprintf(stderr, "zaya bench: warm-up ...\n");
-      DecodeState warm = model->new_state();
-      const size_t n_warm = std::min<size_t>(prompt.size(), 8);
-      model->forward(std::span(prompt.data(), n_warm), warm, LogitsMode::Last);
-    }
     // The read bandwidth of a shared machine drifts, so every generation run is bracketed by two measurements and
     // compared with the higher of them (the bandwidth available in that window, counted conservatively). The run
     // with the fastest generation is reported; every run is in --json.
@@ -96,6 +220,10 @@ Runner add_bench(CLI::App& app) {
     j["quant_kernel"] = quant_simd_target_name();
     j["activations"] = o->model.exact ? "fp32" : "int16";
     j["load_s"] = load_s;
+    j["first_token_s"] = startups.back().first_token_s;
+    for (const auto& su : startups)
+      j["startup"].push_back({{"page_cache", su.cache}, {"resident_before_load", su.resident}, {"load_s", su.load_s},
+                              {"first_token_s", su.first_token_s}});
     j["prompt_tokens"] = o->prompt;
     j["gen_tokens"] = o->gen;
     j["prompt_tok_s"] = best_pp;
@@ -107,6 +235,19 @@ Runner add_bench(CLI::App& app) {
     j["roofline_tok_s"] = machine_gbs * 1e9 / static_cast<double>(bpt);
     j["prompt_to_gen_ratio"] = best_pp / best_tg;
     j["runs"] = runs;
+    std::optional<ProfileReport> profile;
+    if (o->profile) {
+      if (!o->json) std::fprintf(stderr, "zaya bench: profiling %d decode steps ...\n", o->gen);
+      DecodeState st = model->new_state();
+      auto logits = model->forward(prompt, st, LogitsMode::Last);
+      profile_begin();
+      for (int i = 0; i < o->gen; ++i) {
+        int32_t next = argmax(logits);
+        logits = model->forward(std::span(&next, 1), st, LogitsMode::Last);
+      }
+      profile = profile_end();
+      print_profile(*profile, o->gen, j["profile"], false);
+    }
     if (o->json) {
       std::printf("%s\n", j.dump(2).c_str());
       return 0;
@@ -122,12 +263,22 @@ Runner add_bench(CLI::App& app) {
                 100.0 * gen_gbs / machine_gbs);
     std::printf("\nroofline for generation at %.1f GB/s: %.2f tok/s; prompt processing is %.1fx generation\n",
                 machine_gbs, machine_gbs * 1e9 / bpt, best_pp / best_tg);
+    std::printf("\n| start-up | weight files in the page cache before the load | load s | first token s (prefill %d + "
+                "greedy pick) |\n|---|---|---|---|\n", o->prompt);
+    for (const auto& su : startups)
+      std::printf("| %s | %s | %.3f | %.3f |\n", su.cache.c_str(),
+                  su.resident < 0 ? "?" : cat(static_cast<int>(100 * su.resident + 0.5), " %").c_str(), su.load_s,
+                  su.first_token_s);
     if (runs.size() > 1) {
       std::printf("\n| run | pp tok/s | tg tok/s | read GB/s around tg | %% of it |\n|---|---|---|---|---|\n");
       for (size_t i = 0; i < runs.size(); ++i)
         std::printf("| %zu | %.1f | %.2f | %.1f | %.0f %% |\n", i + 1, runs[i]["prompt_tok_s"].get<double>(),
                     runs[i]["gen_tok_s"].get<double>(), runs[i]["machine_gbs"].get<double>(),
                     100.0 * runs[i]["gen_roofline_frac"].get<double>());
+    }
+    if (profile) {
+      nlohmann::ordered_json unused;
+      print_profile(*profile, o->gen, unused, true);
     }
     return 0;
   };

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/profile.h"
 #include "kernels/quant_matmul.h"
 #include "tensor/quant_formats.h"
 #include "util/thread_pool.h"
@@ -152,7 +153,9 @@ size_t stored_row_bytes(WeightFormat f, int64_t cols, int bits) { return format_
 
 void matmul(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, const Compute& c) {
   if (n_tokens == 0 || W.rows <= 0) return;
-  pick_kernel(W, c.precision).run(W, X, n_tokens, Y, c.pool ? *c.pool : default_pool());
+  const ProductKernel& k = pick_kernel(W, c.precision);
+  profile::ProductScope timed(k.name, W);
+  k.run(W, X, n_tokens, Y, c.pool ? *c.pool : default_pool());
 }
 
 void matmul_multi(std::initializer_list<const WeightMatrix*> Ws, const float* X, size_t n_tokens,
@@ -165,7 +168,10 @@ void matmul_multi(std::initializer_list<const WeightMatrix*> Ws, const float* X,
   const ProductKernel& k = pick_kernel(*ws[0], c.precision);
   bool same = k.multi != nullptr;
   for (const WeightMatrix* w : ws) same = same && &pick_kernel(*w, c.precision) == &k;
-  if (same && k.multi(ws.data(), ws.size(), X, n_tokens, ys.data(), c.pool ? *c.pool : default_pool())) return;
+  if (same) {
+    profile::ProductScope timed(k.name, ws.data(), ws.size());
+    if (k.multi(ws.data(), ws.size(), X, n_tokens, ys.data(), c.pool ? *c.pool : default_pool())) return;
+  }
   for (size_t i = 0; i < ws.size(); ++i) matmul(*ws[i], X, n_tokens, ys[i], c);
 }
 

@@ -8,6 +8,8 @@
 #include <string>
 
 #include "kernels/elementwise.h"
+#include "kernels/format_table.h"
+#include "kernels/profile.h"
 #include "models/zaya/lora.h"
 #include "util/thread_pool.h"
 
@@ -52,6 +54,7 @@ void causal_conv(const AttentionWeights& w, size_t C, size_t dh, size_t n, Atten
   if (n < 16) {
     // A few tokens: each group's product is too small to split, so the groups are the parallel work (a product
     // inside a pool task runs on its thread; results do not depend on the split).
+    profile::ProductScope timed(pick_kernel(w.conv1, c.precision).name, w.conv1);  // the group products together
     default_pool().parallel_for(n_groups, 1, [&](size_t g0, size_t g1) {
       for (size_t grp = g0; grp < g1; ++grp) group_product(grp);
     });
@@ -91,6 +94,7 @@ KeySpan keys_for(const AttentionInput& in, size_t t, int64_t last_image, const u
 void cca_attention(const AttentionWeights& w, const ModelConfig& cfg, const Rope& rope, const AttentionInput& in,
                    AttentionLayerState& st, float* out, AttentionScratch& s, const Compute& c, ForwardTrace* trace,
                    int64_t layer) {
+  profile::PartScope part(profile::Part::Attention);
   const size_t H = cfg.hidden, nq = cfg.n_heads, nk = cfg.n_kv_heads, dh = cfg.head_dim;
   const size_t qw = cfg.q_width(), kw = cfg.kv_width(), C = cfg.conv_channels(), g = nq / nk, half = kw / 2;
   const float* x = in.x;

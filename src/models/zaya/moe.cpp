@@ -4,9 +4,11 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 #include <string>
 
 #include "kernels/elementwise.h"
+#include "kernels/profile.h"
 #include "models/zaya/lora.h"
 
 namespace zaya {
@@ -18,6 +20,7 @@ void moe_layer(const MoeWeights& w, const ModelConfig& cfg, SkipRoute skip, cons
                I = cfg.expert_ffn;
   const float eps = static_cast<float>(cfg.router_norm_eps);
 
+  std::optional<profile::PartScope> part(std::in_place, profile::Part::Router);
   // Router down-projection and EDA: h = W·x + b (+ ρ_prev ⊙ scale); ρ ← h.
   matmul(w.router_down, x, n, s.h.data(), c);
   eda_mix(s.h.data(), w.router_down_bias.data(), w.router_states_scale.empty() ? nullptr : w.router_states_scale.data(),
@@ -47,6 +50,7 @@ void moe_layer(const MoeWeights& w, const ModelConfig& cfg, SkipRoute skip, cons
     s.prob[t] = P[best];
   }
 
+  part.emplace(profile::Part::Experts);
   // Tokens grouped by expert (counting sort), so each expert's weights are read once for all its tokens.
   std::fill(s.expert_begin.begin(), s.expert_begin.end(), 0);
   for (size_t t = 0; t < n; ++t)
@@ -91,6 +95,7 @@ void moe_layer(const MoeWeights& w, const ModelConfig& cfg, SkipRoute skip, cons
     }
   }
 
+  part.reset();
   if (trace) {
     const std::string p = "router." + std::to_string(layer);
     std::vector<float> cf(s.choice.begin(), s.choice.begin() + static_cast<std::ptrdiff_t>(n));

@@ -9,6 +9,7 @@
 #include "kernels/elementwise.h"
 #include "kernels/format_table.h"
 #include "kernels/kernels.h"
+#include "kernels/profile.h"
 #include "models/zaya/activations.h"
 #include "models/zaya/cca_attention.h"
 #include "models/zaya/model_weights.h"
@@ -214,7 +215,10 @@ void Model::forward_batch(std::span<BatchItem> items, ForwardTrace* trace) const
   if (trace) trace->put("final_hidden", act.head_in.data(), k * H);
   if (k == 0) return;
   act.logits.resize(k * V);
-  matmul(w.lm_head, act.head_in.data(), k, act.logits.data(), compute);
+  {
+    profile::PartScope part(profile::Part::LmHead);
+    matmul(w.lm_head, act.head_in.data(), k, act.logits.data(), compute);
+  }
 
   // Hand each sequence its rows (a trace computes every row; a Last item keeps only its final one).
   size_t at = 0;
