@@ -203,11 +203,26 @@ TEST_F(ServerVl, DifferentImagesNeverShareAPrefix) {
   json msgs = json::array({user_with_images({data_url(png_b_)}, "what is it"),
                            {{"role", "assistant"}, {"content", b.content()}},
                            {{"role", "user"}, {"content", "and its colour?"}}});
-  const Answer b2 = post(*srv, chat(msgs, 6, 0.0, 3));
+  const Answer b2 = post(*srv, chat(msgs, 6, 0.9, 3));
   ASSERT_EQ(b2.status, 200) << b2.body;
   EXPECT_GE(b2.cached(), b.usage("prompt_tokens")) << b2.body;
   EXPECT_LT(b2.cached(), b2.usage("prompt_tokens"));
   EXPECT_EQ(b2.j["timings"]["images"], 1);
+  // A turn that adds an image attends from the start under the default mask (zyphra-fa2-prefix): it is computed
+  // afresh rather than resumed. Both turns give what a fresh server gives.
+  msgs.push_back({{"role", "assistant"}, {"content", b2.content()}});
+  msgs.push_back(user_with_images({data_url(png_a_)}, "and this one?"));
+  const Answer b3 = post(*srv, chat(msgs, 6, 0.9, 3));
+  ASSERT_EQ(b3.status, 200) << b3.body;
+  EXPECT_EQ(b3.cached(), 0) << b3.body;
+  EXPECT_EQ(b3.j["timings"]["images"], 2);
+  auto fresh = start(o);
+  const Answer b3_fresh = post(*fresh, chat(msgs, 6, 0.9, 3));
+  EXPECT_EQ(b3.content(), b3_fresh.content());
+  msgs.erase(msgs.end() - 2, msgs.end());
+  const Answer b2_fresh = post(*fresh, chat(msgs, 6, 0.9, 3));
+  EXPECT_EQ(b2_fresh.cached(), 0) << b2_fresh.body;
+  EXPECT_EQ(b2.content(), b2_fresh.content());
 }
 
 TEST_F(ServerVl, LocalFilesOnlyWhenAllowed) {

@@ -125,7 +125,8 @@ Bytes make_png(uint32_t w, uint32_t h, int depth, int color_type, const Bytes& r
 
 void make_chat_fixture(const std::string& dir) {
   namespace fs = std::filesystem;
-  const std::string vl = require_path(data_dir() + "/golden/zaya1-vl/tiny-a"), text = data_dir() + "/golden/zaya1-text/tiny-a";
+  const std::string vl = require_path(data_dir() + "/golden/zaya1-vl/tiny-a");
+  const std::string text = require_path(data_dir() + "/golden/zaya1-text/tiny-a");
   for (const char* f : {"config.json", "preprocessor_config.json", "model.safetensors", "image.png"})
     fs::copy_file(vl + "/" + f, dir + "/" + f);
   for (const char* f : {"tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json"})

@@ -16,7 +16,8 @@ double ms_between(Clock::time_point a, Clock::time_point b) {
 // Does a task's prompt hold image tokens at `pos` or later?
 bool images_from(const Task& t, size_t pos) {
   const auto& f = t.images.flags;
-  return pos < f.size() && std::any_of(f.begin() + static_cast<std::ptrdiff_t>(pos), f.end(), [](uint8_t x) { return x != 0; });
+  return pos < f.size() &&
+         std::any_of(f.begin() + static_cast<std::ptrdiff_t>(pos), f.end(), [](uint8_t x) { return x != 0; });
 }
 }  // namespace
 
@@ -184,10 +185,12 @@ void Engine::assign(std::shared_ptr<Task> t) {
   // The longest cached history that is a prefix of the prompt: an idle slot's live state or a snapshot.
   size_t best = 0;
   Slot* best_slot = nullptr;
+  const size_t least = least_reuse(*t);
   for (auto& s : slots_)
-    if (!s->task && s->tokens.size() > best && can_resume(s->tokens, s->last_logits, t->key()))
+    if (!s->task && s->tokens.size() > best && s->tokens.size() >= least &&
+        can_resume(s->tokens, s->last_logits, t->key()))
       best = s->tokens.size(), best_slot = s.get();
-  const int best_snap = pool_.find(t->key(), best);
+  const int best_snap = pool_.find(t->key(), std::max(best, least > 0 ? least - 1 : 0));
   if (best_snap >= 0) best = pool_.use(static_cast<size_t>(best_snap)).tokens.size(), best_slot = nullptr;
   Slot* slot = best_slot;
   if (!slot) {
@@ -219,6 +222,16 @@ void Engine::assign(std::shared_ptr<Task> t) {
   }
   slot->cached = best;
   start_task(*slot, std::move(t));
+}
+
+size_t Engine::least_reuse(const Task& t) const {
+  if (!t.has_images() || model_.attention_mask() == AttentionMask::Causal) return 0;
+  // Under zyphra-fa2-prefix the tokens up to two past the last image token attend to each other within one prefill
+  // (image-pairs needs less): a fresh prefill and a resumed one agree only if the cache holds that whole span.
+  const auto& f = t.images.flags;
+  size_t end = f.size();  // one past the last image token
+  while (end > 0 && f[end - 1] == 0) --end;
+  return std::min(end + 2, f.size());
 }
 
 void Engine::start_task(Slot& s, std::shared_ptr<Task> t) {

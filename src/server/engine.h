@@ -11,6 +11,9 @@
 // state whose whole token history is a prefix of the new prompt. Candidates are the idle slots' live states (the
 // end of the turn they last ran) and a shared LRU pool of snapshots taken at the end of every prompt, every
 // `snapshot_interval` prompt tokens, and of a slot's live state when the slot is handed to an unrelated request.
+// Histories are cache keys (zaya/vision.h, MultimodalPrompt::key): an image token carries its image's fingerprint, so
+// equal ids with other images never match. A prompt with uncached images is prefilled in one pass (the mask policy
+// spans the prefill call), and under a non-causal policy resumes only past its images (least_reuse).
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -123,6 +126,10 @@ class Engine {
   void loop();
   void admit_locked(std::unique_lock<std::mutex>& lk);  // moves queued tasks to admitted_now_
   void assign(std::shared_ptr<Task> t);                 // picks a slot and starts the task
+  // The shortest cached prefix a task may resume from (0: any). A prompt with images under a non-causal mask policy
+  // resumes only from a prefix that holds every token its images' prefill span covers, so that its tokens are those
+  // of a fresh prefill (as `zaya run --image` computes them), whatever the cache holds.
+  size_t least_reuse(const Task& t) const;
   void start_task(Slot& s, std::shared_ptr<Task> t);
   void step();
   void sample_next(Slot& s);

@@ -86,7 +86,8 @@ std::string file_url_bytes(const ImageRef& ref) {
     bad_url(ref, cat(path, ": image file of ", size, " bytes is too large (limit ", kMaxImageFileBytes, ")"));
   std::ifstream in(path, std::ios::binary);
   std::string bytes(static_cast<size_t>(size), '\0');
-  if (!in || !in.read(bytes.data(), static_cast<std::streamsize>(size))) bad_url(ref, cat(path, ": cannot read image file"));
+  if (!in || !in.read(bytes.data(), static_cast<std::streamsize>(size)))
+    bad_url(ref, cat(path, ": cannot read image file"));
   return bytes;
 }
 
@@ -137,7 +138,8 @@ std::string image_bytes(const ImageRef& ref, bool allow_local_files) {
   if (starts_with_ci(ref.url, "http://") || starts_with_ci(ref.url, "https://"))
     bad_url(ref, "remote image URLs are not fetched; send the image as a data:image/png;base64,… URL");
   const std::string shown = ref.url.size() > 40 ? ref.url.substr(0, 40) + "…" : ref.url;
-  bad_url(ref, cat("unsupported image URL '", shown, "' (expected data:image/png;base64,… or data:image/jpeg;base64,…)"));
+  bad_url(ref, cat("unsupported image URL '", shown,
+                   "' (expected data:image/png;base64,… or data:image/jpeg;base64,…)"));
 }
 
 void require_vision(const ServerContext& ctx, const std::vector<ImageRef>& images) {

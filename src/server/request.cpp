@@ -237,7 +237,8 @@ std::string content_text(const ojson& content, const std::string& where, std::ve
       continue;
     }
     if (type != "text")
-      throw ApiError(400, cat(where, ".content: content part type '", type, "' is not supported (text and image_url only)"),
+      throw ApiError(400, cat(where, ".content: content part type '", type,
+                              "' is not supported (text and image_url only)"),
                      "unsupported_content_type", where + ".content");
     if (!part.contains("text") || !part["text"].is_string())
       throw ApiError(400, where + ".content: a text part needs a string 'text'", "invalid_type", where + ".content");
