@@ -122,8 +122,8 @@ class ServerVl : public ::testing::Test {
   };
   // `zaya run --image …` with the server's sampling settings.
   static RunResult run(const std::vector<std::string>& images, const std::string& text, int n, double temp,
-                       uint64_t seed) {
-    std::string cmd = zaya::test::cli_path() + " run -m " + model();
+                       uint64_t seed, const std::string& flags = "") {
+    std::string cmd = zaya::test::cli_path() + " run -m " + model() + flags;
     for (const auto& i : images) cmd += " --image " + i;
     cmd += " -p '" + text + "' -n " + std::to_string(n) + " --temp " + std::to_string(temp) +
            " --top-k 0 --top-p 1 --min-p 0 --seed " + std::to_string(seed);
@@ -178,6 +178,25 @@ TEST_F(ServerVl, DataUrlGivesTheTokensOfZayaRun) {
   auto m = c.Get("/metrics");
   ASSERT_TRUE(m);
   EXPECT_NE(m->body.find("zaya_images_total 5\n"), std::string::npos) << m->body;
+}
+
+// The mask policy reaches the model: a server with the causal mask answers as `zaya run --mask causal`, and not as
+// the default policy does.
+TEST_F(ServerVl, MaskOptionReachesTheModel) {
+  ServerOptions o;
+  o.mask = zaya::AttentionMask::Causal;
+  auto srv = start(o);
+  const json body = chat(json::array({user_with_images({data_url(image())}, "describe it")}), 16, 1.0, 4);
+  const Answer a = post(*srv, body);
+  ASSERT_EQ(a.status, 200) << a.body;
+  EXPECT_EQ(a.content() + "\n", run({image_file()}, "describe it", 16, 1.0, 4, " --mask causal").out);
+  EXPECT_NE(a.content() + "\n", run({image_file()}, "describe it", 16, 1.0, 4).out);
+  // The CLI takes both image options.
+  std::string help;
+  ASSERT_EQ(zaya::test::run_command(zaya::test::cli_path() + " serve --help", &help), 0);
+  EXPECT_NE(help.find("--mask"), std::string::npos) << help;
+  EXPECT_NE(help.find("--allow-local-files"), std::string::npos) << help;
+  EXPECT_NE(zaya::test::run_command(zaya::test::cli_path() + " serve -m " + model() + " --mask nonsense"), 0);
 }
 
 // Two images of the same size have equal token ids; their cache keys differ, so neither reuses the other's state.

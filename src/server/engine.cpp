@@ -364,7 +364,7 @@ void Engine::step() {
     if (opt_.snapshot_interval > 0)
       n = std::min(n, (s->pos / opt_.snapshot_interval + 1) * opt_.snapshot_interval - s->pos);
     // Uncached images reach the model in one pass with the rest of the prompt, as in Session::prefill: the mask
-    // policy spans the whole prefill call. Such a chunk may exceed the budget; it ends this step's prefill.
+    // policy spans the whole prefill call. Such a chunk may exceed the budget (then it ends this step's prefill).
     if (images_from(task, s->pos)) n = prompt.size() - s->pos;
     const bool last = s->pos + n == prompt.size();
     items.push_back({std::span(prompt).subspan(s->pos, n), &s->state, last ? LogitsMode::Last : LogitsMode::None, {}});
