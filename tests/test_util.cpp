@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -62,6 +63,74 @@ int run_command(const std::string& cmd, std::string* out, std::string* err) {
   fs::remove(o);
   fs::remove(e);
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+namespace {
+using Bytes = std::vector<uint8_t>;
+
+void put32(Bytes& b, uint32_t v) {
+  for (int s = 24; s >= 0; s -= 8) b.push_back(static_cast<uint8_t>(v >> s));
+}
+
+void chunk(Bytes& png, const char* type, const Bytes& data) {
+  put32(png, static_cast<uint32_t>(data.size()));
+  const size_t start = png.size();
+  png.insert(png.end(), type, type + 4);
+  png.insert(png.end(), data.begin(), data.end());
+  put32(png, crc32(&png[start], png.size() - start) ^ 0xffffffffu);
+}
+}  // namespace
+
+uint32_t crc32(const uint8_t* p, size_t n, uint32_t c) {
+  for (size_t i = 0; i < n; ++i) {
+    c ^= p[i];
+    for (int k = 0; k < 8; ++k) c = (c >> 1) ^ (0xedb88320u & (0u - (c & 1u)));
+  }
+  return c;
+}
+
+Bytes make_png(uint32_t w, uint32_t h, int depth, int color_type, const Bytes& rows, const Bytes& plte,
+               const Bytes& trns) {
+  Bytes png = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  Bytes ihdr;
+  put32(ihdr, w);
+  put32(ihdr, h);
+  ihdr.insert(ihdr.end(), {static_cast<uint8_t>(depth), static_cast<uint8_t>(color_type), 0, 0, 0});
+  chunk(png, "IHDR", ihdr);
+  if (!plte.empty()) chunk(png, "PLTE", plte);
+  if (!trns.empty()) chunk(png, "tRNS", trns);
+  Bytes raw;  // filter type 0 before every scanline
+  const size_t stride = h ? rows.size() / h : 0;
+  for (uint32_t y = 0; y < h; ++y) {
+    raw.push_back(0);
+    raw.insert(raw.end(), rows.begin() + y * stride, rows.begin() + (y + 1) * stride);
+  }
+  Bytes z = {0x78, 0x01};
+  size_t pos = 0;
+  do {
+    const size_t n = std::min<size_t>(raw.size() - pos, 65535);
+    z.push_back(pos + n == raw.size() ? 1 : 0);
+    z.insert(z.end(), {static_cast<uint8_t>(n), static_cast<uint8_t>(n >> 8), static_cast<uint8_t>(~n),
+                       static_cast<uint8_t>(~n >> 8)});
+    z.insert(z.end(), raw.begin() + pos, raw.begin() + pos + n);
+    pos += n;
+  } while (pos < raw.size());
+  uint32_t a = 1, b = 0;
+  for (uint8_t v : raw) a = (a + v) % 65521, b = (b + a) % 65521;
+  put32(z, (b << 16) | a);
+  chunk(png, "IDAT", z);
+  chunk(png, "IEND", {});
+  return png;
+}
+
+void make_chat_fixture(const std::string& dir) {
+  namespace fs = std::filesystem;
+  const std::string vl = require_path(data_dir() + "/golden/zaya1-vl/tiny-a");
+  const std::string text = require_path(data_dir() + "/golden/zaya1-text/tiny-a");
+  for (const char* f : {"config.json", "preprocessor_config.json", "model.safetensors", "image.png"})
+    fs::copy_file(vl + "/" + f, dir + "/" + f);
+  for (const char* f : {"tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json"})
+    fs::copy_file(text + "/" + f, dir + "/" + f);
 }
 
 }  // namespace zaya::test

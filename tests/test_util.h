@@ -1,7 +1,10 @@
 #pragma once
 // Shared helpers for the test suite: where the copied golden data and fetched assets live.
+#include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 namespace zaya::test {
 
@@ -28,5 +31,17 @@ struct TempDir {
 
 // Runs a shell command; returns its exit code and fills stdout/stderr text.
 int run_command(const std::string& cmd, std::string* out = nullptr, std::string* err = nullptr);
+
+// A minimal PNG writer (stored zlib blocks), so tests can make any colour type and bit depth. `rows`: the unfiltered
+// scanlines, concatenated (each ceil(w·channels·depth/8) bytes).
+std::vector<uint8_t> make_png(uint32_t w, uint32_t h, int depth, int color_type, const std::vector<uint8_t>& rows,
+                              const std::vector<uint8_t>& plte = {}, const std::vector<uint8_t>& trns = {});
+// PNG's CRC-32 register after `n` bytes (xor with 0xffffffff for the chunk CRC).
+uint32_t crc32(const uint8_t* p, size_t n, uint32_t c = 0xffffffffu);
+
+// The tiny ZAYA1-VL model (golden zaya1-vl/tiny-a, with its image.png) made usable by the chat CLI and the server:
+// the golden VL folder has no tokenizer or chat template, so the tiny text model's (same 384-token vocabulary) are
+// copied beside it into `dir`.
+void make_chat_fixture(const std::string& dir);
 
 }  // namespace zaya::test

@@ -200,20 +200,9 @@ TEST(VlCli, LogitsWithAnImageMatchTheReference) {
 namespace zaya {
 namespace {
 
-// The tiny VL model with a chat template and a tokenizer: the golden VL folder has neither, the tiny text model's
-// (same 384-token vocabulary) serve for CLI tests.
-void make_chat_fixture(const std::string& dir) {
-  namespace fs = std::filesystem;
-  const std::string vl = tiny_a(), text = test::data_dir() + "/golden/zaya1-text/tiny-a";
-  for (const char* f : {"config.json", "preprocessor_config.json", "model.safetensors", "image.png"})
-    fs::copy_file(vl + "/" + f, dir + "/" + f);
-  for (const char* f : {"tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json"})
-    fs::copy_file(text + "/" + f, dir + "/" + f);
-}
-
 TEST(VlCli, RunAndChatWithAnImage) {
   test::TempDir tmp("vl_run");
-  make_chat_fixture(tmp.str());
+  test::make_chat_fixture(tmp.str());
   const std::string img = tmp / "image.png";
   std::string out1, out2, err;
   const std::string run = test::cli_path() + " run -m " + tmp.str() + " --image " + img + " -p 'describe it' -n 6 --temp 0";

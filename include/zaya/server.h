@@ -5,6 +5,8 @@
 #include <memory>
 #include <string>
 
+#include "zaya/model.h"
+
 namespace zaya::server {
 
 struct ServerOptions {
@@ -27,6 +29,8 @@ struct ServerOptions {
   bool log_requests = true;        // one line per request on stderr
   bool verbose_load = false;
   bool exact = false;  // affine products with fp32 activations (LoadOptions::exact)
+  AttentionMask mask = AttentionMask::ZyphraPrefix;  // ZAYA1-VL: how a prompt with images attends (LoadOptions::mask)
+  bool allow_local_files = false;  // ZAYA1-VL: accept file:// image URLs (paths on the server's machine)
 };
 
 class Server {

@@ -17,6 +17,7 @@ Runner add_serve(CLI::App& app) {
     server::ServerOptions s;
     int threads = 0;
     bool quiet = false;
+    std::string mask = "zyphra-fa2-prefix";
   };
   auto o = std::make_shared<Opts>();
   auto* sub = app.add_subcommand("serve", "OpenAI-compatible HTTP server (chat, completions, tools, streaming)");
@@ -45,7 +46,11 @@ Runner add_serve(CLI::App& app) {
   sub->add_option("-t,--threads", o->threads, "worker threads (0 = all cores)")->check(CLI::NonNegativeNumber);
   sub->add_flag("-q,--quiet", o->quiet, "no per-request log lines");
   sub->add_flag("--exact", o->s.exact, "quantized products with fp32 activations, the reference arithmetic (slower prefill)");
+  add_mask_option(sub, o->mask);
+  sub->add_flag("--allow-local-files", o->s.allow_local_files,
+                "ZAYA1-VL: accept file:// image URLs, read from this machine's disk (trusted clients only)");
   return [o]() {
+    o->s.mask = parse_attention_mask(o->mask);
     if (o->threads > 0) set_num_threads(static_cast<size_t>(o->threads));
     o->s.log_requests = !o->quiet;
     o->s.verbose_load = !o->quiet;

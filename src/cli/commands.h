@@ -28,6 +28,9 @@ Runner add_smoke(CLI::App& app);
 // Shared helpers.
 std::vector<int32_t> parse_ids(const std::string& text);
 
+// --mask NAME (ZAYA1-VL attention mask policy), for commands that load a model.
+void add_mask_option(CLI::App* sub, std::string& mask);
+
 struct ModelOptions {
   std::string dir;
   std::string skip_route;  // "", "px" or "zero"

@@ -27,6 +27,13 @@ std::vector<int32_t> parse_ids(const std::string& text) {
   return ids;
 }
 
+void add_mask_option(CLI::App* sub, std::string& mask) {
+  sub->add_option("--mask", mask,
+                  "ZAYA1-VL: how a prompt with images attends: zyphra-fa2-prefix (default, Zyphra's own inference), "
+                  "causal (HF default path) or image-pairs (upstream port); see docs/vision.md")
+      ->check(CLI::IsMember({"causal", "zyphra-fa2-prefix", "image-pairs"}));
+}
+
 void ModelOptions::add_to(CLI::App* sub, bool exact_by_default) {
   sub->add_option("-m,--model", dir, "model folder (config.json + safetensors)")->required();
   sub->add_option("--skip-route", skip_route,
@@ -34,10 +41,7 @@ void ModelOptions::add_to(CLI::App* sub, bool exact_by_default) {
       ->check(CLI::IsMember({"px", "zero"}));
   sub->add_option("-t,--threads", threads, "worker threads (0 = all cores)")->check(CLI::NonNegativeNumber);
   sub->add_flag("-q,--quiet", quiet, "do not log model details to stderr");
-  sub->add_option("--mask", mask,
-                  "ZAYA1-VL: how a prompt with images attends: zyphra-fa2-prefix (default, Zyphra's own inference), "
-                  "causal (HF default path) or image-pairs (upstream port); see docs/vision.md")
-      ->check(CLI::IsMember({"causal", "zyphra-fa2-prefix", "image-pairs"}));
+  add_mask_option(sub, mask);
   exact = exact_by_default;
   if (exact_by_default)
     sub->add_flag_callback("--fast", [this] { exact = false; },

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <limits>
 
+#include "server/images.h"
 #include "server/openai.h"
 #include "server/request.h"
 #include "zaya/error.h"
@@ -29,9 +30,11 @@ void fit_context(const ServerContext& ctx, size_t prompt_tokens, GenerateOptions
   }
 }
 
-std::shared_ptr<Task> submit(ServerContext& ctx, std::vector<int32_t> ids, const GenerateOptions& gen) {
-  const auto deadline = Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(ctx.opt.timeout_s * 1000));
-  auto task = std::make_shared<Task>(std::move(ids), gen, deadline);
+Clock::time_point deadline(const ServerContext& ctx) {
+  return Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(ctx.opt.timeout_s * 1000));
+}
+
+std::shared_ptr<Task> submit(ServerContext& ctx, std::shared_ptr<Task> task) {
   switch (ctx.engine->submit(task)) {
     case Engine::Admit::Ok: return task;
     case Engine::Admit::QueueFull:
@@ -49,6 +52,7 @@ std::shared_ptr<Task> submit(ServerContext& ctx, std::vector<int32_t> ids, const
 void chat_completion(ServerContext& ctx, const HttpRequest& req, Exchange& ex, AnswerTo to) {
   const ojson body = parse_body(req.body);
   ChatRequest cr = parse_chat_request(body, ctx.defaults, ctx.vocab);
+  require_vision(ctx, cr.images);
   std::string prompt = ctx.fmt->render(cr.messages, cr.render);
   const bool in_think = ChatFormatter::ends_inside_think(prompt);
   std::string forced;  // output text the server writes for the model (tool_choice required / named)
@@ -59,8 +63,11 @@ void chat_completion(ServerContext& ctx, const HttpRequest& req, Exchange& ex, A
   }
   if (cr.tool_choice == ToolChoice::None && ctx.tool_call_token >= 0)
     cr.gen.sampling.logit_bias[ctx.tool_call_token] = -std::numeric_limits<float>::infinity();
-  std::vector<int32_t> ids = ctx.tok.encode(prompt + forced, false);
-  fit_context(ctx, ids.size(), cr.gen, cr.max_tokens_given);
+  // A prompt with images: its ids hold each image's tokens, and the task carries the features (server/images.h).
+  std::optional<ImagePrompt> images;
+  if (!cr.images.empty()) images = image_prompt(ctx, prompt + forced, cr.images);
+  std::vector<int32_t> ids = images ? std::vector<int32_t>() : ctx.tok.encode(prompt + forced, false);
+  fit_context(ctx, images ? images->prompt.ids.size() : ids.size(), cr.gen, cr.max_tokens_given);
 
   // The generation step parses the answer: the forced text is the start of its output, and an EOS inside a call
   // (between parameters) closes the call.
@@ -73,7 +80,9 @@ void chat_completion(ServerContext& ctx, const HttpRequest& req, Exchange& ex, A
   parse.close_call_at_stop = true;
   parse.single_tool_call = !cr.parallel_tool_calls;
 
-  auto task = submit(ctx, std::move(ids), cr.gen);
+  auto task = submit(ctx, images ? std::make_shared<Task>(std::move(images->prompt), cr.images.size(),
+                                                         images->vision_ms, cr.gen, deadline(ctx))
+                                 : std::make_shared<Task>(std::move(ids), cr.gen, deadline(ctx)));
   auto reply = std::make_unique<ChatReply>(
       Reply::Setup{ctx.tok, random_id("chatcmpl-"), ctx.model_name, cr.stream, cr.include_usage}, cr.logprobs);
   answer(std::move(task), std::move(reply), ex, std::move(to));
@@ -86,7 +95,7 @@ void text_completion(ServerContext& ctx, const HttpRequest& req, Exchange& ex, A
   fit_context(ctx, ids.size(), cr.gen, cr.max_tokens_given);
   std::string echo_text = !cr.echo ? "" : cr.prompt_text ? *cr.prompt_text : ctx.tok.decode(ids, false);
 
-  auto task = submit(ctx, std::move(ids), cr.gen);
+  auto task = submit(ctx, std::make_shared<Task>(std::move(ids), cr.gen, deadline(ctx)));
   auto reply = std::make_unique<CompletionReply>(
       Reply::Setup{ctx.tok, random_id("cmpl-"), ctx.model_name, cr.stream, cr.include_usage}, cr.logprobs,
       cr.gen.skip_special_tokens, std::move(echo_text));

@@ -10,7 +10,9 @@ ServerContext::ServerContext(ServerOptions options)
   LoadOptions lo;
   lo.verbose = opt.verbose_load;
   lo.exact = opt.exact;
+  lo.mask = opt.mask;
   model = Model::load(opt.model_dir, lo);
+  if (model->config().vl.enabled) vision = VisionEncoder::load(opt.model_dir, lo);
   fmt = std::make_unique<ChatFormatter>(tok, opt.chat_template);
   // OpenAI's defaults (temperature 1, no truncation), then the model's generation_config.json.
   SamplingParams base;

@@ -3,6 +3,7 @@
 // the generation engine and the counters.
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "server/engine.h"
@@ -12,6 +13,7 @@
 #include "zaya/model.h"
 #include "zaya/sampler.h"
 #include "zaya/tokenizer.h"
+#include "zaya/vision.h"
 
 namespace zaya::server {
 
@@ -23,6 +25,8 @@ struct ServerContext {
   Tokenizer tok;
   std::unique_ptr<Model> model;
   std::unique_ptr<ChatFormatter> fmt;
+  std::unique_ptr<VisionEncoder> vision;  // ZAYA1-VL models only; one encode at a time (vision_mu)
+  std::mutex vision_mu;
   SamplingParams defaults;   // OpenAI's, then the model's generation_config.json
   std::string model_name;    // the id /v1/models lists
   int64_t created = 0;       // when the server started (the model object's "created")

@@ -12,6 +12,13 @@ namespace {
 double ms_between(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double, std::milli>(b - a).count();
 }
+
+// Does a task's prompt hold image tokens at `pos` or later?
+bool images_from(const Task& t, size_t pos) {
+  const auto& f = t.images.flags;
+  return pos < f.size() &&
+         std::any_of(f.begin() + static_cast<std::ptrdiff_t>(pos), f.end(), [](uint8_t x) { return x != 0; });
+}
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -178,10 +185,12 @@ void Engine::assign(std::shared_ptr<Task> t) {
   // The longest cached history that is a prefix of the prompt: an idle slot's live state or a snapshot.
   size_t best = 0;
   Slot* best_slot = nullptr;
+  const size_t least = least_reuse(*t);
   for (auto& s : slots_)
-    if (!s->task && s->tokens.size() > best && can_resume(s->tokens, s->last_logits, t->prompt))
+    if (!s->task && s->tokens.size() > best && s->tokens.size() >= least &&
+        can_resume(s->tokens, s->last_logits, t->key()))
       best = s->tokens.size(), best_slot = s.get();
-  const int best_snap = pool_.find(t->prompt, best);
+  const int best_snap = pool_.find(t->key(), std::max(best, least > 0 ? least - 1 : 0));
   if (best_snap >= 0) best = pool_.use(static_cast<size_t>(best_snap)).tokens.size(), best_slot = nullptr;
   Slot* slot = best_slot;
   if (!slot) {
@@ -213,6 +222,16 @@ void Engine::assign(std::shared_ptr<Task> t) {
   }
   slot->cached = best;
   start_task(*slot, std::move(t));
+}
+
+size_t Engine::least_reuse(const Task& t) const {
+  if (!t.has_images() || model_.attention_mask() == AttentionMask::Causal) return 0;
+  // Under zyphra-fa2-prefix the tokens up to two past the last image token attend to each other within one prefill
+  // (image-pairs needs less): a fresh prefill and a resumed one agree only if the cache holds that whole span.
+  const auto& f = t.images.flags;
+  size_t end = f.size();  // one past the last image token
+  while (end > 0 && f[end - 1] == 0) --end;
+  return std::min(end + 2, f.size());
 }
 
 void Engine::start_task(Slot& s, std::shared_ptr<Task> t) {
@@ -251,6 +270,8 @@ void Engine::finish(Slot& s, const std::string& reason, const std::string& error
   sum.prompt_tokens = t.prompt.size();
   sum.cached_tokens = s.cached;
   sum.completion_tokens = generated;
+  sum.images = t.image_count;
+  sum.vision_ms = t.vision_ms;
   sum.queue_ms = ms_between(t.created, s.admitted);
   if (s.prefilling) {
     sum.prompt_ms = ms_between(s.admitted, now);
@@ -334,16 +355,25 @@ void Engine::step() {
   for (auto& s : slots_)
     if (s->task && s->prefilling) pre.push_back(s.get());
   std::sort(pre.begin(), pre.end(), [](Slot* a, Slot* b) { return a->seq < b->seq; });
+  const size_t H = static_cast<size_t>(model_.config().hidden);
   for (Slot* s : pre) {
     if (budget == 0) break;
-    const auto& prompt = s->task->prompt;
+    const Task& task = *s->task;
+    const auto& prompt = task.prompt;
     size_t n = std::min(prompt.size() - s->pos, budget);
     if (opt_.snapshot_interval > 0)
       n = std::min(n, (s->pos / opt_.snapshot_interval + 1) * opt_.snapshot_interval - s->pos);
+    // Uncached images reach the model in one pass with the rest of the prompt, as in Session::prefill: the mask
+    // policy spans the whole prefill call. Such a chunk may exceed the budget (then it ends this step's prefill).
+    if (images_from(task, s->pos)) n = prompt.size() - s->pos;
     const bool last = s->pos + n == prompt.size();
     items.push_back({std::span(prompt).subspan(s->pos, n), &s->state, last ? LogitsMode::Last : LogitsMode::None, {}});
+    if (task.has_images()) {
+      items.back().embeddings = std::span(task.images.embeddings).subspan(s->pos * H, n * H);
+      items.back().flags = std::span(task.images.flags).subspan(s->pos, n);
+    }
     who.push_back(s);
-    budget -= n;
+    budget -= std::min(n, budget);
     n_prefill += n;
   }
   if (items.empty()) return;
@@ -371,7 +401,9 @@ void Engine::step() {
       continue;
     }
     const auto& prompt = s.task->prompt;
-    s.tokens.insert(s.tokens.end(), items[i].ids.begin(), items[i].ids.end());
+    // The state's history is kept as cache keys (image tokens carry their image's fingerprint).
+    const auto key = std::span(s.task->key()).subspan(s.pos, items[i].ids.size());
+    s.tokens.insert(s.tokens.end(), key.begin(), key.end());
     s.pos += items[i].ids.size();
     s.last_logits.clear();  // no longer those of the last token held
     if (s.pos == prompt.size()) {

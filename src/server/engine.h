@@ -11,6 +11,9 @@
 // state whose whole token history is a prefix of the new prompt. Candidates are the idle slots' live states (the
 // end of the turn they last ran) and a shared LRU pool of snapshots taken at the end of every prompt, every
 // `snapshot_interval` prompt tokens, and of a slot's live state when the slot is handed to an unrelated request.
+// Histories are cache keys (zaya/vision.h, MultimodalPrompt::key): an image token carries its image's fingerprint, so
+// equal ids with other images never match. A prompt with uncached images is prefilled in one pass (the mask policy
+// spans the prefill call), and under a non-causal policy resumes only past its images (least_reuse).
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -27,6 +30,7 @@
 #include "zaya/generate.h"
 #include "zaya/model.h"
 #include "zaya/snapshot_pool.h"
+#include "zaya/vision.h"
 
 namespace zaya {
 class Tokenizer;
@@ -41,6 +45,8 @@ struct TaskSummary {
   std::string error;
   size_t prompt_tokens = 0, cached_tokens = 0, completion_tokens = 0;
   double queue_ms = 0, prompt_ms = 0, generation_ms = 0;
+  size_t images = 0;     // images in the prompt (ZAYA1-VL)
+  double vision_ms = 0;  // their decoding, preprocessing and vision encoder time
   int slot = -1;
   bool started = false;  // reached a slot (a task that timed out in the queue did not)
 };
@@ -49,10 +55,22 @@ class Task {
  public:
   Task(std::vector<int32_t> prompt, GenerateOptions params, Clock::time_point deadline)
       : prompt(std::move(prompt)), params(std::move(params)), deadline(deadline), created(Clock::now()) {}
+  // A prompt with images (ZAYA1-VL): its ids become `prompt`; the embedding rows, flags and cache key stay in
+  // `images`. `count` and `vision_ms` only go into the summary.
+  Task(MultimodalPrompt mm, size_t count, double vision_ms, GenerateOptions params, Clock::time_point deadline)
+      : prompt(std::move(mm.ids)), images(std::move(mm)), image_count(count), vision_ms(vision_ms),
+        params(std::move(params)), deadline(deadline), created(Clock::now()) {}
   const std::vector<int32_t> prompt;
+  const MultimodalPrompt images;  // empty for a text prompt (its ids moved to `prompt` otherwise)
+  const size_t image_count = 0;
+  const double vision_ms = 0;
   const GenerateOptions params;
   const Clock::time_point deadline;
   const Clock::time_point created;
+
+  bool has_images() const { return !images.flags.empty(); }
+  // What prompt reuse matches on: the ids, with each image token replaced by its image's fingerprint key.
+  const std::vector<int32_t>& key() const { return has_images() ? images.key : prompt; }
 
   void cancel() { cancelled_ = true; }
   bool cancelled() const { return cancelled_; }
@@ -108,6 +126,10 @@ class Engine {
   void loop();
   void admit_locked(std::unique_lock<std::mutex>& lk);  // moves queued tasks to admitted_now_
   void assign(std::shared_ptr<Task> t);                 // picks a slot and starts the task
+  // The shortest cached prefix a task may resume from (0: any). A prompt with images under a non-causal mask policy
+  // resumes only from a prefix that holds every token its images' prefill span covers, so that its tokens are those
+  // of a fresh prefill (as `zaya run --image` computes them), whatever the cache holds.
+  size_t least_reuse(const Task& t) const;
   void start_task(Slot& s, std::shared_ptr<Task> t);
   void step();
   void sample_next(Slot& s);

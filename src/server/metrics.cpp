@@ -45,6 +45,12 @@ void Metrics::finished(const std::string& reason) {
   ++finished_[reason];
 }
 
+void Metrics::images(uint64_t count, double seconds) {
+  std::lock_guard<std::mutex> lk(mu_);
+  images_ += count;
+  vision_seconds_ += seconds;
+}
+
 std::string Metrics::render(size_t queue_depth, size_t slots_busy, size_t slots_total, size_t snapshots,
                             size_t snapshot_bytes) const {
   std::lock_guard<std::mutex> lk(mu_);
@@ -81,6 +87,10 @@ std::string Metrics::render(size_t queue_depth, size_t slots_busy, size_t slots_
   head("zaya_generation_tokens_per_second", "gauge", "Generation throughput since start (all slots together).");
   o << "zaya_generation_tokens_per_second " << (decode_seconds_ > 0 ? step_decode_tokens_ / decode_seconds_ : 0)
     << "\n";
+  head("zaya_images_total", "counter", "Images encoded for prompts (ZAYA1-VL).");
+  o << "zaya_images_total " << images_ << "\n";
+  head("zaya_vision_seconds_total", "counter", "Time spent decoding, preprocessing and encoding images.");
+  o << "zaya_vision_seconds_total " << vision_seconds_ << "\n";
   head("zaya_batch_steps_total", "counter", "Batched model passes.");
   o << "zaya_batch_steps_total " << steps_ << "\n";
   head("zaya_batch_sequences_total", "counter", "Sequences summed over batched passes (divide by steps: mean batch).");

@@ -19,6 +19,8 @@ class Metrics {
   void prompt_cache(uint64_t prompt_tokens, uint64_t cached_tokens);
   void generated(uint64_t tokens);
   void finished(const std::string& reason);
+  // Images of a request (ZAYA1-VL) and the time spent decoding and encoding them.
+  void images(uint64_t count, double seconds);
 
   // Prometheus exposition text. The gauges are passed in (they live in the engine).
   std::string render(size_t queue_depth, size_t slots_busy, size_t slots_total, size_t snapshots,
@@ -32,6 +34,8 @@ class Metrics {
   uint64_t cache_hits_ = 0, cache_misses_ = 0;
   uint64_t steps_ = 0, step_sequences_ = 0, step_prompt_tokens_ = 0, step_decode_tokens_ = 0;
   double prompt_seconds_ = 0, decode_seconds_ = 0;
+  uint64_t images_ = 0;
+  double vision_seconds_ = 0;
 };
 
 }  // namespace zaya::server

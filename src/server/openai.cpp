@@ -21,13 +21,18 @@ ojson usage_json(const TaskSummary& s, size_t reasoning_tokens, bool chat) {
 // llama.cpp-style speed figures, in every final answer.
 ojson timings_json(const TaskSummary& s) {
   const double processed = static_cast<double>(s.prompt_tokens - s.cached_tokens);
-  return {{"queue_ms", s.queue_ms},
-          {"prompt_ms", s.prompt_ms},
-          {"prompt_tokens_processed", s.prompt_tokens - s.cached_tokens},
-          {"prompt_per_second", s.prompt_ms > 0 ? processed * 1000.0 / s.prompt_ms : 0.0},
-          {"predicted_ms", s.generation_ms},
-          {"predicted_per_second", s.generation_ms > 0 ? s.completion_tokens * 1000.0 / s.generation_ms : 0.0},
-          {"slot", s.slot}};
+  ojson t = {{"queue_ms", s.queue_ms},
+             {"prompt_ms", s.prompt_ms},
+             {"prompt_tokens_processed", s.prompt_tokens - s.cached_tokens},
+             {"prompt_per_second", s.prompt_ms > 0 ? processed * 1000.0 / s.prompt_ms : 0.0},
+             {"predicted_ms", s.generation_ms},
+             {"predicted_per_second", s.generation_ms > 0 ? s.completion_tokens * 1000.0 / s.generation_ms : 0.0},
+             {"slot", s.slot}};
+  if (s.images > 0) {  // a prompt with images: the vision encoder's share (decoding and preprocessing included)
+    t["images"] = s.images;
+    t["vision_ms"] = s.vision_ms;
+  }
+  return t;
 }
 
 std::string decode_one(const Tokenizer& tok, int32_t id, bool skip_special) {

@@ -209,13 +209,16 @@ void parse_common(const Fields& f, GenerateOptions& g, bool& max_given, bool& st
   }
 }
 
-std::string content_text(const ojson& content, const std::string& where) {
+// A message's content for the template: text parts as they are, each image part as a kImageMarker line (the way
+// image_content() builds the content of `zaya run --image`), its URL appended to `images`.
+std::string content_text(const ojson& content, const std::string& where, std::vector<ImageRef>& images) {
   if (content.is_null()) return "";
   if (content.is_string()) return content.get<std::string>();
   if (!content.is_array()) throw ApiError(400, where + ".content must be a string or a list of content parts",
                                           "invalid_type", where + ".content");
   std::string out;
-  for (const auto& part : content) {
+  for (size_t k = 0; k < content.size(); ++k) {
+    const ojson& part = content[k];
     if (part.is_string()) {
       out += part.get<std::string>();
       continue;
@@ -223,8 +226,19 @@ std::string content_text(const ojson& content, const std::string& where) {
     if (!part.is_object() || !part.contains("type") || !part["type"].is_string())
       throw ApiError(400, where + ".content parts must be objects with a 'type'", "invalid_type", where + ".content");
     const std::string type = part["type"];
+    if (type == "image_url") {
+      const std::string param = cat(where, ".content[", k, "].image_url");
+      const ojson* iu = part.contains("image_url") ? &part["image_url"] : nullptr;
+      if (iu && iu->is_object() && iu->contains("url")) iu = &(*iu)["url"];
+      if (!iu || !iu->is_string())
+        throw ApiError(400, param + " must be {\"url\": \"…\"} or a URL string", "invalid_type", param);
+      images.push_back({iu->get<std::string>(), param});
+      out += std::string(kImageMarker) + "\n";
+      continue;
+    }
     if (type != "text")
-      throw ApiError(400, cat(where, ".content: content part type '", type, "' is not supported (text only)"),
+      throw ApiError(400, cat(where, ".content: content part type '", type,
+                              "' is not supported (text and image_url only)"),
                      "unsupported_content_type", where + ".content");
     if (!part.contains("text") || !part["text"].is_string())
       throw ApiError(400, where + ".content: a text part needs a string 'text'", "invalid_type", where + ".content");
@@ -283,7 +297,8 @@ ChatRequest parse_chat_request(const ojson& body, const SamplingParams& defaults
     if (!m.contains("content") || (m["content"].is_null() && !(role == "assistant" && has_calls)))
       if (role != "assistant")
         throw ApiError(400, where + ".content is required", "missing_required_parameter", where + ".content");
-    ojson out = {{"role", role}, {"content", content_text(m.contains("content") ? m["content"] : ojson(), where)}};
+    const ojson& content = m.contains("content") ? m["content"] : ojson();
+    ojson out = {{"role", role}, {"content", content_text(content, where, r.images)}};
     if (m.contains("name") && m["name"].is_string()) out["name"] = m["name"];
     if (m.contains("reasoning_content") && m["reasoning_content"].is_string())
       out["reasoning_content"] = m["reasoning_content"];

@@ -25,9 +25,16 @@ nlohmann::ordered_json parse_body(std::string_view body);
 
 enum class ToolChoice { Auto, None, Required, Named };
 
+// An image_url content part (ZAYA1-VL): its URL as sent, and where it was in the request (for error messages).
+struct ImageRef {
+  std::string url;
+  std::string param;  // e.g. messages[2].content[0].image_url
+};
+
 struct ChatRequest {
   std::string model;
   nlohmann::ordered_json messages;  // normalized for the template (content parts joined, tool arguments as objects)
+  std::vector<ImageRef> images;     // image parts of every message, in order; each is a kImageMarker line in content
   ChatRenderOptions render;
   GenerateOptions gen;
   bool max_tokens_given = false;

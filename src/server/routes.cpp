@@ -177,6 +177,9 @@ void Router::tokenize(const HttpRequest& req, Exchange& ex) const {
   if (body.contains("messages")) {
     // Tokenize a chat as /v1/chat/completions would render it.
     const ChatRequest cr = parse_chat_request(body, ctx_.defaults, ctx_.vocab);
+    if (!cr.images.empty())
+      throw ApiError(400, "/tokenize does not take images (their token count depends on the image)",
+                     "unsupported_content_type", cr.images.front().param);
     text = ctx_.fmt->render(cr.messages, cr.render);
   } else {
     const char* key = body.contains("content") ? "content" : "prompt";
