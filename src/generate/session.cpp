@@ -45,9 +45,17 @@ size_t Session::prefill(const MultimodalPrompt& prompt) {
 size_t Session::prefill_keyed(std::span<const int32_t> prompt, std::span<const int32_t> key,
                               const MultimodalPrompt* images) {
   if (prompt.empty()) throw Error("empty prompt: at least one token is needed");
+  // Under a non-causal mask the tokens up to two past the last image attend to each other within one prefill, so a
+  // resumed prompt agrees with a fresh one only if the cache holds that whole span (the server's rule too).
+  size_t least = 0;
+  if (images && model_.attention_mask() != AttentionMask::Causal) {
+    size_t end = images->flags.size();
+    while (end > 0 && images->flags[end - 1] == 0) --end;
+    if (end > 0) least = std::min(end + 2, images->flags.size());
+  }
   // The live state if it can resume the prompt, else the longest snapshot that can.
-  size_t best = can_resume(tokens_, last_logits_, key) ? tokens_.size() : 0;
-  if (const int i = snapshots_.find(key, best); i >= 0) {
+  size_t best = tokens_.size() >= least && can_resume(tokens_, last_logits_, key) ? tokens_.size() : 0;
+  if (const int i = snapshots_.find(key, std::max(best, least > 0 ? least - 1 : 0)); i >= 0) {
     const PrefixSnapshot& from = snapshots_.use(static_cast<size_t>(i));
     state_ = from.state;
     tokens_ = from.tokens;
