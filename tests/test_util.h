@@ -1,7 +1,11 @@
 #pragma once
 // Shared helpers for the test suite: where the copied golden data and fetched assets live.
 #include <filesystem>
+#include <functional>
+#include <map>
 #include <string>
+
+#include "io/safetensors_writer.h"
 
 namespace zaya::test {
 
@@ -28,5 +32,19 @@ struct TempDir {
 
 // Runs a shell command; returns its exit code and fills stdout/stderr text.
 int run_command(const std::string& cmd, std::string* out = nullptr, std::string* err = nullptr);
+
+// A model folder's tensors, by name, for damaging copies.
+struct Tensor {
+  TensorSpec spec;
+  std::string bytes;
+};
+using Tensors = std::map<std::string, Tensor>;
+
+// Copies a model folder, letting `mutate` edit its tensors; shards and index are rewritten to match (new tensors go
+// to the first shard; a folder without an index keeps its single model.safetensors).
+std::string broken_copy(const std::string& src, const std::string& dst, const std::function<void(Tensors&)>& mutate);
+
+// The verify report of `dir` fails, and its failing check named `check` mentions `needle` (gtest expectations).
+void expect_failure(const std::string& dir, const std::string& check, const std::string& needle);
 
 }  // namespace zaya::test

@@ -3,12 +3,19 @@
 // layout, and `zaya bench --image`.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "io/safetensors.h"
 #include "test_util.h"
+#include "zaya/convert.h"
+#include "zaya/npy.h"
+#include "zaya/verify.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -45,6 +52,33 @@ std::pair<int64_t, int64_t> count_elements(const std::string& file, const std::s
   }
   return {with, without};
 }
+
+// The golden prompt of tiny-a (30 ids, 20 image tokens), comma-separated.
+std::string golden_prompt() {
+  const TensorStore in = TensorStore::open(tiny_a() + "/inputs.safetensors");
+  std::string ids;
+  for (int64_t v : to_i64(in.require("input_ids"))) {
+    if (!ids.empty()) ids += ',';
+    ids += std::to_string(v);
+  }
+  return ids;
+}
+
+std::vector<float> image_logits(const std::string& model, const std::string& out) {
+  std::string err;
+  EXPECT_EQ(test::run_command(cli() + " logits -q -m " + model + " --image " + tiny_a() + "/image.png --ids " +
+                                  golden_prompt() + " -o " + out, nullptr, &err), 0) << model << "\n" << err;
+  return read_npy(out).data;
+}
+
+ConvertResult convert(const std::string& dst, Profile p) {
+  ConvertOptions o;
+  o.profile = p;
+  o.threads = 1;
+  return convert_checkpoint(tiny_a(), dst, o);
+}
+
+json read_json(const std::string& path) { return json::parse(test::read_file(path)); }
 
 }  // namespace
 
@@ -111,4 +145,216 @@ TEST(VlTools, InfoOnATextModelHasNoVisionPart) {
   const json j = run_json("info --json -m " + test::require_path(test::data_dir() + "/golden/zaya1-text/tiny-a"));
   EXPECT_FALSE(j.contains("vision"));
   EXPECT_FALSE(j.contains("params_lora"));
+}
+
+// ---- zaya verify on VL folders -------------------------------------------------------------------------------
+
+TEST(VlTools, VerifyChecksTheWholeVlCheckpoint) {
+  const VerifyReport r = verify_bundle(tiny_a());
+  ASSERT_TRUE(r.ok()) << verify_report_table(r);
+  for (const auto& c : r.checks) {
+    if (c.name == "config") {
+      EXPECT_NE(c.detail.find("fused (ZAYA1-VL) config"), std::string::npos) << c.detail;
+    } else if (c.name == "coverage") {  // every tensor of the file is an architecture tensor: decoder, LoRA, tower
+      EXPECT_NE(c.detail.find("249/249"), std::string::npos) << c.detail;
+    } else if (c.name == "vision (VL)") {
+      EXPECT_NE(c.detail.find("78 LoRA"), std::string::npos) << c.detail;
+    }
+  }
+}
+
+TEST(VlTools, VerifyFailsOnABrokenTextConfig) {
+  test::TempDir tmp("vl_verify_cfg");
+  const std::string d = test::broken_copy(tiny_a(), tmp / "a", [](test::Tensors&) {});
+  json cfg = read_json(d + "/config.json");
+  cfg["num_attention_heads"] = 3;  // not a multiple of the 2 KV heads
+  std::ofstream(d + "/config.json") << cfg.dump(2);
+  test::expect_failure(d, "config", "language model:");
+  test::expect_failure(d, "config", "num_attention_heads = 3");
+  cfg.erase("num_attention_heads");
+  std::ofstream(d + "/config.json") << cfg.dump(2);
+  test::expect_failure(d, "config", "'num_attention_heads' is missing");
+  // The vision tower's config is checked too.
+  cfg = read_json(tiny_a() + "/config.json");
+  cfg["vision_config"]["num_heads"] = 5;
+  std::ofstream(d + "/config.json") << cfg.dump(2);
+  test::expect_failure(d, "config", "vision tower:");
+}
+
+TEST(VlTools, VerifyFailsOnAMissingOrMisshapenTensor) {
+  test::TempDir tmp("vl_verify_tensors");
+  test::expect_failure(test::broken_copy(tiny_a(), tmp / "a", [](test::Tensors& t) {
+                         t.erase("model.layers.1.attn.self_attn.qkv.linear_q.weight");
+                       }),
+                       "coverage", "missing tensor 'model.layers.1.attn.self_attn.qkv.linear_q.weight'");
+  test::expect_failure(test::broken_copy(tiny_a(), tmp / "b", [](test::Tensors& t) {
+                         t.erase("vision_tower.blocks.3.mlp.down_proj.bias");
+                       }),
+                       "coverage", "missing tensor 'vision_tower.blocks.3.mlp.down_proj.bias'");
+  test::expect_failure(test::broken_copy(tiny_a(), tmp / "c", [](test::Tensors& t) {
+                         t.erase("model.layers.2.mlp.zaya_block.experts.local_experts.3.lora_fc2.1.weight");
+                       }),
+                       "coverage", "lora_fc2.1.weight");
+  // A LoRA A matrix of the wrong rank.
+  test::expect_failure(test::broken_copy(tiny_a(), tmp / "d", [](test::Tensors& t) {
+                         test::Tensor& a = t.at("model.layers.0.attn.self_attn.qkv.lora_linear_q.0.weight");
+                         a.spec.shape = {2, 128};
+                       }),
+                       "coverage", "'model.layers.0.attn.self_attn.qkv.lora_linear_q.0.weight' has shape [2, 128]");
+  // A vision tensor that is not float.
+  test::expect_failure(test::broken_copy(tiny_a(), tmp / "e", [](test::Tensors& t) {
+                         t.at("vision_tower.merger.ln_q.weight").spec.dtype = DType::I32;
+                       }),
+                       "vision (VL)", "'vision_tower.merger.ln_q.weight' is I32, not float");
+  // No preprocessor config: the vision encoder cannot run.
+  const std::string f = test::broken_copy(tiny_a(), tmp / "f", [](test::Tensors&) {});
+  fs::remove(f + "/preprocessor_config.json");
+  test::expect_failure(f, "vision (VL)", "preprocessor_config.json is missing");
+}
+
+// ---- zaya convert of a VL checkpoint ---------------------------------------------------------------------------
+
+TEST(VlTools, ConvertWritesTheVlMxfp4Layout) {
+  test::TempDir tmp("vl_convert_layout");
+  const std::string d = tmp / "mxfp4";
+  const ConvertResult res = convert(d, Profile::Mxfp4);
+  EXPECT_EQ(res.shards.size(), 1u);
+  const VerifyReport r = verify_bundle(d);
+  EXPECT_TRUE(r.ok()) << verify_report_table(r);
+  EXPECT_NE(r.kind.find("JANG MXFP4 bundle, fused (ZAYA1-VL) layout, VL"), std::string::npos) << r.kind;
+
+  const json cfg = read_json(d + "/config.json");
+  EXPECT_EQ(cfg["model_type"], "zaya1_vl");
+  ASSERT_TRUE(cfg.contains("text_config"));  // §7.2: nested language config
+  EXPECT_EQ(cfg["text_config"]["hidden_size"], 64);
+  EXPECT_FALSE(cfg.contains("hidden_size"));
+  EXPECT_EQ(cfg["image_token_id"], 380);
+  EXPECT_TRUE(cfg.contains("vision_config"));
+  EXPECT_EQ(cfg["quantization"]["mode"], "affine");
+  EXPECT_FALSE(cfg["quantization"].contains("embed_bits"));  // "The VL variant has no embed_bits"
+  const json jang = read_json(d + "/jang_config.json");
+  EXPECT_EQ(jang["has_vision"], true);
+  EXPECT_EQ(jang["architecture"], "zaya1_vl");
+  EXPECT_EQ(jang["profile"], "MXFP4");
+  EXPECT_TRUE(fs::exists(d + "/preprocessor_config.json"));
+  EXPECT_EQ(test::read_file(d + "/preprocessor_config.json"), test::read_file(tiny_a() + "/preprocessor_config.json"));
+
+  const TensorStore s = TensorStore::open(d);
+  auto dtype = [&](const std::string& n) {
+    const TensorView* t = s.find(n);
+    return t ? std::string(dtype_name(t->dtype)) : std::string("absent");
+  };
+  // Language model: as the text bundles (4-bit linears, 8-bit embedding, F16 passthrough), experts stacked with
+  // `.mlp.` dropped.
+  EXPECT_EQ(dtype("model.layers.0.attn.self_attn.qkv.linear_q.weight"), "U32");
+  EXPECT_EQ(s.find("model.layers.0.attn.self_attn.qkv.linear_q.weight")->shape, (std::vector<int64_t>{64, 8}));
+  EXPECT_EQ(s.find("model.embed_tokens.weight")->shape, (std::vector<int64_t>{384, 16}));
+  EXPECT_EQ(dtype("model.layers.0.attn.input_norm.weight"), "F16");
+  EXPECT_EQ(dtype("model.layers.2.mlp.zaya_block.router.router_mlp.0.weight"), "F16");
+  EXPECT_EQ(s.find("model.layers.1.zaya_block.experts.switch_mlp.gate_proj.weight")->shape,
+            (std::vector<int64_t>{4, 32, 8}));
+  EXPECT_EQ(dtype("model.layers.1.mlp.zaya_block.experts.local_experts.0.linear_fc1.weight"), "absent");
+  // Vision tower and LoRA: F16 under their source names, shapes unchanged.
+  EXPECT_EQ(dtype("vision_tower.blocks.0.attn.qkv.weight"), "F16");
+  EXPECT_EQ(dtype("vision_tower.blocks.0.attn.qkv.scales"), "absent");
+  EXPECT_EQ(s.find("vision_tower.patch_embed.proj.weight")->shape, (std::vector<int64_t>{64, 3, 1, 14, 14}));
+  EXPECT_EQ(dtype("model.layers.0.attn.self_attn.qkv.lora_linear_q.1.weight"), "F16");
+  EXPECT_EQ(dtype("model.layers.2.mlp.zaya_block.experts.local_experts.3.lora_fc1.0.weight"), "F16");
+  size_t vision = 0, lora = 0;
+  for (const auto& n : s.names()) {
+    vision += n.rfind("vision_tower.", 0) == 0;
+    lora += n.find(".lora_") != std::string::npos;
+  }
+  EXPECT_EQ(vision, 54u);
+  EXPECT_EQ(lora, 78u);
+
+  // Deterministic: a second conversion is byte-for-byte the same.
+  const std::string d2 = tmp / "again";
+  convert(d2, Profile::Mxfp4);
+  for (const char* f : {"config.json", "jang_config.json", "model.safetensors.index.json", "model-00001-of-00001.safetensors"})
+    EXPECT_EQ(test::read_file(d + "/" + f), test::read_file(d2 + "/" + f)) << f;
+}
+
+// Every profile's bundle loads and runs with an image, close to the float source (quantization noise only), and
+// passes verify.
+TEST(VlTools, ConvertedBundlesRunWithAnImage) {
+  test::TempDir tmp("vl_convert_run");
+  const std::vector<float> ref = image_logits(tiny_a(), tmp / "ref.npy");
+  const size_t V = 384, L = ref.size() / V;
+  ASSERT_EQ(L, 30u);
+  // Loose bounds over the measured noise (|logits| ≤ ~5; the random tiny routers have small margins, so 4-bit
+  // profiles flip a route somewhere, as for the text bundles); the 4-bit g64 and E2M1 profiles flip the next token.
+  struct Bound {
+    Profile p;
+    double max_abs, mean_abs;
+    bool greedy_kept;
+  };
+  for (const Bound b : {Bound{Profile::Mxfp4, 2.0, 0.3, true}, Bound{Profile::Jangtq4, 0.6, 0.08, true},
+                        Bound{Profile::Q8, 0.5, 0.03, true}, Bound{Profile::Q4, 2.0, 0.3, false},
+                        Bound{Profile::Mxfp4E2m1, 2.5, 0.4, false}, Bound{Profile::Bf16, 0.1, 0.02, true}}) {
+    const std::string d = tmp / profile_name(b.p);
+    convert(d, b.p);
+    const VerifyReport r = verify_bundle(d);
+    EXPECT_TRUE(r.ok()) << verify_report_table(r);
+    const std::vector<float> got = image_logits(d, tmp / (std::string(profile_name(b.p)) + ".npy"));
+    ASSERT_EQ(got.size(), ref.size()) << profile_name(b.p);
+    double mx = 0, sum = 0;
+    size_t agree = 0;
+    for (size_t i = 0; i < got.size(); ++i) {
+      mx = std::max(mx, static_cast<double>(std::fabs(got[i] - ref[i])));
+      sum += std::fabs(got[i] - ref[i]);
+    }
+    for (size_t t = 0; t < L; ++t) {
+      const float* g = &got[t * V];
+      const float* w = &ref[t * V];
+      agree += std::max_element(g, g + V) - g == std::max_element(w, w + V) - w;
+    }
+    std::printf("%-10s max|dlogit| %.3f mean %.4f argmax agreement %zu/%zu\n", profile_name(b.p), mx, sum / got.size(),
+                agree, L);
+    EXPECT_LE(mx, b.max_abs) << profile_name(b.p);
+    EXPECT_LE(sum / got.size(), b.mean_abs) << profile_name(b.p);
+    // The greedy next token after the golden prompt (fa2 mask: 193) is kept.
+    const float* last = &got[(L - 1) * V];
+    if (b.greedy_kept) {
+      EXPECT_EQ(std::max_element(last, last + V) - last, 193) << profile_name(b.p);
+    }
+  }
+}
+
+// Damaged copies of a converted VL bundle: the language model's nested config, a stacked expert, a LoRA tensor that
+// was quantized.
+TEST(VlTools, VerifyFailsOnDamagedVlBundles) {
+  test::TempDir tmp("vl_verify_bundle");
+  const std::string b = tmp / "mxfp4";
+  convert(b, Profile::Mxfp4);
+  const std::string a = test::broken_copy(b, tmp / "a", [](test::Tensors&) {});
+  ASSERT_TRUE(verify_bundle(a).ok());
+  json cfg = read_json(a + "/config.json");
+  cfg["text_config"].erase("ffn_hidden_size");
+  std::ofstream(a + "/config.json") << cfg.dump(2);
+  test::expect_failure(a, "config", "'ffn_hidden_size' is missing");
+
+  const std::string up = "model.layers.1.zaya_block.experts.switch_mlp.up_proj";
+  const std::string c = test::broken_copy(b, tmp / "c", [&](test::Tensors& t) {
+    for (const char* s : {".weight", ".scales", ".biases"}) t.erase(up + s);
+  });
+  test::expect_failure(c, "switch_mlp experts", "'" + up + "' is missing");
+  test::expect_failure(c, "coverage", "missing tensor '" + up + ".weight'");
+
+  // A LoRA B matrix stored as 8-bit affine instead of float.
+  const std::string lb = "model.layers.0.attn.self_attn.lora_linear_o.1";
+  const std::string d = test::broken_copy(b, tmp / "d", [&](test::Tensors& t) {
+    t.erase(lb + ".weight");  // [64, 4]: rank 4 is narrower than a group; pretend a group of 4
+    t[lb + ".weight"] = test::Tensor{TensorSpec{lb + ".weight", DType::U32, {64, 1}}, std::string(64 * 4, '\0')};
+    t[lb + ".scales"] = test::Tensor{TensorSpec{lb + ".scales", DType::F16, {64, 1}}, std::string(64 * 2, '\0')};
+    t[lb + ".biases"] = test::Tensor{TensorSpec{lb + ".biases", DType::F16, {64, 1}}, std::string(64 * 2, '\0')};
+  });
+  test::expect_failure(d, "vision (VL)", "'" + lb + ".scales' is quantized");
+
+  // The jang_config must say the bundle has vision.
+  const std::string e = test::broken_copy(b, tmp / "e", [](test::Tensors&) {});
+  json jang = read_json(e + "/jang_config.json");
+  jang["has_vision"] = false;
+  std::ofstream(e + "/jang_config.json") << jang.dump(2);
+  test::expect_failure(e, "config", "has_vision = false");
 }
