@@ -358,3 +358,85 @@ TEST(VlTools, VerifyFailsOnDamagedVlBundles) {
   std::ofstream(e + "/jang_config.json") << jang.dump(2);
   test::expect_failure(e, "config", "has_vision = false");
 }
+
+// ---- zaya synth of a VL config ----------------------------------------------------------------------------------
+
+namespace {
+
+// The real ZAYA1-VL-8B config shrunk to a few hundred thousand parameters (every other key as in the real one).
+json shrunken_real_config() {
+  json c = read_json(real_config() + "/config.json");
+  c["hidden_size"] = 64;
+  c["num_hidden_layers"] = 2;
+  c["num_experts"] = 4;
+  c["vocab_size"] = 512;
+  c["head_dim"] = 16;
+  c["num_attention_heads"] = 4;
+  c["ffn_hidden_size"] = 64;
+  c["zaya_mlp_expansion"] = 16;
+  c["vision_lora_rank_attn"] = 4;
+  c["vision_lora_rank_mlp"] = 8;
+  c["image_token_id"] = 500;
+  c["vision_start_token_id"] = 498;
+  c["vision_end_token_id"] = 499;
+  c["eos_token_id"] = 1;
+  json& v = c["vision_config"];
+  v["depth"] = 2;
+  v["hidden_size"] = 64;
+  v["num_heads"] = 4;
+  v["intermediate_size"] = 96;
+  v["out_hidden_size"] = 64;
+  v["window_size"] = 56;
+  v["fullatt_block_indexes"] = {1};
+  return c;
+}
+
+}  // namespace
+
+TEST(VlTools, SynthMakesARunnableVlModel) {
+  test::TempDir tmp("vl_synth");
+  fs::create_directories(tmp / "cfg");
+  std::ofstream(tmp / "cfg/config.json") << shrunken_real_config().dump(2);
+  std::string out, err;
+  ASSERT_EQ(test::run_command(cli() + " synth -q -c " + (tmp / "cfg/config.json") + " -p mxfp4 " + (tmp / "a"), &out, &err), 0)
+      << err;
+  const VerifyReport r = verify_bundle(tmp / "a");
+  EXPECT_TRUE(r.ok()) << verify_report_table(r);
+  // Decoder (quantized), LoRA and vision tower (F16), and ZAYA1-VL-8B's preprocessor settings (none beside the config).
+  const TensorStore s = TensorStore::open(tmp / "a");
+  size_t vision = 0, lora = 0;
+  for (const auto& n : s.names()) {
+    vision += n.rfind("vision_tower.", 0) == 0;
+    lora += n.find(".lora_") != std::string::npos;
+  }
+  EXPECT_EQ(vision, 1u + 12u * 2u + 5u);  // patch embedding, 2 blocks, merger
+  EXPECT_EQ(lora, 2u * (10u + 4u * 4u));
+  EXPECT_EQ(s.find("model.layers.1.zaya_block.experts.switch_mlp.down_proj.weight")->dtype, DType::U32);
+  EXPECT_EQ(s.find("vision_tower.blocks.1.mlp.down_proj.weight")->dtype, DType::F16);
+  const json pre = read_json(tmp / "a/preprocessor_config.json");
+  EXPECT_EQ(pre["max_pixels"], 12845056);
+  EXPECT_EQ(pre["temporal_patch_size"], 1);
+  // Norm-like vectors start at 1 (the merger's ln_q included), biases at 0.
+  EXPECT_EQ(to_f32(*s.find("vision_tower.merger.ln_q.weight")), std::vector<float>(64, 1.0f));
+  EXPECT_EQ(to_f32(*s.find("vision_tower.blocks.0.attn.qkv.bias")), std::vector<float>(192, 0.0f));
+
+  // It runs with an image: 20 image tokens for tiny-a's 100×130 picture, finite logits.
+  std::string ids = "2,498";
+  for (int i = 0; i < 20; ++i) ids += ",500";
+  ids += ",499,7";
+  ASSERT_EQ(test::run_command(cli() + " logits -q -m " + (tmp / "a") + " --image " + tiny_a() + "/image.png --ids " + ids +
+                                  " -o " + (tmp / "l.npy"), &out, &err), 0) << err;
+  const std::vector<float> logits = read_npy(tmp / "l.npy").data;
+  ASSERT_EQ(logits.size(), 24u * 512u);
+  for (float x : logits) ASSERT_TRUE(std::isfinite(x));
+
+  // A preprocessor_config.json beside the config is copied; the weights depend on the seed only (not the threads).
+  fs::copy_file(tiny_a() + "/preprocessor_config.json", tmp / "cfg/preprocessor_config.json");
+  ASSERT_EQ(test::run_command(cli() + " synth -q -t 2 -c " + (tmp / "cfg") + " -p mxfp4 " + (tmp / "b"), &out, &err), 0) << err;
+  EXPECT_EQ(test::read_file(tmp / "b/preprocessor_config.json"), test::read_file(tiny_a() + "/preprocessor_config.json"));
+  EXPECT_EQ(test::read_file(tmp / "a/model-00001-of-00001.safetensors"), test::read_file(tmp / "b/model-00001-of-00001.safetensors"));
+  // The float profile keeps the source layout (per-expert tensors) and verifies too.
+  ASSERT_EQ(test::run_command(cli() + " synth -q -c " + (tmp / "cfg") + " -p bf16 " + (tmp / "f"), &out, &err), 0) << err;
+  EXPECT_TRUE(verify_bundle(tmp / "f").ok()) << verify_report_table(verify_bundle(tmp / "f"));
+  EXPECT_NE(TensorStore::open(tmp / "f").find("model.layers.1.mlp.zaya_block.experts.local_experts.3.linear_fc1.weight"), nullptr);
+}
