@@ -15,6 +15,7 @@
 #include "test_util.h"
 #include "zaya/convert.h"
 #include "zaya/npy.h"
+#include "zaya/runtime.h"
 #include "zaya/verify.h"
 
 namespace fs = std::filesystem;
@@ -439,4 +440,38 @@ TEST(VlTools, SynthMakesARunnableVlModel) {
   ASSERT_EQ(test::run_command(cli() + " synth -q -c " + (tmp / "cfg") + " -p bf16 " + (tmp / "f"), &out, &err), 0) << err;
   EXPECT_TRUE(verify_bundle(tmp / "f").ok()) << verify_report_table(verify_bundle(tmp / "f"));
   EXPECT_NE(TensorStore::open(tmp / "f").find("model.layers.1.mlp.zaya_block.experts.local_experts.3.linear_fc1.weight"), nullptr);
+}
+
+// ---- zaya bench --image ----------------------------------------------------------------------------------------
+
+TEST(VlTools, FmaPeakProbeMeasuresSomething) {
+  const double g = measure_fma_gflops();
+  EXPECT_TRUE(std::isfinite(g));
+  // Any CPU this runs on does more than 1 GFLOP/s of fp32 FMAs per thread, and none does 100 TFLOP/s.
+  EXPECT_GT(g, 1.0 * static_cast<double>(num_threads()));
+  EXPECT_LT(g, 1e5);
+}
+
+TEST(VlTools, BenchImageReportsTheVisionTower) {
+  const json j = run_json("bench -q --json -r 1 -m " + tiny_a() + " --image 448x448");
+  EXPECT_EQ(j["image"]["width"], 448);
+  EXPECT_EQ(j["patches"], 32 * 32);       // 448 is a multiple of 28: no resize, 32×32 patches of 14
+  EXPECT_EQ(j["image_tokens"], 16 * 16);  // 2×2 merge
+  EXPECT_EQ(j["vision_params"], 261760);
+  EXPECT_GT(j["encode_s"].get<double>(), 0);
+  EXPECT_NEAR(j["patches_per_s"].get<double>(), 1024 / j["encode_s"].get<double>(), 1e-6 * j["patches_per_s"].get<double>());
+  EXPECT_NEAR(j["gflop_s"].get<double>(), j["gflop_per_image"].get<double>() / j["encode_s"].get<double>(), 1e-9 + 1e-6 * j["gflop_s"].get<double>());
+  EXPECT_GT(j["fma_peak_gflop_s"].get<double>(), 0);
+  EXPECT_NEAR(j["peak_frac"].get<double>(), j["gflop_s"].get<double>() / j["fma_peak_gflop_s"].get<double>(), 1e-9);
+  EXPECT_EQ(j["runs"].size(), 1u);
+  // A non-square size goes through smart_resize like a real image.
+  const json k = run_json("bench -q --json -r 1 -m " + tiny_a() + " --image 130x100");
+  EXPECT_EQ(k["patches"], 80);  // the golden image's size: 112×140 → 8×10 patches
+  std::string out, err;
+  for (const char* bad : {"448", "0x10", "axb", "10x10x10"}) {
+    EXPECT_NE(test::run_command(cli() + " bench -q -m " + tiny_a() + " --image " + bad, &out, &err), 0) << bad;
+    EXPECT_NE(err.find("WIDTHxHEIGHT"), std::string::npos) << err;
+  }
+  // A text model has no vision tower.
+  EXPECT_NE(test::run_command(cli() + " bench -q -m " + test::data_dir() + "/golden/zaya1-text/tiny-a --image 64x64", &out, &err), 0);
 }

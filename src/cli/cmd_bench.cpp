@@ -10,6 +10,7 @@
 #include <random>
 #include <vector>
 
+#include "cli/bench_image.h"
 #include "cli/commands.h"
 #include "cli/load.h"
 #include "zaya/error.h"
@@ -30,6 +31,7 @@ Runner add_bench(CLI::App& app) {
     int prompt = 512, gen = 128, reps = 3;
     bool json = false;
     double bw_gib = 1.0;
+    std::string image;
   };
   auto o = std::make_shared<Opts>();
   auto* sub = app.add_subcommand("bench", "measure prompt processing and generation speed against memory bandwidth");
@@ -39,7 +41,11 @@ Runner add_bench(CLI::App& app) {
   sub->add_option("-r,--repetitions", o->reps, "repetitions (best is reported)")->check(CLI::PositiveNumber);
   sub->add_option("--bw-gib", o->bw_gib, "buffer size for the bandwidth measurement (GiB)");
   sub->add_flag("--json", o->json, "machine-readable output");
+  sub->add_option("--image", o->image,
+                  "WIDTHxHEIGHT: benchmark the vision tower of a ZAYA1-VL model instead (encode time, patches/s, "
+                  "GFLOP/s against the measured FMA peak)");
   return [o]() {
+    if (!o->image.empty()) return bench_image(o->model, o->image, o->reps, o->json);
     o->model.quiet = o->model.quiet || o->json;
     auto t_load = clock_type::now();
     if (!o->json) std::fprintf(stderr, "zaya bench: loading %s ...\n", o->model.dir.c_str());
