@@ -3,8 +3,12 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
+#include <map>
 #include <string>
 #include <vector>
+
+#include "io/safetensors_writer.h"
 
 namespace zaya::test {
 
@@ -43,5 +47,19 @@ uint32_t crc32(const uint8_t* p, size_t n, uint32_t c = 0xffffffffu);
 // the golden VL folder has no tokenizer or chat template, so the tiny text model's (same 384-token vocabulary) are
 // copied beside it into `dir`.
 void make_chat_fixture(const std::string& dir);
+
+// A model folder's tensors, by name, for damaging copies.
+struct Tensor {
+  TensorSpec spec;
+  std::string bytes;
+};
+using Tensors = std::map<std::string, Tensor>;
+
+// Copies a model folder, letting `mutate` edit its tensors; shards and index are rewritten to match (new tensors go
+// to the first shard; a folder without an index keeps its single model.safetensors).
+std::string broken_copy(const std::string& src, const std::string& dst, const std::function<void(Tensors&)>& mutate);
+
+// The verify report of `dir` fails, and its failing check named `check` mentions `needle` (gtest expectations).
+void expect_failure(const std::string& dir, const std::string& check, const std::string& needle);
 
 }  // namespace zaya::test

@@ -24,57 +24,10 @@ std::string bundle(const std::string& name) { return test::require_path(test::da
 
 using test::TempDir;
 
-struct Tensor {
-  TensorSpec spec;
-  std::string bytes;
-};
-using Tensors = std::map<std::string, Tensor>;  // name → tensor
-
-// Copies a bundle folder, letting `mutate` edit its tensors; shards and index are rewritten to match (new tensors go
-// to the first shard).
-std::string broken_copy(const std::string& src, const std::string& dst, const std::function<void(Tensors&)>& mutate) {
-  fs::create_directories(dst);
-  for (const auto& e : fs::directory_iterator(src))
-    if (e.is_regular_file()) fs::copy_file(e.path(), dst + "/" + e.path().filename().string(), fs::copy_options::overwrite_existing);
-  json idx = json::parse(test::read_file(src + "/model.safetensors.index.json"));
-  std::map<std::string, std::string> shard_of;
-  Tensors all;
-  for (auto it = idx["weight_map"].begin(); it != idx["weight_map"].end(); ++it) shard_of[it.key()] = it.value();
-  const TensorStore store = TensorStore::open(src);
-  for (const auto& n : store.names()) {
-    const TensorView& t = *store.find(n);
-    all[n] = Tensor{TensorSpec{n, t.dtype, t.shape}, std::string(reinterpret_cast<const char*>(t.data), t.nbytes)};
-  }
-  mutate(all);
-  const std::string first = shard_of.begin()->second;
-  std::map<std::string, std::vector<std::pair<TensorSpec, const void*>>> per_shard;
-  json wm = json::object();
-  for (const auto& [n, t] : all) {
-    const std::string s = shard_of.count(n) ? shard_of[n] : first;
-    per_shard[s].push_back({t.spec, t.bytes.data()});
-    wm[n] = s;
-  }
-  uint64_t total = 0;
-  for (const auto& [s, ts] : per_shard) {
-    write_safetensors_file(dst + "/" + s, ts);
-    total += fs::file_size(dst + "/" + s);
-  }
-  idx["weight_map"] = wm;
-  idx["metadata"]["total_size"] = total;
-  std::ofstream(dst + "/model.safetensors.index.json") << idx.dump(2);
-  return dst;
-}
-
-// The verify report fails, and the failing check named `check` mentions `needle`.
-void expect_failure(const std::string& dir, const std::string& check, const std::string& needle) {
-  const VerifyReport r = verify_bundle(dir);
-  EXPECT_FALSE(r.ok()) << verify_report_table(r);
-  bool found = false;
-  for (const auto& c : r.checks)
-    if (c.name == check && c.status == VerifyCheck::Fail)
-      for (const auto& p : c.problems) found = found || p.find(needle) != std::string::npos;
-  EXPECT_TRUE(found) << "expected check '" << check << "' to report '" << needle << "'\n" << verify_report_table(r);
-}
+using test::broken_copy;
+using test::expect_failure;
+using test::Tensor;
+using test::Tensors;
 
 }  // namespace
 

@@ -1,6 +1,7 @@
 #pragma once
 // Process-wide runtime settings and facts: the worker threads every computation uses, the SIMD targets the runtime
-// dispatch picked on this CPU, and the machine's streaming read bandwidth (the roofline of decoding).
+// dispatch picked on this CPU, the machine's streaming read bandwidth (the roofline of decoding) and its fp32 FMA
+// throughput (the roofline of compute-bound work).
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -43,5 +44,10 @@ struct ProfileReport {
 };
 void profile_begin();         // zero the counters and start
 ProfileReport profile_end();  // stop; what ran since profile_begin
+
+// Peak fp32 multiply-add throughput with all worker threads (GFLOP/s, an FMA = 2 FLOP): independent register-only
+// FMA chains at the dispatched SIMD width, best of five short passes (~0.1 s in all). The compute roofline of
+// prefill and of the vision tower.
+double measure_fma_gflops();
 
 }  // namespace zaya

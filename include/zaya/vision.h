@@ -20,6 +20,7 @@ struct ImageFeatures {
   std::vector<uint64_t> fingerprints;    // of each image's pixels: what tells prompts with different images apart
   size_t patches = 0;
   double preprocess_seconds = 0, encode_seconds = 0;
+  double encode_flops = 0;               // multiply-adds ×2 of the tower for these images' patch grids
   int64_t total_tokens() const;
 };
 
@@ -33,6 +34,9 @@ class VisionEncoder {
   // PNG or JPEG files, or their bytes; throws zaya::Error naming the bad image.
   ImageFeatures encode_files(const std::vector<std::string>& paths) const;
   ImageFeatures encode_bytes(const std::vector<std::string>& blobs, const std::vector<std::string>& names = {}) const;
+  // One decoded image: `rgb` is [height, width, 3] row-major 8-bit RGB (for benchmarks and programs that decode
+  // themselves). Throws zaya::Error on a size mismatch or an unsupported size.
+  ImageFeatures encode_rgb(std::span<const uint8_t> rgb, int64_t height, int64_t width) const;
 
   int64_t hidden() const;
   int64_t parameters() const;

@@ -19,6 +19,7 @@
 #include <random>
 #include <vector>
 
+#include "cli/bench_image.h"
 #include "cli/commands.h"
 #include "cli/load.h"
 #include "zaya/error.h"
@@ -130,6 +131,7 @@ Runner add_bench(CLI::App& app) {
     int prompt = 512, gen = 128, reps = 3;
     bool json = false, profile = false, cold = false;
     double bw_gib = 1.0;
+    std::string image;
   };
   auto o = std::make_shared<Opts>();
   auto* sub = app.add_subcommand("bench", "measure prompt processing and generation speed against memory bandwidth");
@@ -143,7 +145,12 @@ Runner add_bench(CLI::App& app) {
                 "after the timed runs, profile -n decode steps: time per layer part and per product kernel");
   sub->add_flag("--cold", o->cold,
                 "start with the model's files evicted from the page cache (posix_fadvise), then load again warm");
+
+  sub->add_option("--image", o->image,
+                  "WIDTHxHEIGHT: benchmark the vision tower of a ZAYA1-VL model instead (encode time, patches/s, "
+                  "GFLOP/s against the measured FMA peak)");
   return [o]() {
+    if (!o->image.empty()) return bench_image(o->model, o->image, o->reps, o->json);
     o->model.quiet = o->model.quiet || o->json;
     if (!o->json) std::fprintf(stderr, "zaya bench: loading %s ...\n", o->model.dir.c_str());
     const std::vector<std::string> files = weight_files(o->model.dir);

@@ -1,5 +1,6 @@
 // zaya info: layout, geometry, parameter counts, dtypes and memory estimate of a model folder. Works on a folder
-// that holds only config.json (counts come from the architecture's expected tensor shapes).
+// that holds only config.json (counts come from the architecture's expected tensor shapes). A ZAYA1-VL folder is
+// reported in both parts: the decoder (fused layout, with its vision-LoRA) and the vision tower.
 #include <cstdio>
 #include <filesystem>
 #include <map>
@@ -11,11 +12,14 @@
 #include "zaya/config.h"
 #include "zaya/decode_state.h"
 #include "zaya/error.h"
+#include "zaya/model.h"
 #include "zaya/model_info.h"
 
 namespace zaya::cli {
 
 namespace {
+
+std::string ll(int64_t v) { return std::to_string(v); }
 
 std::string human(double v, const char* unit) {
   char buf[64];
@@ -50,9 +54,11 @@ Runner add_info(CLI::App& app) {
     namespace fs = std::filesystem;
     const ModelConfig cfg = ModelConfig::load(o->dir);
     const ParamCounts c = count_parameters(cfg);
+    const VisionTowerInfo vis = vision_tower_info(o->dir);
     const int64_t E = cfg.n_experts;
     const int64_t no_embed = c.total - c.embedding;
-    const int64_t active_no_embed = no_embed - c.experts + c.experts / E;
+    // Top-1 routing: one expert (and its LoRA) of E per MoE layer is active.
+    const int64_t active_no_embed = no_embed - c.experts + c.experts / E - c.lora_experts + c.lora_experts / E;
     const int64_t ctx = o->ctx > 0 ? o->ctx : cfg.max_positions;
     const size_t per_tok = DecodeState::bytes_per_token(cfg), fixed = DecodeState::fixed_bytes(cfg);
 
@@ -81,6 +87,37 @@ Runner add_info(CLI::App& app) {
     j["params_active"] = active_no_embed + c.embedding;
     j["params_active_no_embed"] = active_no_embed;
     j["buffers"] = c.buffers;
+    if (cfg.vl.enabled) {
+      j["params_lora"] = c.lora;
+      j["lora_rank_attn"] = cfg.vl.lora_rank_attn;
+      j["lora_rank_mlp"] = cfg.vl.lora_rank_mlp;
+      j["image_token_id"] = cfg.vl.image_token_id;
+      j["vision_start_token_id"] = cfg.vl.start_token_id;
+      j["vision_end_token_id"] = cfg.vl.end_token_id;
+      j["attention_mask_default"] = attention_mask_name(LoadOptions{}.mask);
+    }
+    if (vis.present) {
+      nlohmann::ordered_json v;
+      v["depth"] = vis.depth;
+      v["hidden_size"] = vis.hidden;
+      v["heads"] = vis.heads;
+      v["head_dim"] = vis.head_dim;
+      v["intermediate_size"] = vis.intermediate;
+      v["in_channels"] = vis.in_channels;
+      v["patch_size"] = vis.patch;
+      v["temporal_patch_size"] = vis.temporal_patch;
+      v["spatial_merge_size"] = vis.merge;
+      v["window_size"] = vis.window_size;
+      v["fullatt_block_indexes"] = vis.fullatt_blocks;
+      v["out_hidden_size"] = vis.out_hidden;
+      v["params"] = vis.parameters;
+      if (vis.has_preprocessor) {
+        v["min_pixels"] = vis.min_pixels;
+        v["max_pixels"] = vis.max_pixels;
+      }
+      j["vision"] = v;
+      j["params_with_vision"] = c.total + vis.parameters;
+    }
     j["state_bytes_per_token"] = per_tok;
     j["state_fixed_bytes"] = fixed;
 
@@ -93,7 +130,7 @@ Runner add_info(CLI::App& app) {
       j["tensors"] = files.tensors;
       j["dtypes"] = dtypes;
     } else {
-      weight_bytes = static_cast<size_t>(c.total + c.buffers) * dtype_bytes_for(cfg.dtype);
+      weight_bytes = static_cast<size_t>(c.total + c.buffers + vis.parameters) * dtype_bytes_for(cfg.dtype);
     }
     j["weights_on_disk"] = have_weights;
     j["weight_bytes"] = weight_bytes;
@@ -106,6 +143,7 @@ Runner add_info(CLI::App& app) {
       return 0;
     }
     std::printf("model            %s\n", o->dir.c_str());
+    if (vis.present) std::printf("decoder\n");
     std::printf("layout           %s (%lld attention + %lld MoE layers)\n", layout_name(cfg.layout),
                 static_cast<long long>(cfg.n_blocks), static_cast<long long>(cfg.n_blocks));
     std::printf("hidden           %lld, heads %lld q / %lld kv x %lld (rotary %lld), vocab %lld\n",
@@ -119,6 +157,34 @@ Runner add_info(CLI::App& app) {
                 human(no_embed, "").c_str());
     std::printf("active / token   %s (%s without the embedding)\n", human(active_no_embed + c.embedding, "").c_str(),
                 human(active_no_embed, "").c_str());
+    if (cfg.vl.enabled) {
+      std::printf("vision-LoRA      rank %lld attention / %lld MLP: %s parameters (in the total), image rows only\n",
+                  static_cast<long long>(cfg.vl.lora_rank_attn), static_cast<long long>(cfg.vl.lora_rank_mlp),
+                  human(c.lora, "").c_str());
+      std::printf("image tokens     image %lld, start %lld, end %lld; attention mask default %s\n",
+                  static_cast<long long>(cfg.vl.image_token_id), static_cast<long long>(cfg.vl.start_token_id),
+                  static_cast<long long>(cfg.vl.end_token_id), attention_mask_name(LoadOptions{}.mask));
+    }
+    if (vis.present) {
+      std::string full;
+      for (int64_t b : vis.fullatt_blocks) full += (full.empty() ? "" : ",") + ll(b);
+      std::printf("vision tower (Qwen2.5-VL ViT)\n");
+      std::printf("blocks           %lld, hidden %lld, heads %lld x %lld, MLP %lld (SiLU-gated), out %lld\n",
+                  static_cast<long long>(vis.depth), static_cast<long long>(vis.hidden), static_cast<long long>(vis.heads),
+                  static_cast<long long>(vis.head_dim), static_cast<long long>(vis.intermediate),
+                  static_cast<long long>(vis.out_hidden));
+      std::printf("patches          %lldx%lld px (x%lld frames, %lld channels), merge %lldx%lld -> one image token, "
+                  "window %lld px, full attention in blocks [%s]\n",
+                  static_cast<long long>(vis.patch), static_cast<long long>(vis.patch),
+                  static_cast<long long>(vis.temporal_patch), static_cast<long long>(vis.in_channels),
+                  static_cast<long long>(vis.merge), static_cast<long long>(vis.merge),
+                  static_cast<long long>(vis.window_size), full.c_str());
+      std::printf("parameters       %s (%lld)\n", human(vis.parameters, "").c_str(), static_cast<long long>(vis.parameters));
+      if (vis.has_preprocessor)
+        std::printf("image pixels     %lld ... %lld (preprocessor_config.json)\n", static_cast<long long>(vis.min_pixels),
+                    static_cast<long long>(vis.max_pixels));
+      std::printf("model            %s parameters with the vision tower\n", human(c.total + vis.parameters, "").c_str());
+    }
     std::printf("weights          %s%s\n", human(weight_bytes, "B").c_str(),
                 have_weights ? "" : " (estimated from the config dtype; no safetensors here)");
     if (!dtypes.empty()) {

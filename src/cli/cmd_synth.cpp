@@ -21,7 +21,7 @@ Runner add_synth(CLI::App& app) {
   };
   auto o = std::make_shared<Opts>();
   auto* sub = app.add_subcommand("synth", "write a random-weight model of any config in any bundle profile");
-  sub->add_option("-c,--config", o->config, "config.json (legacy or native) or a folder holding one")->required();
+  sub->add_option("-c,--config", o->config, "config.json (legacy, native or ZAYA1-VL) or a folder holding one")->required();
   sub->add_option("-p,--profile", o->profile, "mxfp4, jangtq4, q8, q4, mxfp4-e2m1, bf16, f16 or f32")->required();
   sub->add_option("DST", o->dst, "output folder (must not exist unless --force)")->required();
   sub->add_option("-s,--seed", o->seed, "weight seed");

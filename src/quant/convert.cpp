@@ -254,8 +254,40 @@ void copy_sidecars(const fs::path& from, const fs::path& dst) {
   }
 }
 
+// The sidecars a VL bundle carries (preprocessor_config.json, …, §7.1), from the source folder.
+void copy_vl_sidecars(const fs::path& from, const fs::path& dst) {
+  if (from.empty() || !fs::is_directory(from)) return;
+  for (const auto& e : fs::directory_iterator(from))
+    if (e.is_regular_file() && bundle::is_vl_sidecar(e.path().filename().string()))
+      fs::copy_file(e.path(), dst / e.path().filename(), fs::copy_options::overwrite_existing);
+}
+
+// preprocessor_config.json of ZAYA1-VL-8B (VL spec §1.1), for a synthetic VL model whose config folder has none.
+std::string default_preprocessor_config(int64_t patch, int64_t merge, int64_t temporal) {
+  ojson j;
+  j["do_convert_rgb"] = true;
+  j["do_normalize"] = true;
+  j["do_rescale"] = true;
+  j["do_resize"] = true;
+  j["image_mean"] = {0.48145466, 0.4578275, 0.40821073};
+  j["image_processor_type"] = "Qwen2VLImageProcessor";
+  j["image_std"] = {0.26862954, 0.26130258, 0.27577711};
+  j["max_pixels"] = 12845056;
+  j["merge_size"] = merge;
+  j["min_pixels"] = 3136;
+  j["patch_size"] = patch;
+  j["processor_class"] = "Zaya1VLProcessor";
+  j["resample"] = 3;
+  j["rescale_factor"] = 1.0 / 255.0;
+  j["temporal_patch_size"] = temporal;
+  return j.dump(2);
+}
+
 struct Job {
   ModelConfig cfg;
+  bool vl = false;     // ZAYA1-VL: VL config.json, jang_config and sidecars
+  fs::path vl_from;    // folder whose VL sidecars are copied
+  vit::VisionConfig vision;
   ojson base_config;
   std::vector<Item> plan;
   RowFn rows;
@@ -269,10 +301,18 @@ ConvertResult run_job(Job& job, const fs::path& dst, const ConvertOptions& o) {
   if (o.threads > 0) own = std::make_unique<ThreadPool>(static_cast<size_t>(o.threads));
   ThreadPool& pool = own ? *own : default_pool();
 
-  write_text(dst / "config.json", bundle::bundle_config(job.base_config, o.profile, job.cfg, o.mxtq_seed).dump(2));
-  const ojson jc = bundle::jang_config(o.profile, job.plan, o.mxtq_seed);
+  const ojson config = job.vl ? bundle::vl_bundle_config(job.base_config, o.profile, job.cfg, o.mxtq_seed)
+                              : bundle::bundle_config(job.base_config, o.profile, job.cfg, o.mxtq_seed);
+  write_text(dst / "config.json", config.dump(2));
+  const ojson jc = bundle::jang_config(o.profile, job.plan, o.mxtq_seed, job.vl);
   if (!jc.is_null()) write_text(dst / "jang_config.json", jc.dump(2));
   copy_sidecars(job.tokenizer_from, dst);
+  if (job.vl) {
+    copy_vl_sidecars(job.vl_from, dst);
+    if (!fs::exists(dst / "preprocessor_config.json"))
+      write_text(dst / "preprocessor_config.json",
+                 default_preprocessor_config(job.vision.patch, job.vision.merge, job.vision.temporal_patch));
+  }
 
   std::vector<TensorSpec> specs;
   for (const auto& it : job.plan)
@@ -404,14 +444,21 @@ ConvertResult convert_checkpoint(const std::string& src, const std::string& dst,
   if (found != job.cfg.layout)
     throw Error(cat(src, ": config.json describes the ", layout_name(job.cfg.layout), " layout but the tensors are in the ",
                     layout_name(found), " layout"));
-  if (store->find("model.layers.1.zaya_block.experts.switch_mlp.gate_proj.weight") ||
-      store->find("model.layers.1.zaya_block.experts.switch_mlp.gate_proj.tq_packed") ||
-      store->find("model.embed_tokens.scales"))
+  for (int64_t n : {0, 1})
+    for (const char* suffix : {"weight", "tq_packed"})
+      if (store->find(cat("model.layers.", n, ".zaya_block.experts.switch_mlp.gate_proj.", suffix)))
+        throw Error(cat(src, ": is already a quantized bundle; convert needs a float checkpoint"));
+  if (store->find("model.embed_tokens.scales"))
     throw Error(cat(src, ": is already a quantized bundle; convert needs a float checkpoint"));
+  job.vl = job.cfg.layout == Layout::Fused;
+  if (job.vl) {
+    job.vision = vit::VisionConfig::load(src);
+    job.vl_from = sp;
+  }
 
   // Every tensor the architecture needs, present, float, with its shape.
   std::vector<std::string> missing;
-  for (const auto& t : expected_tensors(job.cfg)) {
+  for (const auto& t : job.vl ? bundle::vl_tensors(job.cfg, job.vision, false) : expected_tensors(job.cfg)) {
     const TensorView* v = store->find(t.name);
     if (!v) {
       missing.push_back(t.name);
@@ -432,8 +479,9 @@ ConvertResult convert_checkpoint(const std::string& src, const std::string& dst,
     throw Error(cat(src, ": missing ", missing.size(), " source tensor(s) the architecture needs: ", list));
   }
 
-  job.plan = bundle::build_plan(job.cfg, o.profile, job.cfg.layout);
-  job.base_config = job.cfg.layout == Layout::Legacy ? read_ordered_json(sp / "config.json")
+  job.plan = job.vl ? bundle::build_vl_plan(job.cfg, job.vision, o.profile)
+                    : bundle::build_plan(job.cfg, o.profile, job.cfg.layout);
+  job.base_config = job.cfg.layout != Layout::Native ? read_ordered_json(sp / "config.json")
                                                      : bundle::legacy_config_json(job.cfg);
   job.tokenizer_from = sp;
   job.f16_input = true;
@@ -467,8 +515,16 @@ ConvertResult synth_bundle(const std::string& config_path, const std::string& ds
   const fs::path cp = fs::is_directory(config_path) ? fs::path(config_path) / "config.json" : fs::path(config_path);
   Job job;
   job.cfg = ModelConfig::load(cp.string());
-  job.base_config = job.cfg.layout == Layout::Legacy ? read_ordered_json(cp) : bundle::legacy_config_json(job.cfg);
-  job.plan = bundle::build_plan(job.cfg, o.profile, Layout::Legacy);
+  job.base_config = job.cfg.layout != Layout::Native ? read_ordered_json(cp) : bundle::legacy_config_json(job.cfg);
+  job.vl = job.cfg.layout == Layout::Fused;
+  if (job.vl) {
+    // A random VL model: decoder + LoRA + vision tower, plus the preprocessor config beside the config (or ZAYA1-VL-8B's).
+    job.vision = vit::VisionConfig::load(cp.string());
+    job.vl_from = cp.parent_path();
+    job.plan = bundle::build_vl_plan(job.cfg, job.vision, o.profile);
+  } else {
+    job.plan = bundle::build_plan(job.cfg, o.profile, Layout::Legacy);
+  }
   if (!o.tokenizer_dir.empty()) {
     if (!fs::is_directory(o.tokenizer_dir)) throw Error(cat(o.tokenizer_dir, ": tokenizer folder not found"));
     job.tokenizer_from = o.tokenizer_dir;

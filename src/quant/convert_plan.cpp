@@ -35,7 +35,7 @@ void choose_encoding(Item& it, Profile p) {
     it.float_dtype = float_dtype_of(p);
     return;
   }
-  if (is_passthrough(it.name, it.shape.size())) {
+  if (is_passthrough(it.name, it.shape.size()) || is_vision_or_lora(it.name)) {
     it.enc = Enc::Float;
     it.float_dtype = DType::F16;
     return;
@@ -75,7 +75,8 @@ void choose_init(Item& it, const ModelConfig& cfg) {
     it.init_std = 0.01f;
   } else if (ends_with(n, "_bias") || ends_with(n, ".bias")) {
     it.init = Init::Zeros;
-  } else if (ends_with(n, "_scale") || ends_with(n, ".temp") || (contains(n, "norm") && it.shape.size() == 1)) {
+  } else if (ends_with(n, "_scale") || ends_with(n, ".temp") || ends_with(n, ".ln_q.weight") ||
+             (contains(n, "norm") && it.shape.size() == 1)) {
     it.init = Init::Ones;
   } else {
     it.init = Init::Normal;
@@ -221,6 +222,65 @@ std::vector<Item> build_plan(const ModelConfig& cfg, Profile profile, Layout sou
   return plan;
 }
 
+std::string switch_mlp_prefix(const ModelConfig& cfg, int64_t n) {
+  return "model.layers." + S(cfg.layout == Layout::Fused ? n / 2 : n) + ".zaya_block.experts.switch_mlp.";
+}
+
+std::vector<ExpectedTensor> vl_tensors(const ModelConfig& cfg, const vit::VisionConfig& vision, bool stacked) {
+  std::vector<ExpectedTensor> out;
+  for (auto& t : expected_tensors(cfg))
+    if (!(stacked && t.role == ExpectedTensor::Expert)) out.push_back(std::move(t));
+  for (auto& v : vit::expected_vision_tensors(vision)) out.push_back({v.name, v.shape, ExpectedTensor::Other});
+  if (!stacked) return out;
+  const int64_t E = cfg.n_experts, I = cfg.expert_ffn, H = cfg.hidden;
+  for (int64_t n = 1; n < 2 * cfg.n_blocks; n += 2) {
+    const std::string sw = switch_mlp_prefix(cfg, n);
+    out.push_back({sw + "gate_proj.weight", {E, I, H}, ExpectedTensor::Expert});
+    out.push_back({sw + "up_proj.weight", {E, I, H}, ExpectedTensor::Expert});
+    out.push_back({sw + "down_proj.weight", {E, H, I}, ExpectedTensor::Expert});
+  }
+  return out;
+}
+
+std::vector<Item> build_vl_plan(const ModelConfig& cfg, const vit::VisionConfig& vision, Profile profile) {
+  if (cfg.layout != Layout::Fused) throw Error("bundle plan: a VL plan needs the fused (ZAYA1-VL) layout");
+  const bool stacked = !float_profile(profile);
+  const int64_t I = cfg.expert_ffn, H = cfg.hidden;
+  std::vector<Item> plan, experts;
+  for (const auto& t : vl_tensors(cfg, vision, stacked)) {
+    Item it;
+    it.name = t.name;
+    it.base = strip_weight(t.name);
+    it.shape = t.shape;
+    it.role = t.role;
+    if (stacked && t.role == ExpectedTensor::Expert) {
+      // model.layers.{b}.zaya_block.experts.switch_mlp.{gate,up,down}_proj ← the source's
+      // model.layers.{b}.mlp.zaya_block.experts.local_experts.{e}.linear_fc1 rows [0, I) / [I, 2I), linear_fc2.
+      const int64_t b = std::stoll(t.name.substr(13, t.name.find('.', 13) - 13));
+      const bool down = contains(t.name, "down_proj"), up = contains(t.name, "up_proj");
+      it.part_rows = down ? H : I;
+      for (int64_t e = 0; e < cfg.n_experts; ++e)
+        it.parts.push_back({"model.layers." + S(b) + ".mlp.zaya_block.experts.local_experts." + S(e) +
+                                (down ? ".linear_fc2.weight" : ".linear_fc1.weight"),
+                            up ? I : 0});
+    } else {
+      it.parts = {{t.name, 0}};
+      it.part_rows = it.rows();
+    }
+    choose_encoding(it, profile);
+    choose_init(it, cfg);
+    (stacked && t.role == ExpectedTensor::Expert ? experts : plan).push_back(std::move(it));
+  }
+  std::sort(plan.begin(), plan.end(), [](const Item& a, const Item& b) { return a.name < b.name; });
+  plan.insert(plan.end(), experts.begin(), experts.end());  // already layer by layer, gate/up/down
+  return plan;
+}
+
+bool is_vl_sidecar(const std::string& f) {
+  if (f == "preprocessor_config.json" || f == "video_preprocessor_config.json" || f == "configuration.json") return true;
+  return ends_with(f, ".py") && (starts_with(f, "configuration_") || starts_with(f, "modeling_"));
+}
+
 ojson legacy_config_json(const ModelConfig& c) {
   ojson j;
   j["activation_func"] = "swiglu";
@@ -350,17 +410,21 @@ ojson bundle_config(ojson j, Profile p, const ModelConfig& cfg, uint64_t mxtq_se
   return j;
 }
 
-ojson jang_config(Profile p, const std::vector<Item>& items, uint64_t mxtq_seed) {
+ojson jang_config(Profile p, const std::vector<Item>& items, uint64_t mxtq_seed, bool vl) {
   if (p != Profile::Mxfp4 && p != Profile::Jangtq4) return nullptr;
   ojson j;
   j["version"] = 2;
   j["weight_format"] = p == Profile::Mxfp4 ? "mxfp4" : "mxtq";
   j["profile"] = p == Profile::Mxfp4 ? "MXFP4" : "JANGTQ4";
   j["cache_subtype"] = "zaya_cca";
+  if (vl) {
+    j["has_vision"] = true;
+    j["architecture"] = "zaya1_vl";
+  }
   ojson src;
-  src["name"] = "ZAYA1-8B";  // what the JANG converter hard-codes
+  src["name"] = vl ? "ZAYA1-VL-8B" : "ZAYA1-8B";  // what the JANG converters hard-code
   src["org"] = "Zyphra";
-  src["architecture"] = "zaya";
+  src["architecture"] = vl ? "zaya1_vl" : "zaya";
   j["source_model"] = src;
   j["expert_layout"] = "split_switch_mlp";
   ojson q;
@@ -368,7 +432,7 @@ ojson jang_config(Profile p, const std::vector<Item>& items, uint64_t mxtq_seed)
     q["method"] = "affine";
     q["group_size"] = 32;
     q["bits"] = 4;
-    q["embed_bits"] = 8;
+    if (!vl) q["embed_bits"] = 8;
   } else {
     j["mxtq_seed"] = mxtq_seed;
     j["mxtq_bits"] = mxtq_bits();
@@ -382,7 +446,30 @@ ojson jang_config(Profile p, const std::vector<Item>& items, uint64_t mxtq_seed)
   }
   j["quantization"] = q;
   j["capabilities"] = capabilities();
+  if (vl) j["capabilities"]["modality"] = "vision";
   return j;
+}
+
+ojson vl_bundle_config(const ojson& src, Profile p, const ModelConfig& cfg, uint64_t mxtq_seed) {
+  ojson flat = bundle_config(src, p, cfg, mxtq_seed);
+  if (!profile_is_quantized(p)) return flat;
+  if (flat.contains("quantization") && flat["quantization"].is_object()) flat["quantization"].erase("embed_bits");
+  if (flat.contains("capabilities") && flat["capabilities"].is_object()) flat["capabilities"]["modality"] = "vision";
+  // What stays on top: the model's identity, its image side, and what a bundle loader reads first.
+  static const char* kTop[] = {"model_type", "architectures", "image_token_id", "vision_start_token_id",
+                               "vision_end_token_id", "vision_lora", "vision_lora_rank_attn", "vision_lora_rank_mlp",
+                               "vision_config", "tie_word_embeddings", "bos_token_id", "eos_token_id", "pad_token_id",
+                               "weight_format", "zaya_expert_layout", "mxtq_bits", "mxtq_seed", "quantization",
+                               "quantization_config", "capabilities"};
+  ojson top = ojson::object(), text = ojson::object();
+  for (const char* k : kTop)
+    if (flat.contains(k)) top[k] = flat[k];
+  for (auto it = flat.begin(); it != flat.end(); ++it)
+    if (!top.contains(it.key()) && it.key() != "text_config") text[it.key()] = it.value();
+  if (flat.contains("text_config") && flat["text_config"].is_object())
+    for (auto it = flat["text_config"].begin(); it != flat["text_config"].end(); ++it) text[it.key()] = it.value();
+  top["text_config"] = text;
+  return top;
 }
 
 SafetensorsWriterOptions writer_options(Profile p, uint64_t shard_bytes) {

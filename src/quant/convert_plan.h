@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "models/qwen_vit/vision_config.h"
+#include "models/qwen_vit/vision_weights.h"
 #include "models/zaya/model_weights.h"
 #include "zaya/config.h"
 #include "zaya/convert.h"
@@ -53,6 +55,27 @@ struct Item {
 // then the expert stacks layer by layer (gate, up, down), as the JANG converter writes them.
 std::vector<Item> build_plan(const ModelConfig& cfg, Profile profile, Layout source);
 
+// Prefix of the stacked experts of MoE layer n (legacy numbering) in a bundle of cfg's layout: text
+// model.layers.{n}.zaya_block.experts.switch_mlp.; ZAYA1-VL model.layers.{n/2}.zaya_block.experts.switch_mlp. (the
+// source's `.mlp.` is dropped for the expert keys only, §6 and §7.2).
+std::string switch_mlp_prefix(const ModelConfig& cfg, int64_t n);
+
+// The logical tensors of a ZAYA1-VL checkpoint (`stacked` false: per-expert local_experts, the source layout) or
+// bundle (`stacked`: experts as switch_mlp [E, out, in]): the fused decoder with its vision-LoRA (which keeps its
+// source names, local_experts included) and the vision tower (role Other).
+std::vector<ExpectedTensor> vl_tensors(const ModelConfig& cfg, const vit::VisionConfig& vision, bool stacked);
+// The VL bundle plan (§7.2 "VL bundles"): source names kept, experts stacked in quantized profiles, the language
+// tensors encoded as the text bundles encode them, the vision tower and every LoRA tensor float (F16 in quantized
+// profiles). Sorted as build_plan sorts.
+std::vector<Item> build_vl_plan(const ModelConfig& cfg, const vit::VisionConfig& vision, Profile profile);
+// config.json of a VL bundle from the source's flat config: quantized profiles nest the language keys under
+// text_config (§7.2; the image ids, LoRA, vision_config and the quantization keys stay on top); MXFP4 has no
+// embed_bits. Float profiles keep the flat layout with the new dtype.
+nlohmann::ordered_json vl_bundle_config(const nlohmann::ordered_json& src, Profile profile, const ModelConfig& cfg,
+                                        uint64_t mxtq_seed);
+// Files a VL bundle carries from its source besides the tokenizer (§7.1).
+bool is_vl_sidecar(const std::string& filename);
+
 // cfg seen with legacy names (same numbers).
 ModelConfig as_legacy(const ModelConfig& cfg);
 // A legacy-layout config.json for cfg (used when the source config is native).
@@ -61,7 +84,8 @@ nlohmann::ordered_json legacy_config_json(const ModelConfig& cfg);
 // config.json and jang_config.json of a bundle: `base` is the source's legacy config; items give tq_in_features.
 nlohmann::ordered_json bundle_config(nlohmann::ordered_json base, Profile profile, const ModelConfig& cfg,
                                      uint64_t mxtq_seed);
-nlohmann::ordered_json jang_config(Profile profile, const std::vector<Item>& items, uint64_t mxtq_seed);  // null if none
+// null if none; `vl`: has_vision, architecture zaya1_vl.
+nlohmann::ordered_json jang_config(Profile profile, const std::vector<Item>& items, uint64_t mxtq_seed, bool vl = false);
 SafetensorsWriterOptions writer_options(Profile profile, uint64_t shard_bytes);
 
 }  // namespace zaya::bundle

@@ -261,23 +261,34 @@ class Verifier {
       seed_ = jang_["mxtq_seed"].get<int64_t>();
     else if (cfg_json_.contains("mxtq_seed") && cfg_json_["mxtq_seed"].is_number_integer())
       seed_ = cfg_json_["mxtq_seed"].get<int64_t>();
-    // The language model's config: nested text_config for VL bundles.
-    json text = cfg_json_.contains("text_config") && cfg_json_["text_config"].is_object() ? cfg_json_["text_config"] : cfg_json_;
+    // The language model's config (a zaya1_vl config with its text keys flat or nested under text_config; the
+    // runtime's own parser, so a config that verifies is one that loads), and a VL model's vision tower.
     try {
-      if (vl_) {
-        text["model_type"] = "zaya";
-        text.erase("vision_config");
-      }
-      cfg_ = ModelConfig::parse(text.dump(), (dir_ / "config.json").string());
+      cfg_ = ModelConfig::parse(cfg_json_.dump(), (dir_ / "config.json").string());
       have_cfg_ = true;
     } catch (const std::exception& e) {
-      if (!vl_) c.problems.push_back(e.what());
+      c.problems.push_back(cat("language model: ", e.what()));
     }
+    if (vl_ && cfg_json_.contains("vision_config")) {
+      try {
+        vision_ = vit::VisionConfig::parse(cfg_json_["vision_config"], (dir_ / "config.json").string());
+        have_vision_ = true;
+      } catch (const std::exception& e) {
+        c.problems.push_back(cat("vision tower: ", e.what()));
+      }
+    } else if (vl_ && have_cfg_ && cfg_.layout == Layout::Fused) {
+      c.problems.push_back("config.json: a zaya1_vl config without vision_config");
+    }
+    if (vl_ && jang_.is_object() && jang_.contains("has_vision") && jang_["has_vision"] != json(true))
+      c.problems.push_back(cat("jang_config.json: has_vision = ", jang_["has_vision"].dump(), " in a VL bundle"));
     c.detail = have_cfg_ ? cat(layout_name(cfg_.layout), " config, ", cfg_.legacy_layers(), " layers, H ", cfg_.hidden, ", E ",
-                               cfg_.n_experts, ", V ", cfg_.vocab, vl_ ? ", VL" : "",
+                               cfg_.n_experts, ", V ", cfg_.vocab,
+                               have_vision_ ? cat(", vision tower ", vision_.depth, " blocks × ", vision_.hidden) : "",
                                quant_cfg_ ? cat(", quantization mode ", mode_, " group ", group_) : std::string(", unquantized"))
-                         : std::string(vl_ ? "VL config (language-model geometry not parsed)" : "not parsed");
+                         : std::string("not parsed");
   }
+
+  bool fused_vl() const { return vl_ && have_cfg_ && cfg_.layout == Layout::Fused; }
 
   bool quantized() const {
     if (quant_cfg_) return true;
@@ -288,11 +299,12 @@ class Verifier {
 
   // ---- coverage: every architecture tensor stored with the right shape/dtype for its format --------------------
   void coverage(VerifyCheck& c) {
-    if (vl_) return skip(c, "VL bundle: the language model uses VL tensor names (not checked against the text architecture)");
     if (!have_cfg_) {
       c.problems.push_back("config.json could not be parsed, so the expected tensors are unknown");
       return;
     }
+    if (vl_ && !fused_vl())
+      return skip(c, cat("VL tensors in the ", layout_name(cfg_.layout), " layout: only the Zyphra (fused) VL layout is known"));
     const bool q = quantized();
     const bool has_legacy = find("model.final_norm.weight") || find("model.layers.1.zaya_block.router.down_proj.weight");
     const bool has_native = find("model.norm.weight") || find("model.layers.0.mlp.experts.gate_up_proj");
@@ -302,12 +314,20 @@ class Verifier {
     }
     std::vector<Logical> want;
     const int64_t E = cfg_.n_experts, I = cfg_.expert_ffn, H = cfg_.hidden;
-    const bool stacked = q || find("model.layers.1.zaya_block.experts.switch_mlp.gate_proj.weight");
-    for (const auto& t : expected_tensors(cfg_)) {
+    const bool stacked = q || find(bundle::switch_mlp_prefix(cfg_, 1) + "gate_proj.weight");
+    if (fused_vl()) {
+      if (!have_vision_) {
+        c.problems.push_back("vision_config could not be parsed, so the vision tower's tensors are unknown");
+        return;
+      }
+      // The decoder (stacked experts in bundles), its vision-LoRA and the vision tower (§7.2 VL bundles).
+      for (const auto& t : bundle::vl_tensors(cfg_, vision_, stacked)) want.push_back({t.name, t.shape});
+    }
+    for (const auto& t : fused_vl() ? std::vector<ExpectedTensor>{} : expected_tensors(cfg_)) {
       if (t.role == ExpectedTensor::Expert && stacked && cfg_.layout == Layout::Legacy) continue;
       want.push_back({t.name, t.shape});
     }
-    if (stacked && cfg_.layout == Layout::Legacy)
+    if (stacked && cfg_.layout == Layout::Legacy && !fused_vl())
       for (int64_t n = 1; n < 2 * cfg_.n_blocks; n += 2) {
         const std::string sw = cat("model.layers.", n, ".zaya_block.experts.switch_mlp.");
         want.push_back({sw + "gate_proj.weight", {E, I, H}});
@@ -445,8 +465,9 @@ class Verifier {
 
   void local_experts(VerifyCheck& c) {
     std::vector<std::string> left;
+    // A VL bundle's per-expert LoRA keeps its source name (float passthrough, §7.2): not a leftover expert.
     for (const auto& [n, v] : t_)
-      if (n.find(".local_experts.") != std::string::npos) left.push_back(n);
+      if (n.find(".local_experts.") != std::string::npos && !bundle::is_vision_or_lora(n)) left.push_back(n);
     if (!quantized()) {
       if (!left.empty()) return skip(c, cat("float checkpoint: ", left.size(), " per-expert tensors in the source layout"));
       c.detail = "none";
@@ -457,9 +478,9 @@ class Verifier {
   }
 
   void switch_mlp(VerifyCheck& c) {
-    if (!quantized() && !find("model.layers.1.zaya_block.experts.switch_mlp.gate_proj.weight"))
+    if (!quantized() && !(have_cfg_ && find(bundle::switch_mlp_prefix(cfg_, 1) + "gate_proj.weight")))
       return skip(c, "float checkpoint: experts in the source layout");
-    if (!have_cfg_ || vl_) {
+    if (!have_cfg_ || (vl_ && !fused_vl())) {
       // Without the text geometry: every switch_mlp stack has one expert count.
       std::set<int64_t> counts;
       for (const auto& [n, v] : t_)
@@ -469,14 +490,14 @@ class Verifier {
       c.detail = counts.empty() ? "no switch_mlp tensors" : cat("expert axis ", *counts.begin());
       return;
     }
-    if (cfg_.layout != Layout::Legacy) {
+    if (cfg_.layout == Layout::Native) {
       c.problems.push_back("quantized bundle with a native-layout config: bundles use the legacy names with switch_mlp experts");
       return;
     }
     int layers = 0;
     for (int64_t n = 1; n < 2 * cfg_.n_blocks; n += 2) {
       for (const char* proj : {"gate_proj", "up_proj", "down_proj"}) {
-        const std::string base = cat("model.layers.", n, ".zaya_block.experts.switch_mlp.", proj);
+        const std::string base = bundle::switch_mlp_prefix(cfg_, n) + proj;
         const TensorView* v = find(base + ".tq_packed");
         if (!v) v = find(base + ".weight");
         if (!v) c.problems.push_back(cat("'", base, "' is missing (experts must be pre-stacked)"));
@@ -593,18 +614,30 @@ class Verifier {
     c.detail = cat("seed ", seed_, ", ", bases.size(), " MXTQ tensors, tables for ", list);
   }
 
+  // The vision tower and every LoRA tensor stay float (F16 passthrough in quantized bundles, §7.2); the tower's
+  // preprocessing needs preprocessor_config.json. Presence and shapes are part of coverage.
   void vision(VerifyCheck& c) {
     if (!vl_) return skip(c, "text-only bundle");
-    size_t n = 0;
+    size_t n = 0, lora = 0;
+    std::map<std::string, size_t> dtypes;
     for (const auto& [name, v] : t_) {
       if (!bundle::is_vision_or_lora(name)) continue;
       ++n;
-      if (ends_with(name, ".scales") || ends_with(name, ".tq_packed") || ends_with(name, ".biases"))
+      if (name.find("lora") != std::string::npos) ++lora;
+      if (ends_with(name, ".scales") || ends_with(name, ".tq_packed") || ends_with(name, ".biases") ||
+          ends_with(name, ".tq_norms") || ends_with(name, ".tq_bits"))
         c.problems.push_back(cat("vision/LoRA tensor '", name, "' is quantized; VL bundles keep it float"));
       else if (!is_float(v->dtype)) c.problems.push_back(cat("vision/LoRA tensor '", name, "' is ", dtype_name(v->dtype), ", not float"));
+      else ++dtypes[dtype_name(v->dtype)];
     }
     if (n == 0) c.problems.push_back("VL config but no vision/LoRA tensors (vision_tower.*, model.visual*, *lora*) in the shards");
-    c.detail = cat(n, " vision/LoRA tensors, all float");
+    if (fused_vl() && cfg_.vl.lora_rank_attn > 0 && lora == 0)
+      c.problems.push_back("config.json enables vision_lora but no LoRA tensors are stored");
+    const fs::path pre = dir_ / "preprocessor_config.json";
+    if (!fs::exists(pre)) c.problems.push_back("preprocessor_config.json is missing (the vision encoder needs it)");
+    std::string dt;
+    for (const auto& [d, k] : dtypes) dt += cat(dt.empty() ? "" : ", ", d, " ×", k);
+    c.detail = cat(n, " vision/LoRA tensors (", lora, " LoRA), float: ", dt.empty() ? "none" : dt);
   }
 
   std::string kind() const {
@@ -629,15 +662,12 @@ class Verifier {
   std::map<std::string, std::pair<int64_t, int>> mxtq_;  // base → (in_features, bits)
   std::map<std::string, size_t> formats_;
   ModelConfig cfg_;
-  bool have_cfg_ = false, vl_ = false, quant_cfg_ = false;
+  vit::VisionConfig vision_;
+  bool have_cfg_ = false, have_vision_ = false, vl_ = false, quant_cfg_ = false;
   int group_ = 64;  // MLX's default when the config does not say
   std::string mode_ = "affine";
   int64_t seed_ = 42;
 };
-
-const char* status_name(VerifyCheck::Status s) {
-  return s == VerifyCheck::Pass ? "PASS" : s == VerifyCheck::Fail ? "FAIL" : "skip";
-}
 
 }  // namespace
 
@@ -654,46 +684,6 @@ VerifyReport verify_bundle(const std::string& dir) {
     r.checks.push_back(c);
     return r;
   }
-}
-
-std::string verify_report_table(const VerifyReport& r) {
-  std::ostringstream os;
-  os << "bundle: " << r.dir << "\n";
-  if (!r.kind.empty()) os << "kind:   " << r.kind << "\n";
-  os << "keys:   " << r.keys << ", " << r.tensor_bytes << " tensor bytes, " << r.file_bytes << " file bytes\n\n";
-  size_t w = 5;
-  for (const auto& c : r.checks) w = std::max(w, c.name.size());
-  os << "check" << std::string(w - 5 + 2, ' ') << "status  detail\n";
-  size_t failed = 0;
-  for (const auto& c : r.checks) {
-    os << c.name << std::string(w - c.name.size() + 2, ' ') << status_name(c.status) << "    " << c.detail << "\n";
-    const size_t show = 20;
-    for (size_t i = 0; i < c.problems.size() && i < show; ++i) os << "    - " << c.problems[i] << "\n";
-    if (c.problems.size() > show) os << "    - … and " << c.problems.size() - show << " more\n";
-    if (c.status == VerifyCheck::Fail) ++failed;
-  }
-  os << "\nresult: " << (r.ok() ? "PASS" : "FAIL") << " (" << r.checks.size() << " checks, " << failed << " failed)\n";
-  return os.str();
-}
-
-std::string verify_report_json(const VerifyReport& r) {
-  json j;
-  j["dir"] = r.dir;
-  j["kind"] = r.kind;
-  j["ok"] = r.ok();
-  j["keys"] = r.keys;
-  j["tensor_bytes"] = r.tensor_bytes;
-  j["file_bytes"] = r.file_bytes;
-  j["checks"] = json::array();
-  for (const auto& c : r.checks) {
-    json x;
-    x["name"] = c.name;
-    x["status"] = c.status == VerifyCheck::Pass ? "pass" : c.status == VerifyCheck::Fail ? "fail" : "skip";
-    x["detail"] = c.detail;
-    x["problems"] = c.problems;
-    j["checks"].push_back(x);
-  }
-  return j.dump(2);
 }
 
 }  // namespace zaya

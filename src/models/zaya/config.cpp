@@ -245,7 +245,17 @@ ModelConfig ModelConfig::parse(const std::string& text, const std::string& sourc
 
   ModelConfig c;
   c.source = source;
-  if (mt == "zaya1_vl") return parse_vl(r, c);
+  if (mt == "zaya1_vl") {
+    // VL bundles nest the language model's keys under text_config (bundle-formats §7.2); the original checkpoint
+    // is flat. Either way the decoder reads one flat object (text_config wins where a key is in both).
+    if (!r.has("text_config")) return parse_vl(r, c);
+    if (!j.at("text_config").is_object()) throw r.err("text_config", "must be an object");
+    json flat = j;
+    flat.erase("text_config");
+    for (auto it = j.at("text_config").begin(); it != j.at("text_config").end(); ++it)
+      if (it.key() != "model_type") flat[it.key()] = it.value();
+    return parse_vl(Reader{flat, source}, c);
+  }
   // The legacy (Megatron-style) file has ffn_hidden_size / zaya_mlp_expansion; the native one has
   // moe_intermediate_size / router_hidden_size.
   const bool legacy = r.has("ffn_hidden_size") || r.has("zaya_mlp_expansion");

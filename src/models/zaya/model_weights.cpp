@@ -55,7 +55,13 @@ struct Names {
   }
   std::string expert_fc1(int64_t n, int64_t e) const { return expert(n, e, "linear_fc1.weight"); }
   std::string expert_fc2(int64_t n, int64_t e) const { return expert(n, e, "linear_fc2.weight"); }
-  std::string switch_mlp(int64_t n) const { return prefix(n) + "zaya_block.experts.switch_mlp."; }
+  // MLX/JANG bundles: VL bundles drop the source's `.mlp.` for the expert keys (bundle-formats §6); JANG's loader
+  // accepts both spellings, and so do we (switch_mlp_alt).
+  std::string switch_mlp(int64_t n) const {
+    if (layout == Layout::Fused) return "model.layers." + S(n / 2) + ".zaya_block.experts.switch_mlp.";
+    return prefix(n) + "zaya_block.experts.switch_mlp.";
+  }
+  std::string switch_mlp_alt(int64_t n) const { return prefix(n) + "zaya_block.experts.switch_mlp."; }
   std::string experts_gate_up(int64_t n) const { return "model.layers." + S(n / 2) + ".mlp.experts.gate_up_proj"; }
   std::string experts_down(int64_t n) const { return "model.layers." + S(n / 2) + ".mlp.experts.down_proj"; }
   // Vision-LoRA pair `name` (lora_linear_q, …) of attention layer n: A = .0, B = .1.
@@ -248,7 +254,7 @@ ModelWeights ModelWeights::load(const TensorStore& store, const ModelConfig& c) 
       m.router_out = L.mat(nm.router(n, "router_mlp.4.weight", "router_mlp.out_proj.weight"), R, D);
       m.balancing_biases = L.vec(nm.router(n, "balancing_biases", "balancing_biases"), {R});
       m.experts.resize(static_cast<size_t>(E));
-      const std::string sw = nm.switch_mlp(n);
+      const std::string sw = resolver.has(nm.switch_mlp(n) + "gate_proj") ? nm.switch_mlp(n) : nm.switch_mlp_alt(n);
       if (c.layout != Layout::Native && resolver.has(sw + "gate_proj")) {
         // MLX/JANG bundles: experts pre-stacked as switch_mlp.{gate,up,down}_proj [E, out, in].
         WeightMatrix gate = L.mat(sw + "gate_proj.weight", I, H, E);

@@ -62,6 +62,7 @@ struct VisionEncoder::Impl {
     const auto t1 = std::chrono::steady_clock::now();
     vit::encode(cfg, weights, patches, act, f.rows, compute);
     f.encode_seconds = seconds_since(t1);
+    f.encode_flops = vit::encode_flops(cfg, vit::VisionLayout::plan(cfg, patches.grids));
     f.hidden = cfg.out_hidden;
     return f;
   }
@@ -103,6 +104,17 @@ ImageFeatures VisionEncoder::encode_bytes(const std::vector<std::string>& blobs,
     images.push_back(decode_image(std::span(p, blobs[i].size()), i < names.size() ? names[i] : cat("image ", i + 1)));
   }
   return impl_->run(images, seconds_since(t0));
+}
+
+ImageFeatures VisionEncoder::encode_rgb(std::span<const uint8_t> rgb, int64_t height, int64_t width) const {
+  if (height <= 0 || width <= 0 || height * width > kMaxImagePixels ||
+      rgb.size() != static_cast<size_t>(height * width * 3))
+    throw Error(cat("encode_rgb: ", rgb.size(), " bytes are not a ", width, "x", height, " RGB image (or it is too large)"));
+  RgbImage im;
+  im.height = height;
+  im.width = width;
+  im.pixels.assign(rgb.begin(), rgb.end());
+  return impl_->run({im}, 0.0);
 }
 
 int64_t VisionEncoder::hidden() const { return impl_->cfg.out_hidden; }
