@@ -2,6 +2,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "util/json_limits.h"
 #include "zaya/chat.h"
 #include "zaya/error.h"
 #include "zaya/jinja.h"
@@ -52,13 +53,7 @@ bool ChatFormatter::ends_inside_think(const std::string& prompt) {
 SamplingParams sampling_defaults(const std::string& model_dir, SamplingParams p) {
   const fs::path f = fs::path(model_dir) / "generation_config.json";
   if (!fs::exists(f)) return p;
-  nlohmann::json j;
-  try {
-    std::ifstream in(f);
-    j = nlohmann::json::parse(in);
-  } catch (const std::exception& e) {
-    throw Error(cat(f.string(), ": not valid JSON: ", e.what()));
-  }
+  const nlohmann::json j = parse_json_file<nlohmann::json>(f.string());
   auto num = [&](const char* k, float& out) {
     if (j.contains(k) && j[k].is_number()) out = j[k].get<float>();
   };

@@ -7,7 +7,9 @@
 #include <set>
 #include <sstream>
 
+#include "util/json_limits.h"
 #include "zaya/error.h"
+#include "zaya/limits.h"
 
 namespace zaya {
 using json = nlohmann::json;
@@ -33,8 +35,13 @@ struct Reader {
   int64_t integer(const std::string& k) const {
     if (!has(k)) throw err(k, "is missing");
     const json& v = j.at(k);
+    if (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(INT64_MAX)) throw err(k, cat("= ", v.dump(), " is out of range"));
     if (v.is_number_integer()) return v.get<int64_t>();
-    if (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>()) return static_cast<int64_t>(v.get<double>());
+    if (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>()) {
+      // 1e300 is a whole number too, but no int64: casting it would be undefined (and read as negative).
+      if (std::fabs(v.get<double>()) >= 9.2e18) throw err(k, cat("= ", v.dump(), " is out of range"));
+      return static_cast<int64_t>(v.get<double>());
+    }
     throw err(k, cat("must be an integer, got ", v.dump()));
   }
   int64_t integer(const std::string& k, int64_t def) const { return has(k) ? integer(k) : def; }
@@ -151,15 +158,35 @@ std::vector<int64_t> id_list(const Reader& r, const std::string& k) {
   throw r.err(k, "must be an integer or a list of integers");
 }
 
+// The geometry limits of zaya/limits.h, checked before any size is computed from the config (docs/limits.md).
+void check_limits(const ModelConfig& c, const std::string& source) {
+  const bool legacy = c.layout == Layout::Legacy;
+  const struct {
+    const char* key;
+    int64_t value, max;
+    const char* limit;
+  } dims[] = {
+      {"hidden_size", c.hidden, limits::kMaxHiddenSize, "kMaxHiddenSize"},
+      {"num_hidden_layers", legacy ? 2 * c.n_blocks : c.n_blocks, limits::kMaxLayers, "kMaxLayers"},
+      {"num_attention_heads", c.n_heads, limits::kMaxHeads, "kMaxHeads"},
+      {legacy ? "num_query_groups" : "num_key_value_heads", c.n_kv_heads, limits::kMaxHeads, "kMaxHeads"},
+      {"head_dim", c.head_dim, limits::kMaxHeadDim, "kMaxHeadDim"},
+      {"num_experts", c.n_experts, limits::kMaxExperts, "kMaxExperts"},
+      {legacy ? "ffn_hidden_size / 2" : "moe_intermediate_size", c.expert_ffn, limits::kMaxFfnSize, "kMaxFfnSize"},
+      {legacy ? "zaya_mlp_expansion" : "router_hidden_size", c.router_hidden, limits::kMaxFfnSize, "kMaxFfnSize"},
+      {"vocab_size", c.vocab, limits::kMaxVocab, "kMaxVocab"},
+      {"max_position_embeddings", c.max_positions, limits::kMaxPositions, "kMaxPositions"},
+  };
+  for (const auto& d : dims)
+    if (d.value > d.max)
+      throw Error(cat(source, ": '", d.key, "' = ", d.value, " exceeds the limit ", d.max, " (zaya::limits::", d.limit,
+                      ", docs/limits.md)"));
+}
+
 }  // namespace
 
 ModelConfig ModelConfig::parse(const std::string& text, const std::string& source) {
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const std::exception& e) {
-    throw Error(cat(source, ": not valid JSON: ", e.what()));
-  }
+  const json j = parse_json<json>(text, source);
   if (!j.is_object()) throw Error(cat(source, ": must be a JSON object"));
   Reader r{j, source};
   const std::string mt = r.string("model_type", "");
@@ -195,7 +222,8 @@ ModelConfig ModelConfig::parse(const std::string& text, const std::string& sourc
   c.pad_token_id = r.integer("pad_token_id", -1);
   c.eos_token_ids = id_list(r, "eos_token_id");
 
-  // Consistency checks.
+  // Consistency checks, after the limits (which keep every product of dimensions below in range).
+  check_limits(c, source);
   if (c.n_heads % c.n_kv_heads != 0)
     throw Error(cat(source, ": num_attention_heads = ", c.n_heads, " is not a multiple of the KV heads = ", c.n_kv_heads));
   if (c.conv_kernel0 != 2 || c.conv_kernel1 != 2)
