@@ -59,11 +59,14 @@ inline constexpr double kMaxTemplateSeconds = 5.0;
 inline constexpr int kMaxTemplateValueDepth = 256;
 
 // ---- HTTP server --------------------------------------------------------------------------------------------------
-// Seconds a client may take to send a request's line and headers (slow clients cannot hold a worker longer).
-inline constexpr int kMaxHeaderSeconds = 10;
-// Bytes of a request's line + headers.
+// Seconds a client has to deliver a whole request (line, headers and body), counted from the connection's start or
+// its previous response; a connection that takes longer is closed, so slow clients cannot hold a worker.
+inline constexpr int kMaxRequestReadSeconds = 15;
+// Bytes of a request's line and headers (cpp-httplib also caps each line at 8 KiB).
 inline constexpr size_t kMaxHeaderBytes = size_t{64} << 10;
-// Open connections per client address (loopback clients are limited too).
+// Worker threads, one per open connection, made on demand (`zaya serve --max-connections`, the default).
+inline constexpr size_t kMaxConnections = 1024;
+// Open connections per client address; loopback clients are exempt (a local reverse proxy is one address).
 inline constexpr size_t kMaxConnectionsPerClient = 64;
 
 }  // namespace zaya::limits
