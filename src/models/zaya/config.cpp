@@ -237,7 +237,7 @@ ModelConfig ModelConfig::parse(const std::string& text, const std::string& sourc
   if (c.kv_width() % 2 != 0)
     throw Error(cat(source, ": KV width ", c.kv_width(), " must be even (the value is split into current/delayed halves)"));
   for (int64_t id : {c.bos_token_id, c.pad_token_id})
-    if (id >= c.vocab) throw Error(cat(source, ": special token id ", id, " >= vocab_size ", c.vocab));
+    if (id >= c.vocab || id < -1) throw Error(cat(source, ": special token id ", id, " is outside [0, ", c.vocab, ")"));
   for (int64_t id : c.eos_token_ids)
     if (id < 0 || id >= c.vocab) throw Error(cat(source, ": eos_token_id ", id, " out of range [0, ", c.vocab, ")"));
   return c;
