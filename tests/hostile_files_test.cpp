@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "test_util.h"
+#include "zaya/chat.h"
 #include "zaya/config.h"
 #include "zaya/error.h"
 #include "zaya/limits.h"
@@ -159,6 +160,19 @@ TEST(HostileTokenizer, DeeplyNestedSequencesDoNotOverflowTheStack) {
   TokenizerDir t;
   std::ofstream(t.tmp / "tokenizer_config.json") << "{\"x\":" << deep_array(100000) << "}";
   EXPECT_HAS(t.load_error(), "tokenizer_config.json: JSON nested deeper than 64 levels");
+}
+
+TEST(HostileTokenizer, GenerationConfigSamplingOutOfRange) {
+  for (const json& gen : {json{{"temperature", 1e300}}, json{{"top_p", -1}}, json{{"top_k", int64_t{1} << 40}},
+                          json{{"repetition_penalty", 1e300}}}) {
+    test::TempDir tmp("hostile_gen");
+    std::ofstream(tmp / "generation_config.json") << gen.dump();
+    const std::string e = error_of([&] { sampling_defaults(tmp.str(), SamplingParams{}); });
+    EXPECT_HAS(e, "generation_config.json: ");
+  }
+  test::TempDir ok("hostile_gen_ok");
+  std::ofstream(ok / "generation_config.json") << json{{"temperature", 0.6}, {"top_k", 20}}.dump();
+  EXPECT_EQ(sampling_defaults(ok.str(), SamplingParams{}).top_k, 20);
 }
 
 // ---- safetensors --------------------------------------------------------------------------------------------------
