@@ -40,7 +40,7 @@ const std::map<std::string, std::set<std::string>>& allowed() {
 
 // The layer that implements each public header.
 const std::map<std::string, std::string> kPublic = {
-    {"error.h", "util"},         {"npy.h", "io"},           {"runtime.h", "kernels"},
+    {"error.h", "util"},         {"limits.h", "util"},      {"npy.h", "io"},           {"runtime.h", "kernels"},
     {"config.h", "models"},      {"decode_state.h", "models"}, {"model.h", "models"},
     {"model_info.h", "models"},  {"convert.h", "quant"},    {"verify.h", "quant"},
     {"tokenizer.h", "tokenizer"}, {"sampler.h", "generate"},

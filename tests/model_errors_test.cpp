@@ -69,7 +69,10 @@ std::string load_error(const std::string& dir) {
 
 TEST(ModelErrors, MissingTensorIsNamed) {
   ModelCopy m;
-  m.edit_header([](json& h) { h.erase("model.layers.2.self_attn.qkv.temp"); });
+  m.edit_header([](json& h) {  // renamed, so that its bytes still belong to a tensor
+    h["unused.temp"] = h["model.layers.2.self_attn.qkv.temp"];
+    h.erase("model.layers.2.self_attn.qkv.temp");
+  });
   EXPECT_NE(load_error(m.path()).find("missing tensor 'model.layers.2.self_attn.qkv.temp'"), std::string::npos)
       << load_error(m.path());
 }

@@ -4,6 +4,9 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
+
+#include "zaya/limits.h"
 
 #include "zaya/model.h"
 
@@ -24,7 +27,11 @@ struct ServerOptions {
   size_t batch_tokens = 512;       // tokens per batched model pass
   size_t cache_snapshots = 0;      // decode-state snapshots kept for prompt reuse (0: 4 per slot)
   size_t snapshot_interval = 512;  // snapshot every this many prompt tokens of a long prefill (0: off)
-  size_t max_connections = 256;   // HTTP worker threads (one per open connection; more connections wait)
+  size_t max_connections = limits::kMaxConnections;  // HTTP threads, one per open connection, made on demand
+  int request_read_s = limits::kMaxRequestReadSeconds;  // to deliver a whole request, else the connection closes
+  // Browser origins allowed to call the API (CORS): loopback origins (http://localhost:*, http://127.0.0.1:*,
+  // http://[::1]:*, https too) always are; add others ("https://app.example") or "*" for any.
+  std::vector<std::string> cors_origins;
   std::string chat_template;       // a Jinja file overriding the model's template
   bool log_requests = true;        // one line per request on stderr
   bool verbose_load = false;

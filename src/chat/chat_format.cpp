@@ -1,10 +1,14 @@
+#include <algorithm>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
+#include "util/json_limits.h"
 #include "zaya/chat.h"
 #include "zaya/error.h"
 #include "zaya/jinja.h"
+#include "zaya/sampler.h"
 #include "zaya/tokenizer.h"
 
 namespace zaya {
@@ -52,13 +56,8 @@ bool ChatFormatter::ends_inside_think(const std::string& prompt) {
 SamplingParams sampling_defaults(const std::string& model_dir, SamplingParams p) {
   const fs::path f = fs::path(model_dir) / "generation_config.json";
   if (!fs::exists(f)) return p;
-  nlohmann::json j;
-  try {
-    std::ifstream in(f);
-    j = nlohmann::json::parse(in);
-  } catch (const std::exception& e) {
-    throw Error(cat(f.string(), ": not valid JSON: ", e.what()));
-  }
+  using json = nlohmann::json;
+  const json j = parse_json_file<json>(f.string());
   auto num = [&](const char* k, float& out) {
     if (j.contains(k) && j[k].is_number()) out = j[k].get<float>();
   };
@@ -66,8 +65,18 @@ SamplingParams sampling_defaults(const std::string& model_dir, SamplingParams p)
   num("top_p", p.top_p);
   num("min_p", p.min_p);
   num("repetition_penalty", p.repetition_penalty);
-  if (j.contains("top_k") && j["top_k"].is_number_integer()) p.top_k = j["top_k"].get<int>();
+  if (j.contains("top_k") && j["top_k"].is_number_integer()) {
+    const json& k = j["top_k"];
+    if (k.is_number_unsigned() ? k.get<uint64_t>() > uint64_t(INT32_MAX) : k.get<int64_t>() > INT32_MAX)
+      throw Error(cat(f.string(), ": top_k ", k.dump(), " is out of range"));
+    p.top_k = int(std::max<int64_t>(k.get<int64_t>(), INT32_MIN));
+  }
   if (j.contains("do_sample") && j["do_sample"] == false) p.temperature = 0;
+  try {  // 1e300 reads as an infinite float: refuse it here, naming the file, not in every request
+    validate(p, 1);
+  } catch (const Error& e) {
+    throw Error(cat(f.string(), ": ", e.what()));
+  }
   return p;
 }
 

@@ -4,13 +4,14 @@
 #include <functional>
 
 #include "chat/jinja_builtins_internal.h"
+#include "zaya/limits.h"
 
 namespace zaya::jinja::detail {
 namespace {
 
 // Each level is a handful of C++ frames; 2000 stays far below an 8 MiB stack (Python Jinja itself stops at
-// Python's recursion limit of 1000 frames).
-constexpr int kMaxDepth = 2000;
+// Python's recursion limit of 1000 frames). Builds with larger frames (sanitizers) hit the stack check first.
+constexpr int kMaxDepth = limits::kMaxTemplateRecursion;
 
 std::string describe_obj(const Value& v) { return "'" + type_name(v) + " object'"; }
 
@@ -182,6 +183,8 @@ Renderer::Renderer(const SourceMap& map, const RenderOptions& opts) : map_(map),
 
 Renderer::~Renderer() {
   for (auto& s : captured_) s->vars.clear();
+  // Namespaces can hold themselves (`{% set ns.me = ns %}`): emptying them breaks the cycles.
+  for (auto& d : namespaces_) d->items.clear();
 }
 
 Renderer::DepthGuard::DepthGuard(Renderer& rr) : r(rr) {
@@ -189,11 +192,20 @@ Renderer::DepthGuard::DepthGuard(Renderer& rr) : r(rr) {
     --r.depth_;
     throw Error("maximum recursion depth exceeded while rendering the template");
   }
+  try {
+    charge_steps(1);
+    check_stack();
+  } catch (...) {
+    --r.depth_;
+    throw;
+  }
 }
 
 void Renderer::fail(const std::string& msg, size_t off) const { map_.fail(msg, off); }
 
 std::string Renderer::render(const Body& body, const nlohmann::ordered_json& context) {
+  RenderBudget budget;
+  BudgetScope budget_scope(budget);
   auto globals = std::make_shared<Scope>();
   install_globals(*globals);
   auto root = std::make_shared<Scope>();
@@ -386,7 +398,7 @@ Value Renderer::eval_inner(const Expr& e, const ScopePtr& s) {
       Value v = eval(*e.a, s);
       if (v.is_undefined()) undefined_error(v);
       if (v.is_float()) return Value::number(e.kind == ExprKind::Neg ? -v.as_double() : v.as_double());
-      if (v.is_int() || v.is_bool()) return Value::integer(e.kind == ExprKind::Neg ? -v.as_int() : v.as_int());
+      if (v.is_int() || v.is_bool()) return Value::integer(e.kind == ExprKind::Neg ? checked_neg(v.as_int()) : v.as_int());
       throw Error(cat("bad operand type for unary ", e.kind == ExprKind::Neg ? "-" : "+", ": '", type_name(v), "'"));
     }
     case ExprKind::Not: return Value::boolean(!truthy(eval(*e.a, s)));
@@ -468,6 +480,9 @@ Flow Renderer::exec(const Body& body, const ScopePtr& s, std::string& out) {
     } catch (const Error& err) {
       fail(err.what(), st->off);
     }
+    if (out.size() > limits::kMaxTemplateStringBytes)
+      fail(cat("the output exceeds the template limit of ", limits::kMaxTemplateStringBytes,
+               " bytes (zaya::limits::kMaxTemplateStringBytes)"), st->off);
     if (f != Flow::Normal) return f;
   }
   return Flow::Normal;
@@ -478,6 +493,7 @@ Flow Renderer::run_loop(const Stmt& st, const ScopePtr& s, const Value& iterable
   std::vector<Value> all = iterate(iterable);
   if (st.cond) {
     for (auto& item : all) {
+      charge_steps(1);
       auto tmp = std::make_shared<Scope>();
       tmp->parent = s;
       assign(*st.target, item, tmp);
@@ -487,6 +503,7 @@ Flow Renderer::run_loop(const Stmt& st, const ScopePtr& s, const Value& iterable
     state->items = std::move(all);
   }
   for (size_t k = 0; k < state->items.size(); ++k) {
+    charge_steps(1);  // an empty body costs nothing else: nested loops must still end
     auto iter = std::make_shared<Scope>();
     iter->parent = s;
     auto loop = std::make_shared<LoopFn>();

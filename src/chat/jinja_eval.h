@@ -44,6 +44,8 @@ class Renderer {
   // Scopes captured by macros / callers form reference cycles (the scope holds the macro); they are cleared
   // when rendering ends.
   void track(const ScopePtr& s) { captured_.push_back(s); }
+  // Namespaces made while rendering: emptied when rendering ends (they may hold themselves).
+  void track(const DictPtr& ns) { namespaces_.push_back(ns); }
 
   // Guards every recursive step (expressions, statements, calls) so runaway recursion becomes an error.
   struct DepthGuard {
@@ -57,6 +59,7 @@ class Renderer {
   RenderOptions opts_;
   int depth_ = 0;
   std::vector<ScopePtr> captured_;
+  std::vector<DictPtr> namespaces_;
 
   Value eval_inner(const Expr& e, const ScopePtr& s);
   Flow exec_stmt(const Stmt& st, const ScopePtr& s, std::string& out);

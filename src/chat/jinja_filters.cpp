@@ -57,7 +57,11 @@ Value f_tojson(Renderer&, const Value& v, CallArgs& a) {
     const Value& ind = *b.get(1);
     o.has_indent = true;
     if (ind.is_string()) o.indent = ind.str();
-    else o.indent = std::string(size_t(std::max<int64_t>(0, want_int(ind, "indent"))), ' ');
+    else {
+      const int64_t w = want_int(ind, "indent");
+      check_width(w);
+      o.indent = std::string(size_t(std::max<int64_t>(0, w)), ' ');
+    }
     o.item_sep = ",";
   }
   if (b.has(2) && !b.get(2)->is_none()) {
@@ -129,6 +133,7 @@ Value f_join(Renderer& r, const Value& v, CallArgs& a) {
     if (!first) out += sep;
     first = false;
     out += to_str(parts.empty() ? item : get_attr_path(r, item, parts));
+    check_growing(out);
   }
   return Value::string(std::move(out));
 }
@@ -217,6 +222,7 @@ Value f_unique(Renderer& r, const Value& v, CallArgs& a) {
     Value k = get_attr_path(r, item, parts);
     if (!cs) k = ignore_case(k);
     if ((k.is_list() && !k.lst().tuple) || k.is_dict() || k.is_ns()) throw Error(cat("unhashable type: '", type_name(k), "'"));
+    charge_steps(1 + seen.size() / 16);  // quadratic in the number of distinct items
     if (std::any_of(seen.begin(), seen.end(), [&](const Value& s) { return equals(s, k); })) continue;
     seen.push_back(k);
     out.push_back(item);
@@ -345,7 +351,15 @@ Value f_forceescape(Renderer&, const Value& v, CallArgs& a) {
 Value f_indent(Renderer&, const Value& v, CallArgs& a) {
   ArgBinder b("indent", a, {"width", "first", "blank"});
   std::string ind = "    ";
-  if (b.has(0)) ind = b.get(0)->is_string() ? b.get(0)->str() : std::string(size_t(std::max<int64_t>(0, want_int(*b.get(0), "width"))), ' ');
+  if (b.has(0)) {
+    if (b.get(0)->is_string()) {
+      ind = b.get(0)->str();
+    } else {
+      const int64_t w = want_int(*b.get(0), "width");
+      check_width(w);
+      ind = std::string(size_t(std::max<int64_t>(0, w)), ' ');
+    }
+  }
   bool first = b.has(1) && truthy(*b.get(1));
   bool blank = b.has(2) && truthy(*b.get(2));
   check_defined(v);
@@ -359,6 +373,7 @@ Value f_indent(Renderer&, const Value& v, CallArgs& a) {
       if (blank || !lines[i].empty()) out += ind;
     }
     out += lines[i];
+    check_growing(out);
   }
   if (first) out = ind + out;
   return Value::string(std::move(out));
@@ -379,7 +394,7 @@ Value f_wordcount(Renderer&, const Value& v, CallArgs& a) {
 Value f_abs(Renderer&, const Value& v, CallArgs& a) {
   ArgBinder b("abs", a, {});
   if (v.is_float()) return Value::number(std::fabs(v.as_double()));
-  if (v.is_int() || v.is_bool()) return Value::integer(std::llabs(v.as_int()));
+  if (v.is_int() || v.is_bool()) return Value::integer(v.as_int() < 0 ? checked_neg(v.as_int()) : v.as_int());
   throw Error(cat("bad operand type for abs(): '", type_name(v), "'"));
 }
 
@@ -392,7 +407,7 @@ double py_round(double x, int64_t nd) {
     std::snprintf(buf, sizeof buf, "%.*f", int(nd), x);
     return std::strtod(buf, nullptr);
   }
-  double p = std::pow(10.0, double(-nd));
+  double p = std::pow(10.0, -double(nd));
   double y = x / p, r = std::nearbyint(y);
   return r * p;
 }
@@ -407,8 +422,8 @@ Value f_round(Renderer&, const Value& v, CallArgs& a) {
   if (method == "common") {
     if (!v.is_float()) {
       if (prec >= 0) return Value::integer(v.as_int());
-      double p = std::pow(10.0, double(-prec));
-      return Value::integer(int64_t(std::nearbyint(double(v.as_int()) / p) * p));
+      double p = std::pow(10.0, -double(prec));
+      return Value::integer(float_to_int(std::nearbyint(double(v.as_int()) / p) * p));
     }
     return Value::number(py_round(v.as_double(), prec));
   }
@@ -467,7 +482,7 @@ Value f_int(Renderer&, const Value& v, CallArgs& a) {
   if (v.is_bool()) return Value::integer(v.as_int());
   if (v.is_float()) {
     if (!std::isfinite(v.as_double())) throw Error("cannot convert float infinity or NaN to integer");
-    return Value::integer(int64_t(v.as_double()));
+    return Value::integer(float_to_int(v.as_double()));
   }
   if (v.is_string()) {
     if (auto i = parse_py_int(v.str(), base)) return Value::integer(*i);
@@ -533,8 +548,10 @@ Value f_batch(Renderer&, const Value& v, CallArgs& a) {
     tmp.push_back(std::move(item));
   }
   if (!tmp.empty()) {
-    if (b.has(1) && !b.get(1)->is_none())
+    if (b.has(1) && !b.get(1)->is_none()) {
+      check_list_size(uint64_t(n));
       while (int64_t(tmp.size()) < n) tmp.push_back(*b.get(1));
+    }
     out.push_back(Value::list(std::move(tmp)));
   }
   return Value::list(std::move(out));
@@ -559,6 +576,7 @@ Value f_format(Renderer&, const Value& v, CallArgs& a) {
 Value f_center(Renderer&, const Value& v, CallArgs& a) {
   ArgBinder b("center", a, {"width"});
   int64_t w = b.has(0) ? want_int(*b.get(0), "width") : 80;
+  check_width(w);
   std::string s = to_str(v);
   int64_t len = int64_t(utf8_length(s));
   if (w <= len) return Value::string(s);
@@ -573,8 +591,8 @@ Value f_truncate(Renderer&, const Value& v, CallArgs& a) {
   std::string end = b.has(2) ? to_str(*b.get(2)) : "...";
   int64_t leeway = b.has(3) && !b.get(3)->is_none() ? want_int(*b.get(3), "leeway") : 5;
   U32 u = utf8_decode(to_str(v)), ue = utf8_decode(end);
-  if (int64_t(u.size()) <= length + leeway) return Value::string(utf8_encode(u));
-  int64_t cut = std::max<int64_t>(0, length - int64_t(ue.size()));
+  if (__int128(u.size()) <= __int128(length) + leeway) return Value::string(utf8_encode(u));
+  int64_t cut = std::max<int64_t>(0, int64_t(std::min<__int128>(__int128(length) - int64_t(ue.size()), INT64_MAX)));
   std::string head = utf8_encode(U32_view(u).substr(0, size_t(cut)));
   if (killwords) return Value::string(head + end);
   size_t sp = head.rfind(' ');

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "chat/jinja_builtins_internal.h"
+#include "zaya/limits.h"
 
 namespace zaya::jinja::detail {
 
@@ -34,6 +35,13 @@ std::string py_strip(const std::string& s, const Value* chars, bool left, bool r
   return utf8_encode(U32_view(u).substr(b, e - b));
 }
 
+namespace {
+// A split may not produce more pieces than a list may hold: checked as they are produced.
+void grow(size_t n) {
+  if (n > limits::kMaxTemplateListItems) check_list_size(n);
+}
+}  // namespace
+
 std::vector<std::string> py_split(const std::string& s, const Value* sep, int64_t maxsplit, bool from_right) {
   std::vector<std::string> out;
   if (!sep || sep->is_none()) {  // runs of whitespace, no empty strings
@@ -46,11 +54,13 @@ std::vector<std::string> py_split(const std::string& s, const Value* sep, int64_
         if (i >= u.size()) break;
         if (maxsplit >= 0 && int64_t(words.size()) == maxsplit) {
           words.emplace_back(i, u.size());  // the unsplit rest keeps its trailing whitespace
+          grow(words.size());
           break;
         }
         size_t j = i;
         while (j < u.size() && !py_isspace(u[j])) ++j;
         words.emplace_back(i, j);
+        grow(words.size());
         i = j;
       }
     } else {
@@ -60,11 +70,13 @@ std::vector<std::string> py_split(const std::string& s, const Value* sep, int64_
         if (i == 0) break;
         if (maxsplit >= 0 && int64_t(words.size()) == maxsplit) {
           words.emplace_back(0, i);
+          grow(words.size());
           break;
         }
         size_t j = i;
         while (j > 0 && !py_isspace(u[j - 1])) --j;
         words.emplace_back(j, i);
+        grow(words.size());
         i = j;
       }
       std::reverse(words.begin(), words.end());
@@ -80,9 +92,11 @@ std::vector<std::string> py_split(const std::string& s, const Value* sep, int64_
       size_t k = (maxsplit >= 0 && int64_t(out.size()) >= maxsplit) ? std::string::npos : s.find(d, pos);
       if (k == std::string::npos) {
         out.push_back(s.substr(pos));
+        grow(out.size());
         break;
       }
       out.push_back(s.substr(pos, k - pos));
+      grow(out.size());
       pos = k + d.size();
     }
   } else {
@@ -92,9 +106,11 @@ std::vector<std::string> py_split(const std::string& s, const Value* sep, int64_
       if (!(maxsplit >= 0 && int64_t(out.size()) >= maxsplit) && end >= d.size()) k = s.rfind(d, end - d.size());
       if (k == std::string::npos) {
         out.push_back(s.substr(0, end));
+        grow(out.size());
         break;
       }
       out.push_back(s.substr(k + d.size(), end - k - d.size()));
+      grow(out.size());
       end = k;
     }
     std::reverse(out.begin(), out.end());
@@ -120,6 +136,7 @@ std::vector<std::string> py_splitlines(const std::string& s, bool keepends) {
     }
     size_t eol = i + ((u[i] == '\r' && i + 1 < u.size() && u[i + 1] == '\n') ? 2 : 1);
     out.push_back(utf8_encode(U32_view(u).substr(start, (keepends ? eol : i) - start)));
+    grow(out.size());
     start = i = eol;
   }
   if (start < u.size()) out.push_back(utf8_encode(U32_view(u).substr(start)));
@@ -137,6 +154,7 @@ std::string py_replace(const std::string& s, const std::string& old, const std::
         ++n;
       }
       if (i < u.size()) utf8_append(out, u[i]);
+      check_growing(out);
     }
     return out;
   }
@@ -147,6 +165,7 @@ std::string py_replace(const std::string& s, const std::string& old, const std::
     if (k == std::string::npos) break;
     out.append(s, pos, k - pos);
     out += rep;
+    check_growing(out);
     pos = k + old.size();
     ++n;
   }
@@ -227,6 +246,7 @@ void slice_bounds(int64_t n, const Value& start, const Value& stop, int64_t step
 
 // ---- Python %-formatting and str.format -------------------------------------------------------------------------
 std::string pad(const std::string& s, int64_t width, char align, char32_t fill) {
+  check_width(width);
   int64_t len = int64_t(utf8_length(s));
   if (width <= len) return s;
   int64_t n = width - len;
@@ -243,6 +263,9 @@ std::string pad(const std::string& s, int64_t width, char align, char32_t fill) 
 }
 
 namespace {
+// width * 10 + d, saturating far above any limit instead of overflowing.
+int64_t digit(int64_t v, char d) { return v > (int64_t{1} << 40) ? v : v * 10 + (d - '0'); }
+
 std::string format_number(const Value& v, char type, int64_t prec, bool alt, char sign) {
   char spec[32];
   char buf[512];
@@ -251,7 +274,7 @@ std::string format_number(const Value& v, char type, int64_t prec, bool alt, cha
   if (sign == '+' || sign == ' ') flags += sign;
   if (type == 'd' || type == 'i' || type == 'u' || type == 'x' || type == 'X' || type == 'o') {
     if (!v.is_number()) throw Error(cat("%", std::string(1, type), " format: a real number is required, not ", type_name(v)));
-    int64_t i = v.is_float() ? int64_t(v.as_double()) : v.as_int();
+    int64_t i = v.is_float() ? float_to_int(v.as_double()) : v.as_int();
     char t = (type == 'i' || type == 'u') ? 'd' : type;
     std::snprintf(spec, sizeof spec, "%%%sll%c", flags.c_str(), t);
     std::snprintf(buf, sizeof buf, spec, (long long)i);
@@ -264,7 +287,13 @@ std::string format_number(const Value& v, char type, int64_t prec, bool alt, cha
   }
   if (!v.is_number()) throw Error(cat("must be real number, not ", type_name(v)));
   std::snprintf(spec, sizeof spec, "%%%s.%lld%c", flags.c_str(), (long long)(prec < 0 ? 6 : prec), type);
-  std::snprintf(buf, sizeof buf, spec, v.as_double());
+  const int n = std::snprintf(buf, sizeof buf, spec, v.as_double());
+  if (n >= 0 && size_t(n) >= sizeof buf) {  // a long precision: the exact length, bounded by check_width(prec)
+    std::string big(size_t(n) + 1, '\0');
+    std::snprintf(big.data(), big.size(), spec, v.as_double());
+    big.resize(size_t(n));
+    return big;
+  }
   return buf;
 }
 }  // namespace
@@ -311,12 +340,14 @@ std::string percent_format(const std::string& fmt, const Value& args, bool escap
       width = want_int(take(), "* width");
       ++i;
     }
-    while (i < fmt.size() && fmt[i] >= '0' && fmt[i] <= '9') width = width * 10 + (fmt[i++] - '0');
+    while (i < fmt.size() && fmt[i] >= '0' && fmt[i] <= '9') width = digit(width, fmt[i++]);
     if (i < fmt.size() && fmt[i] == '.') {
       prec = 0;
       ++i;
-      while (i < fmt.size() && fmt[i] >= '0' && fmt[i] <= '9') prec = prec * 10 + (fmt[i++] - '0');
+      while (i < fmt.size() && fmt[i] >= '0' && fmt[i] <= '9') prec = digit(prec, fmt[i++]);
     }
+    check_width(width);
+    check_width(prec);
     if (i >= fmt.size()) throw Error("incomplete format");
     char t = fmt[i];
     if (t == '%') {
@@ -334,7 +365,11 @@ std::string percent_format(const std::string& fmt, const Value& args, bool escap
       }
     } else if (t == 'c') {
       if (arg.is_string()) piece = arg.str();
-      else utf8_append(piece, char32_t(want_int(arg, "%c")));
+      else {
+        const int64_t cp = want_int(arg, "%c");
+        if (cp < 0 || cp > 0x10FFFF) throw Error("%c arg not in range(0x110000)");
+        utf8_append(piece, char32_t(cp));
+      }
     } else if (std::string_view("diuxXoeEfFgG").find(t) != std::string_view::npos) {
       piece = format_number(arg, t, prec, alt, sign);
       if (zero && !left && int64_t(piece.size()) < width) {
@@ -345,6 +380,7 @@ std::string percent_format(const std::string& fmt, const Value& args, bool escap
       throw Error(cat("unsupported format character '", std::string(1, t), "'"));
     }
     out += pad(piece, width, left ? '<' : '>', ' ');
+    check_growing(out);
   }
   // Python skips the leftover check when the single argument looks like a mapping (dicts, lists).
   if (next < pos.size() && !mapping && !(args.is_list() && !args.lst().tuple) && !args.is_undefined())
@@ -382,7 +418,7 @@ std::string apply_spec(const Value& v, const std::string& spec) {
     ++i;
   }
   int64_t width = 0, prec = -1;
-  while (i < u.size() && u[i] >= '0' && u[i] <= '9') width = width * 10 + int64_t(u[i++] - '0');
+  while (i < u.size() && u[i] >= '0' && u[i] <= '9') width = digit(width, char(u[i++]));
   bool comma = false;
   if (i < u.size() && (u[i] == ',' || u[i] == '_')) {
     comma = true;
@@ -391,8 +427,10 @@ std::string apply_spec(const Value& v, const std::string& spec) {
   if (i < u.size() && u[i] == '.') {
     prec = 0;
     ++i;
-    while (i < u.size() && u[i] >= '0' && u[i] <= '9') prec = prec * 10 + int64_t(u[i++] - '0');
+    while (i < u.size() && u[i] >= '0' && u[i] <= '9') prec = digit(prec, char(u[i++]));
   }
+  check_width(width);
+  check_width(prec);
   char type = i < u.size() ? char(u[i]) : 0;
   std::string body;
   if (v.is_string() || (type == 's')) {
@@ -413,7 +451,7 @@ std::string apply_spec(const Value& v, const std::string& spec) {
   } else if (type == 'b') {
     int64_t n = v.as_int();
     std::string bits;
-    uint64_t m = uint64_t(n < 0 ? -n : n);
+    uint64_t m = n < 0 ? uint64_t(0) - uint64_t(n) : uint64_t(n);
     do {
       bits.insert(bits.begin(), char('0' + (m & 1)));
       m >>= 1;
@@ -478,7 +516,8 @@ std::string str_format(Renderer& r, const std::string& fmt, const CallArgs& args
       if (auto_idx >= args.pos.size()) throw Error("Replacement index out of range for positional args tuple");
       v = args.pos[auto_idx++];
     } else if (std::all_of(head.begin(), head.end(), [](char d) { return d >= '0' && d <= '9'; })) {
-      size_t k = size_t(std::stoul(head));
+      if (head.size() > 18) throw Error("Replacement index out of range for positional args tuple");
+      size_t k = size_t(std::stoull(head));
       if (k >= args.pos.size()) throw Error("Replacement index out of range for positional args tuple");
       v = args.pos[k];
     } else {
@@ -500,6 +539,7 @@ std::string str_format(Renderer& r, const std::string& fmt, const CallArgs& args
         if (e == std::string::npos) throw Error("Missing ']' in format string");
         std::string key = field.substr(path + 1, e - path - 1);
         bool digits = !key.empty() && std::all_of(key.begin(), key.end(), [](char d) { return d >= '0' && d <= '9'; });
+        if (digits && key.size() > 18) throw Error(cat("IndexError: index ", key, " out of range"));
         v = r.getitem(v, digits ? Value::integer(std::stoll(key)) : Value::string(key));
         path = e + 1;
       }
@@ -507,6 +547,7 @@ std::string str_format(Renderer& r, const std::string& fmt, const CallArgs& args
     if (conv == 'r' || conv == 'a') v = Value::string(repr(v));
     else if (conv == 's') v = Value::string(to_str(v));
     out += apply_spec(v, spec);
+    check_growing(out);
   }
   return out;
 }

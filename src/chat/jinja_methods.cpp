@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "chat/jinja_builtins_internal.h"
+#include "zaya/limits.h"
 
 namespace zaya::jinja::detail {
 namespace {
@@ -122,6 +123,7 @@ Value str_method(Renderer& r, const std::string& s, const std::string& m, CallAr
       if (!x.is_string()) throw Error(cat("sequence item ", i, ": expected str instance, ", type_name(x), " found"));
       if (i++) out += s;
       out += x.str();
+      check_growing(out);
     }
     return Value::string(out);
   }
@@ -129,6 +131,7 @@ Value str_method(Renderer& r, const std::string& s, const std::string& m, CallAr
   if (m == "center" || m == "ljust" || m == "rjust") {
     ArgBinder b(m.c_str(), a, {"width", "fillchar"});
     int64_t w = b.has(0) ? want_int(*b.get(0), "width") : 0;
+    check_width(w);
     U32 f = utf8_decode(b.has(1) ? want_str(*b.get(1), "fillchar") : std::string(" "));
     if (f.size() != 1) throw Error("The fill character must be exactly one character long");
     if (m == "center") {
@@ -146,6 +149,7 @@ Value str_method(Renderer& r, const std::string& s, const std::string& m, CallAr
   if (m == "zfill") {
     ArgBinder b(m.c_str(), a, {"width"});
     int64_t w = b.has(0) ? want_int(*b.get(0), "width") : 0;
+    check_width(w);
     int64_t len = int64_t(utf8_length(s));
     if (w <= len) return Value::string(s);
     size_t signs = (!s.empty() && (s[0] == '-' || s[0] == '+')) ? 1 : 0;
@@ -241,15 +245,22 @@ Value g_range(Renderer&, CallArgs& a) {
     if (a.pos.size() == 3) step = want_int(a.pos[2], "range() argument");
   }
   if (step == 0) throw Error("range() arg 3 must not be zero");
-  int64_t n = step > 0 ? (stop > start ? (stop - start + step - 1) / step : 0) : (start > stop ? (start - stop - step - 1) / -step : 0);
-  if (n > 100000) throw Error("Range too big. The sandbox blocks ranges larger than MAX_RANGE (100000).");
+  // The length in 128 bits: stop - start and the rounding overflow 64 (range(0, 2**63 - 1, 2**62)).
+  const __int128 span = step > 0 ? __int128(stop) - start : __int128(start) - stop;
+  const __int128 st = step > 0 ? __int128(step) : -__int128(step);
+  const __int128 len = span > 0 ? (span + st - 1) / st : 0;
+  if (len > limits::kMaxTemplateRange)
+    throw Error(cat("Range too big. The sandbox blocks ranges larger than MAX_RANGE (", limits::kMaxTemplateRange, ")."));
+  const int64_t n = int64_t(len);
   std::vector<Value> out;
-  for (int64_t i = 0; i < n; ++i) out.push_back(Value::integer(start + i * step));
+  out.reserve(size_t(n));
+  for (int64_t i = 0; i < n; ++i) out.push_back(Value::integer(int64_t(__int128(start) + __int128(i) * step)));
   return Value::list(std::move(out));
 }
 
-Value g_namespace(Renderer&, CallArgs& a) {
+Value g_namespace(Renderer& r, CallArgs& a) {
   auto d = std::make_shared<DictData>();
+  r.track(d);
   for (const auto& p : a.pos) {
     if (p.is_dict()) {
       for (const auto& [k, v] : p.dct().items) d->set(k, v);

@@ -11,11 +11,13 @@ namespace zaya::jinja::detail {
 namespace {
 
 int64_t floordiv_i(int64_t a, int64_t b) {
+  if (b == -1) return checked_neg(a);  // INT64_MIN / -1 traps
   int64_t q = a / b;
   if ((a % b != 0) && ((a < 0) != (b < 0))) --q;
   return q;
 }
 int64_t mod_i(int64_t a, int64_t b) {
+  if (b == -1) return 0;  // INT64_MIN % -1 traps
   int64_t m = a % b;
   if (m != 0 && ((m < 0) != (b < 0))) m += b;
   return m;
@@ -49,14 +51,22 @@ void divmod_f(double vx, double wx, double* floordiv, double* mod) {
   if (op == "+" && a.is_list()) throw Error(cat("can only concatenate ", type_name(a), " (not \"", type_name(b), "\") to ", type_name(a)));
   throw Error(cat("unsupported operand type(s) for ", op, ": '", type_name(a), "' and '", type_name(b), "'"));
 }
+// seq * n, its size checked before anything is built.
 Value repeat(const Value& seq, int64_t n) {
+  if (n <= 0) n = 0;
+  const uint64_t unit = seq.is_string() ? seq.str().size() : seq.lst().items.size();
+  const uint64_t total = unit == 0 ? 0 : (uint64_t(n) > UINT64_MAX / unit ? UINT64_MAX : unit * uint64_t(n));
   if (seq.is_string()) {
+    check_string_size(total);
     std::string out;
-    for (int64_t i = 0; i < n; ++i) out += seq.str();
+    out.reserve(size_t(total));
+    for (int64_t i = 0; i < n && unit; ++i) out += seq.str();
     return Value::string(std::move(out));
   }
+  check_list_size(total);
   std::vector<Value> out;
-  for (int64_t i = 0; i < n; ++i) out.insert(out.end(), seq.lst().items.begin(), seq.lst().items.end());
+  out.reserve(size_t(total));
+  for (int64_t i = 0; i < n && unit; ++i) out.insert(out.end(), seq.lst().items.begin(), seq.lst().items.end());
   return Value::list(std::move(out), seq.lst().tuple);
 }
 }  // namespace
@@ -66,7 +76,7 @@ Value binary_op(const std::string& op, const Value& a, const Value& b) {
   bool nums = a.is_number() && b.is_number();
   bool flt = nums && (a.is_float() || b.is_float());
   if (op == "+") {
-    if (nums) return flt ? Value::number(a.as_double() + b.as_double()) : Value::integer(a.as_int() + b.as_int());
+    if (nums) return flt ? Value::number(a.as_double() + b.as_double()) : Value::integer(checked_add(a.as_int(), b.as_int()));
     if (a.is_string() && b.is_string()) {
       if (!a.markup && !b.markup) return Value::string(a.str() + b.str());
       return Value::markup_string((a.markup ? a.str() : html_escape(a.str())) + (b.markup ? b.str() : html_escape(b.str())));
@@ -75,6 +85,7 @@ Value binary_op(const std::string& op, const Value& a, const Value& b) {
       throw Error(cat("unsupported operand type(s) for +: '", a.markup ? "Markup" : type_name(a), "' and '",
                       b.markup ? "Markup" : type_name(b), "'"));
     if (a.is_list() && b.is_list() && a.lst().tuple == b.lst().tuple && !a.lst().view && !b.lst().view) {
+      check_list_size(uint64_t(a.lst().items.size()) + b.lst().items.size());
       std::vector<Value> items = a.lst().items;
       items.insert(items.end(), b.lst().items.begin(), b.lst().items.end());
       return Value::list(std::move(items), a.lst().tuple);
@@ -82,11 +93,11 @@ Value binary_op(const std::string& op, const Value& a, const Value& b) {
     bad_operands(op, a, b);
   }
   if (op == "-") {
-    if (nums) return flt ? Value::number(a.as_double() - b.as_double()) : Value::integer(a.as_int() - b.as_int());
+    if (nums) return flt ? Value::number(a.as_double() - b.as_double()) : Value::integer(checked_sub(a.as_int(), b.as_int()));
     bad_operands(op, a, b);
   }
   if (op == "*") {
-    if (nums) return flt ? Value::number(a.as_double() * b.as_double()) : Value::integer(a.as_int() * b.as_int());
+    if (nums) return flt ? Value::number(a.as_double() * b.as_double()) : Value::integer(checked_mul(a.as_int(), b.as_int()));
     if ((a.is_string() || a.is_list()) && (b.is_int() || b.is_bool())) {
       Value r = repeat(a, b.as_int());
       r.markup = a.markup;
@@ -121,9 +132,9 @@ Value binary_op(const std::string& op, const Value& a, const Value& b) {
     if (!flt && b.as_int() >= 0) {
       int64_t base = a.as_int(), e = b.as_int(), r = 1;
       while (e > 0) {
-        if (e & 1) r *= base;
-        base *= base;
+        if (e & 1) r = checked_mul(r, base);
         e >>= 1;
+        if (e > 0) base = checked_mul(base, base);  // only squared when it is used again
       }
       return Value::integer(r);
     }
@@ -143,6 +154,7 @@ bool contains(const Value& c, const Value& item) {
       if (!item.is_string()) throw Error(cat("'in <string>' requires string as left operand, not ", type_name(item)));
       return c.str().find(item.str()) != std::string::npos;
     case Value::Type::List:
+      charge_steps(1 + c.lst().items.size() / 16);
       for (const auto& x : c.lst().items)
         if (equals(x, item)) return true;
       return false;
@@ -170,7 +182,11 @@ Value slice(const Value& obj, const Value& start, const Value& stop, const Value
     int64_t b, e;
     slice_bounds(int64_t(items.size()), start, stop, step, &b, &e);
     std::vector<Value> out;
-    for (int64_t i = b; step > 0 ? i < e : i > e; i += step) out.push_back(items[size_t(i)]);
+    // i + step may pass INT64_MAX (step 2**62): the loop ends instead of overflowing.
+    for (int64_t i = b; step > 0 ? i < e : i > e;) {
+      out.push_back(items[size_t(i)]);
+      if (__builtin_add_overflow(i, step, &i)) break;
+    }
     return Value::list(std::move(out), obj.lst().tuple);
   }
   U32 u = utf8_decode(obj.str());
@@ -179,7 +195,10 @@ Value slice(const Value& obj, const Value& start, const Value& stop, const Value
   std::string out;
   if (step == 1) out = utf8_encode(U32_view(u).substr(size_t(b), size_t(std::max<int64_t>(0, e - b))));
   else
-    for (int64_t i = b; step > 0 ? i < e : i > e; i += step) utf8_append(out, u[size_t(i)]);
+    for (int64_t i = b; step > 0 ? i < e : i > e;) {
+      utf8_append(out, u[size_t(i)]);
+      if (__builtin_add_overflow(i, step, &i)) break;
+    }
   Value r = Value::string(std::move(out));
   r.markup = obj.markup;
   return r;

@@ -5,7 +5,26 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "zaya/limits.h"
+
 namespace zaya::jinja::detail {
+namespace {
+
+// 1 + the deepest child; throws past limits::kMaxTemplateValueDepth.
+int nest_depth(int deepest_child) {
+  if (deepest_child + 1 > limits::kMaxTemplateValueDepth)
+    throw Error(cat("values nested deeper than ", limits::kMaxTemplateValueDepth,
+                    " levels (zaya::limits::kMaxTemplateValueDepth)"));
+  return deepest_child + 1;
+}
+
+int list_depth(const std::vector<Value>& items) {
+  int d = 0;
+  for (const auto& x : items) d = std::max(d, value_depth(x));
+  return nest_depth(d);
+}
+
+}  // namespace
 
 // ---- construction -------------------------------------------------------------------------------------------------
 Value Value::none() {
@@ -37,6 +56,7 @@ Value Value::number(double f) {
   return v;
 }
 Value Value::string(std::string s) {
+  check_string_size(s.size());
   Value v;
   v.type = Type::String;
   v.p = std::make_shared<const std::string>(std::move(s));
@@ -48,7 +68,9 @@ Value Value::markup_string(std::string s) {
   return v;
 }
 Value Value::list(std::vector<Value> items, bool tuple) {
+  check_list_size(items.size());
   auto d = std::make_shared<ListData>();
+  d->depth = list_depth(items);
   d->items = std::move(items);
   d->tuple = tuple;
   Value v;
@@ -57,7 +79,9 @@ Value Value::list(std::vector<Value> items, bool tuple) {
   return v;
 }
 Value Value::dict_view(const char* kind, std::vector<Value> items) {
+  check_list_size(items.size());
   auto d = std::make_shared<ListData>();
+  d->depth = list_depth(items);
   d->items = std::move(items);
   d->view = kind;
   Value v;
@@ -66,7 +90,11 @@ Value Value::dict_view(const char* kind, std::vector<Value> items) {
   return v;
 }
 Value Value::dict(std::vector<std::pair<Value, Value>> items) {
+  check_list_size(items.size());
   auto d = std::make_shared<DictData>();
+  int deepest = 0;
+  for (const auto& [k, x] : items) deepest = std::max({deepest, value_depth(k), value_depth(x)});
+  d->depth = nest_depth(deepest);
   d->items = std::move(items);
   return dict(std::move(d));
 }
@@ -97,18 +125,22 @@ const std::string& Value::undefined_hint() const {
 
 const Value* DictData::find(const Value& key) const {
   if (key.is_string()) return find(std::string_view(key.str()));
+  if (items.size() > 16) charge_steps(items.size() / 16);
   for (const auto& [k, v] : items)
     if (equals(k, key)) return &v;
   return nullptr;
 }
 
 const Value* DictData::find(std::string_view key) const {
+  if (items.size() > 16) charge_steps(items.size() / 16);  // a linear scan
   for (const auto& [k, v] : items)
     if (k.is_string() && k.str() == key) return &v;
   return nullptr;
 }
 
 void DictData::set(const Value& key, Value v) {
+  charge_steps(1 + items.size() / 16);  // the linear scan below
+  depth = std::max(depth, nest_depth(std::max(value_depth(key), value_depth(v))));
   for (auto& [k, old] : items)
     if (equals(k, key)) {
       old = std::move(v);
@@ -384,29 +416,64 @@ std::string html_escape(std::string_view s) {
   return out;
 }
 
+namespace {
+// repr() of containers in progress on this thread: one met again inside itself (only namespaces make cycles) prints
+// as Python's "[...]" / "{...}", and
+// nesting (a namespace's depth can go stale as attributes are set on what it holds) is bounded.
+thread_local std::vector<const void*> t_repr_open;  // the ListData / DictData being printed
+thread_local int t_repr_depth = 0;
+struct ReprLevel {
+  ReprLevel() {
+    if (++t_repr_depth > limits::kMaxTemplateValueDepth) {
+      --t_repr_depth;
+      throw Error(cat("values nested deeper than ", limits::kMaxTemplateValueDepth,
+                      " levels (zaya::limits::kMaxTemplateValueDepth)"));
+    }
+  }
+  ~ReprLevel() { --t_repr_depth; }
+};
+struct Open {
+  bool again;
+  explicit Open(const void* p) : again(std::find(t_repr_open.begin(), t_repr_open.end(), p) != t_repr_open.end()) {
+    if (!again) t_repr_open.push_back(p);
+  }
+  ~Open() {
+    if (!again) t_repr_open.pop_back();
+  }
+};
+}  // namespace
+
 std::string repr(const Value& v) {
+  if (v.is_list() || v.is_dict() || v.is_ns()) check_stack();
+  ReprLevel level;
   switch (v.type) {
     case Value::Type::Undefined: return "Undefined";
     case Value::Type::String: return v.markup ? "Markup(" + py_str_repr(v.str()) + ")" : py_str_repr(v.str());
     case Value::Type::List: {
       const auto& l = v.lst();
+      Open open(&l);
+      if (open.again) return l.tuple ? "(...)" : "[...]";
       if (l.view) return std::string(l.view) + "(" + repr(Value::list(l.items)) + ")";
       std::string out = l.tuple ? "(" : "[";
       for (size_t i = 0; i < l.items.size(); ++i) {
         if (i) out += ", ";
         out += repr(l.items[i]);
+        check_growing(out);
       }
       if (l.tuple && l.items.size() == 1) out += ",";
       out += l.tuple ? ")" : "]";
       return out;
     }
     case Value::Type::Dict: {
+      Open open(&v.dct());
+      if (open.again) return "{...}";
       std::string out = "{";
       bool first = true;
       for (const auto& [k, x] : v.dct().items) {
         if (!first) out += ", ";
         first = false;
         out += repr(k) + ": " + repr(x);
+        check_growing(out);
       }
       return out + "}";
     }
@@ -511,7 +578,9 @@ std::vector<Value> iterate(const Value& v) {
     case Value::Type::String: {
       std::vector<Value> out;
       std::string tmp;
-      for (char32_t c : utf8_decode(v.str())) {
+      const std::u32string cps = utf8_decode(v.str());
+      check_list_size(cps.size());
+      for (char32_t c : cps) {
         tmp.clear();
         utf8_append(tmp, c);
         out.push_back(Value::string(tmp));
@@ -559,6 +628,9 @@ static std::string json_float(double d) {
 }
 
 static void json_dump(std::string& out, const Value& v, const JsonOptions& o, int level) {
+  if (level > limits::kMaxTemplateValueDepth)
+    throw Error(cat("values nested deeper than ", limits::kMaxTemplateValueDepth,
+                    " levels (zaya::limits::kMaxTemplateValueDepth)"));
   auto newline = [&](int lvl) {
     out += '\n';
     for (int i = 0; i < lvl; ++i) out += o.indent;
@@ -581,6 +653,7 @@ static void json_dump(std::string& out, const Value& v, const JsonOptions& o, in
         if (i) out += o.item_sep;
         if (o.has_indent) newline(level + 1);
         json_dump(out, items[i], o, level + 1);
+        check_growing(out);
       }
       if (o.has_indent) newline(level);
       out += ']';
@@ -617,6 +690,7 @@ static void json_dump(std::string& out, const Value& v, const JsonOptions& o, in
         }
         out += o.key_sep;
         json_dump(out, kv->second, o, level + 1);
+        check_growing(out);
       }
       if (o.has_indent) newline(level);
       out += '}';
@@ -632,8 +706,11 @@ std::string to_json(const Value& v, const JsonOptions& opts) {
   return out;
 }
 
-Value from_json(const nlohmann::ordered_json& j) {
+static Value from_json_at(const nlohmann::ordered_json& j, int depth) {
   using J = nlohmann::ordered_json;
+  if (depth > limits::kMaxTemplateValueDepth)
+    throw Error(cat("chat template context: JSON nested deeper than ", limits::kMaxTemplateValueDepth,
+                    " levels (zaya::limits::kMaxTemplateValueDepth)"));
   switch (j.type()) {
     case J::value_t::null: return Value::none();
     case J::value_t::boolean: return Value::boolean(j.get<bool>());
@@ -648,17 +725,19 @@ Value from_json(const nlohmann::ordered_json& j) {
     case J::value_t::array: {
       std::vector<Value> items;
       items.reserve(j.size());
-      for (const auto& x : j) items.push_back(from_json(x));
+      for (const auto& x : j) items.push_back(from_json_at(x, depth + 1));
       return Value::list(std::move(items));
     }
     case J::value_t::object: {
       std::vector<std::pair<Value, Value>> items;
       items.reserve(j.size());
-      for (auto it = j.begin(); it != j.end(); ++it) items.emplace_back(Value::string(it.key()), from_json(it.value()));
+      for (auto it = j.begin(); it != j.end(); ++it) items.emplace_back(Value::string(it.key()), from_json_at(it.value(), depth + 1));
       return Value::dict(std::move(items));
     }
     default: throw Error("chat template context: unsupported JSON value (binary)");
   }
 }
+
+Value from_json(const nlohmann::ordered_json& j) { return from_json_at(j, 1); }
 
 }  // namespace zaya::jinja::detail

@@ -76,6 +76,7 @@ struct Value {
 
 struct ListData {
   std::vector<Value> items;
+  int depth = 1;  // nesting of lists, dicts and namespaces, this one included (limits::kMaxTemplateValueDepth)
   bool tuple = false;
   // "dict_items" / "dict_keys" / "dict_values" for dict views: iterable but not subscriptable, own repr.
   const char* view = nullptr;
@@ -84,6 +85,7 @@ struct ListData {
 // Insertion-ordered mapping; lookups are linear, which is faster than hashing for the small dicts templates see.
 struct DictData {
   std::vector<std::pair<Value, Value>> items;
+  int depth = 1;  // as ListData::depth; a namespace's only grows as attributes are set
   const Value* find(const Value& key) const;
   const Value* find(std::string_view key) const;
   void set(const Value& key, Value v);
@@ -125,6 +127,43 @@ struct JsonOptions {
 };
 std::string to_json(const Value& v, const JsonOptions& opts);  // Python json.dumps
 Value from_json(const nlohmann::ordered_json& j);
+
+// ---- limits (zaya/limits.h, docs/limits.md) ---------------------------------------------------------------------
+// The work budget of the render running on this thread. Outside a render (templates parsed, values built by a
+// caller) only the size caps apply.
+inline constexpr size_t kStringCap = size_t{64} << 20;  // == limits::kMaxTemplateStringBytes (static_assert'ed)
+struct RenderBudget {
+  uint64_t steps = 0, bytes = 0;
+  int64_t deadline_ns = 0;           // steady_clock, 0: none
+  uintptr_t stack_base = 0;          // frame address where the render started
+};
+// Installs a budget for this thread for the scope's lifetime (the previous one comes back after).
+class BudgetScope {
+ public:
+  explicit BudgetScope(RenderBudget& b);
+  ~BudgetScope();
+  BudgetScope(const BudgetScope&) = delete;
+  BudgetScope& operator=(const BudgetScope&) = delete;
+
+ private:
+  RenderBudget* prev_;
+};
+void charge_steps(uint64_t n);              // evaluation steps, loop iterations, comparisons; throws Error when over
+void check_stack();                         // throws Error when the render nears the end of the stack
+void check_string_size(uint64_t bytes);     // before building a string of `bytes`
+void check_list_size(uint64_t items);       // before building a list of `items`
+void check_width(int64_t width);            // a padding width
+// While a string is being appended to (join, replace, repr, tojson, %): throws once it passes the string cap.
+inline void check_growing(const std::string& s) {
+  if (s.size() > kStringCap) check_string_size(s.size());
+}
+int value_depth(const Value& v);            // 0 for scalars
+// Checked 64-bit integer arithmetic: Python's ints never overflow, ours raise an Error instead.
+int64_t checked_add(int64_t a, int64_t b);
+int64_t checked_sub(int64_t a, int64_t b);
+int64_t checked_mul(int64_t a, int64_t b);
+int64_t checked_neg(int64_t a);
+int64_t float_to_int(double d);  // Python int(float): NaN/inf and out-of-range values raise
 
 // ---- UTF-8 / code points ------------------------------------------------------------------------------------------
 // Invalid bytes decode to U+DC80+byte (Python's surrogateescape) so encoding gives back the same bytes.

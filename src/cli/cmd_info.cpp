@@ -12,6 +12,7 @@
 #include "zaya/config.h"
 #include "zaya/decode_state.h"
 #include "zaya/error.h"
+#include "zaya/limits.h"
 #include "zaya/model.h"
 #include "zaya/model_info.h"
 
@@ -60,6 +61,9 @@ Runner add_info(CLI::App& app) {
     // Top-1 routing: one expert (and its LoRA) of E per MoE layer is active.
     const int64_t active_no_embed = no_embed - c.experts + c.experts / E - c.lora_experts + c.lora_experts / E;
     const int64_t ctx = o->ctx > 0 ? o->ctx : cfg.max_positions;
+    // The config's geometry is bounded by zaya/limits.h; --ctx is too, so the estimates below cannot overflow.
+    if (ctx > limits::kMaxPositions)
+      throw Error(cat("--ctx ", ctx, " exceeds the limit ", limits::kMaxPositions, " (zaya::limits::kMaxPositions)"));
     const size_t per_tok = DecodeState::bytes_per_token(cfg), fixed = DecodeState::fixed_bytes(cfg);
 
     nlohmann::ordered_json j;

@@ -5,6 +5,7 @@
 #include <csignal>
 #include <cstdio>
 #include <fstream>
+#include <iterator>
 #include <iostream>
 #include <memory>
 #include <sstream>
@@ -14,6 +15,7 @@
 #include "zaya/chat.h"
 #include "zaya/error.h"
 #include "zaya/jinja.h"
+#include "zaya/limits.h"
 #include "zaya/session.h"
 #include "zaya/tokenizer.h"
 #include "zaya/vision.h"
@@ -327,7 +329,10 @@ Runner add_chat(CLI::App& app) {
             if (arg.empty()) throw Error("usage: /load FILE");
             std::ifstream in(arg);
             if (!in) throw Error(cat(arg, ": cannot read"));
-            ojson loaded = ojson::parse(in);
+            const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+            if (limits::json_nesting_depth(text) > limits::kMaxJsonDepth)
+              throw Error(cat(arg, ": JSON nested deeper than ", limits::kMaxJsonDepth, " levels"));
+            ojson loaded = ojson::parse(text);
             if (!loaded.is_array()) throw Error(cat(arg, ": expected a JSON list of messages"));
             messages = loaded;
             std::fprintf(stderr, "zaya: loaded %zu messages\n", messages.size());

@@ -43,6 +43,10 @@ Runner add_serve(CLI::App& app) {
       ->capture_default_str();
   sub->add_option("--alias", o->s.model_name, "model id to list in /v1/models (default: the folder name)");
   sub->add_option("--chat-template", o->s.chat_template, "Jinja chat template file (overrides the model's)");
+  sub->add_option("--cors-origin", o->s.cors_origins,
+                  "browser origin allowed to call the API besides loopback ones (repeatable; '*' for any)");
+  sub->add_option("--max-connections", o->s.max_connections, "open HTTP connections served at once")
+      ->capture_default_str()->check(CLI::PositiveNumber);
   sub->add_option("-t,--threads", o->threads, "worker threads (0 = all cores)")->check(CLI::NonNegativeNumber);
   sub->add_flag("-q,--quiet", o->quiet, "no per-request log lines");
   sub->add_flag("--exact", o->s.exact, "quantized products with fp32 activations, the reference arithmetic (slower prefill)");

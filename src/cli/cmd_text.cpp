@@ -9,6 +9,7 @@
 #include "cli/commands.h"
 #include "zaya/error.h"
 #include "zaya/jinja.h"
+#include "zaya/limits.h"
 #include "zaya/tokenizer.h"
 
 namespace zaya::cli {
@@ -88,6 +89,8 @@ Runner add_tokenize(CLI::App& app) {
     for_each_line(o->jsonl, [&](const std::string& line, size_t n) {
       ojson out;
       try {
+        if (limits::json_nesting_depth(line) > limits::kMaxJsonDepth)
+          throw Error(cat("JSON nested deeper than ", limits::kMaxJsonDepth, " levels"));
         ojson in = ojson::parse(line);
         if (!in.is_object() || !in.contains("text") || !in["text"].is_string())
           throw Error(cat("line ", n, ": expected an object with a string \"text\""));
@@ -116,6 +119,8 @@ Runner add_template(CLI::App& app) {
     for_each_line(o->jsonl, [&](const std::string& line, size_t n) {
       ojson out;
       try {
+        if (limits::json_nesting_depth(line) > limits::kMaxJsonDepth)
+          throw Error(cat("JSON nested deeper than ", limits::kMaxJsonDepth, " levels"));
         ojson in = ojson::parse(line);
         if (!in.is_object() || !in.contains("template") || !in["template"].is_string())
           throw Error(cat("line ", n, ": expected an object with a string \"template\""));

@@ -4,6 +4,8 @@
 
 #include "zaya/error.h"
 #include "generate/stop.h"
+#include "util/json_limits.h"
+#include "zaya/limits.h"
 
 namespace zaya {
 
@@ -259,6 +261,8 @@ ojson OutputParser::convert_value(const std::string& param, const std::string& r
   if (string_params_.count(call_.name + "\n" + param)) return raw;
   // The template writes non-strings with tojson, which never adds surrounding whitespace.
   if (raw.empty() || is_space(raw.front()) || is_space(raw.back())) return raw;
+  // Model output is untrusted too: JSON nested past the limit stays a string.
+  if (json_nesting_depth(raw) > limits::kMaxJsonDepth) return raw;
   ojson j = ojson::parse(raw, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || j.is_string()) return raw;
   return j;

@@ -14,7 +14,9 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "util/json_limits.h"
 #include "zaya/error.h"
+#include "zaya/limits.h"
 
 namespace zaya {
 namespace fs = std::filesystem;
@@ -82,7 +84,7 @@ class MappedFile {
 // ---- single file -----------------------------------------------------------------------------------------------
 
 namespace {
-constexpr uint64_t kMaxHeader = 100ull << 20;  // the format's own 100 MB header cap
+constexpr uint64_t kMaxHeader = limits::kMaxSafetensorsHeader;  // the format's own 100 MB header cap
 }
 
 SafetensorsFile::~SafetensorsFile() = default;
@@ -105,9 +107,11 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path, 
   const size_t data_start = 8 + hlen;
   const size_t data_size = fsize - data_start;
 
+  const std::string_view header_text(reinterpret_cast<const char*>(base + 8), hlen);
+  check_json_depth(header_text, cat(path, ": safetensors header"));
   nlohmann::json header;
   try {
-    header = nlohmann::json::parse(reinterpret_cast<const char*>(base + 8), reinterpret_cast<const char*>(base + 8 + hlen));
+    header = nlohmann::json::parse(header_text);
   } catch (const std::exception& e) {
     throw Error(cat(path, ": safetensors header is not valid JSON: ", e.what()));
   }
@@ -177,6 +181,19 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path, 
     if (ranges[i - 1].e > ranges[i].b)
       throw Error(cat(path, ": tensors '", ranges[i - 1].name, "' and '", ranges[i].name, "' overlap"));
   }
+  // The tensors must tile the data section exactly, as the reference reader (safetensors' validate) demands: a
+  // header length cut short by a byte or two still parses (the padding absorbs it) but shifts every tensor, and
+  // bytes no tensor claims mean the same. Either is a corrupt file, never weights to compute with.
+  uint64_t covered = 0;
+  for (const Range& r : ranges) {
+    if (r.b != covered)
+      throw Error(cat(path, ": bytes [", covered, ", ", r.b, ") of the data section before tensor '", r.name,
+                      "' belong to no tensor (header length ", hlen, " wrong, or the file is corrupt)"));
+    covered = r.e;
+  }
+  if (covered != data_size)
+    throw Error(cat(path, ": the tensors cover ", covered, " bytes but the data section holds ", data_size,
+                    " (header length ", hlen, " wrong, or the file is truncated or has trailing bytes)"));
   for (size_t i = 0; i < f->tensors_.size(); ++i) f->index_[f->tensors_[i].name] = i;
   return f;
 }
@@ -201,14 +218,7 @@ TensorStore TensorStore::open(const std::string& path, bool prefetch) {
     s.root_ = path;
     fs::path index = fs::path(path) / "model.safetensors.index.json";
     if (fs::exists(index, ec)) {
-      nlohmann::json j;
-      std::ifstream in(index);
-      if (!in) throw Error(cat(index.string(), ": cannot open"));
-      try {
-        j = nlohmann::json::parse(in);
-      } catch (const std::exception& e) {
-        throw Error(cat(index.string(), ": not valid JSON: ", e.what()));
-      }
+      const nlohmann::json j = parse_json_file<nlohmann::json>(index.string());
       if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())
         throw Error(cat(index.string(), ": missing 'weight_map' object"));
       std::set<std::string> shards;

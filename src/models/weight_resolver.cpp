@@ -4,6 +4,7 @@
 #include <fstream>
 #include <set>
 
+#include "util/json_limits.h"
 #include "zaya/error.h"
 #include "kernels/format_table.h"
 #include "tensor/quant_formats.h"
@@ -16,12 +17,7 @@ namespace {
 
 json read_json_if_exists(const fs::path& p) {
   if (!fs::exists(p)) return json();
-  std::ifstream in(p);
-  try {
-    return json::parse(in);
-  } catch (const std::exception& e) {
-    throw Error(cat(p.string(), ": not valid JSON: ", e.what()));
-  }
+  return parse_json_file<json>(p.string());
 }
 
 // Keys of config.quantization that are settings, not module paths (mlx-lm and the JANG/Swift loaders).
@@ -40,36 +36,68 @@ std::string shape_str(const std::vector<int64_t>& s) {
 
 }  // namespace
 
+QuantSettings parse_quantization(const json& cfg, const std::string& src) {
+  QuantSettings qs;
+  if (!cfg.is_object() || !cfg.contains("quantization") || cfg["quantization"].is_null()) return qs;
+  const json& q = cfg["quantization"];
+  if (!q.is_object()) throw Error(cat(src, ": 'quantization' must be an object"));
+  qs.quantized = true;
+  if (q.contains("group_size")) {
+    if (!q["group_size"].is_number_integer()) throw Error(cat(src, ": quantization.group_size must be an integer"));
+    if (q["group_size"].get<int64_t>() < 0 || q["group_size"].get<int64_t>() > 1024)
+      throw Error(cat(src, ": quantization.group_size ", q["group_size"].dump(), " is not supported (32, 64 or 128)"));
+    qs.group_size = q["group_size"].get<int>();
+  }
+  if (q.contains("mode")) {
+    if (!q["mode"].is_string()) throw Error(cat(src, ": quantization.mode must be a string"));
+    qs.mode = q["mode"].get<std::string>();
+  }
+  if (!kModes.count(qs.mode))
+    throw Error(cat(src, ": unknown quantization mode '", qs.mode, "' (supported: affine, mxfp4, nvfp4, mxfp8)"));
+  if (qs.mode == "affine" && !quant::affine_group_supported(qs.group_size))
+    throw Error(cat(src, ": quantization.group_size ", qs.group_size, " is not supported (32, 64 or 128)"));
+  // Per-module overrides: checked here, completely, so the loader's reads of them cannot fail later and
+  // `zaya verify` rejects what the loader would reject.
+  for (auto it = q.begin(); it != q.end(); ++it) {
+    if (kQuantSettingKeys.count(it.key())) continue;
+    const std::string who = cat(src, ": quantization override '", it.key(), "'");
+    const json& ov = it.value();
+    if (!(ov.is_object() || ov == json(false))) throw Error(cat(who, " must be an object or false"));
+    if (ov.is_object()) {
+      std::string mode = qs.mode;
+      if (ov.contains("mode")) {
+        if (!ov["mode"].is_string() || !kModes.count(ov["mode"].get<std::string>()))
+          throw Error(cat(who, " has unknown mode ", ov["mode"].dump(), " (supported: affine, mxfp4, nvfp4, mxfp8)"));
+        mode = ov["mode"].get<std::string>();
+      }
+      if (ov.contains("group_size")) {
+        const json& g = ov["group_size"];
+        if (!g.is_number_integer() || (mode == "affine" && (g.get<int64_t>() < 0 || g.get<int64_t>() > 1024 ||
+                                                              !quant::affine_group_supported(g.get<int>()))))
+          throw Error(cat(who, " has group_size ", g.dump(), ", which is not supported (32, 64 or 128)"));
+      }
+      if (ov.contains("bits")) {
+        const json& b = ov["bits"];
+        if (!b.is_number_integer() || b.get<int64_t>() < 1 || b.get<int64_t>() > 8)
+          throw Error(cat(who, " has bits ", b.dump(), ", which is not a bit width (1 to 8)"));
+      }
+    }
+    qs.overrides[it.key()] = ov;
+  }
+  if (cfg.contains("mxtq_seed") && cfg["mxtq_seed"].is_number_integer()) qs.mxtq_seed = cfg["mxtq_seed"].get<int64_t>();
+  return qs;
+}
+
 WeightResolver::WeightResolver(const TensorStore& store, const std::string& dir) : store_(store), dir_(dir) {
   const fs::path root = fs::is_directory(dir) ? fs::path(dir) : fs::path(dir).parent_path();
   json cfg = read_json_if_exists(root / "config.json");
-  if (cfg.is_object() && cfg.contains("quantization") && !cfg["quantization"].is_null()) {
-    const json& q = cfg["quantization"];
-    const std::string src = (root / "config.json").string();
-    if (!q.is_object()) throw Error(cat(src, ": 'quantization' must be an object"));
-    quantized_ = true;
-    if (q.contains("group_size")) {
-      if (!q["group_size"].is_number_integer()) throw Error(cat(src, ": quantization.group_size must be an integer"));
-      group_size_ = q["group_size"].get<int>();
-    }
-    if (q.contains("mode")) {
-      if (!q["mode"].is_string()) throw Error(cat(src, ": quantization.mode must be a string"));
-      mode_ = q["mode"].get<std::string>();
-    }
-    if (!kModes.count(mode_))
-      throw Error(cat(src, ": unknown quantization mode '", mode_, "' (supported: affine, mxfp4, nvfp4, mxfp8)"));
-    if (mode_ == "affine" && !quant::affine_group_supported(group_size_))
-      throw Error(cat(src, ": quantization.group_size ", group_size_, " is not supported (32, 64 or 128)"));
-    for (auto it = q.begin(); it != q.end(); ++it) {
-      if (kQuantSettingKeys.count(it.key())) continue;
-      if (!(it.value().is_object() || it.value() == json(false)))
-        throw Error(cat(src, ": quantization override '", it.key(), "' must be an object or false"));
-      if (it.value().is_object() && it.value().contains("mode") &&
-          !kModes.count(it.value()["mode"].get<std::string>()))
-        throw Error(cat(src, ": quantization override '", it.key(), "' has unknown mode ", it.value()["mode"].dump()));
-      overrides_[it.key()] = it.value();
-    }
-    if (cfg.contains("mxtq_seed") && cfg["mxtq_seed"].is_number_integer()) mxtq_seed_ = cfg["mxtq_seed"].get<int64_t>();
+  {
+    QuantSettings qs = parse_quantization(cfg, (root / "config.json").string());
+    quantized_ = qs.quantized;
+    group_size_ = qs.group_size;
+    mode_ = qs.mode;
+    overrides_ = std::move(qs.overrides);
+    if (qs.quantized) mxtq_seed_ = qs.mxtq_seed;
   }
   json jang = read_json_if_exists(root / "jang_config.json");
   if (jang.is_object()) {
@@ -126,7 +154,8 @@ WeightMatrix WeightResolver::matrix(const std::string& base, int64_t rows, int64
     if (norms.dtype != DType::F16) throw Error(cat(norms.file, ": '", norms.name, "' must be F16"));
     const int bits = static_cast<int>(to_i64(bits_t)[0]);
     if (bits < 1 || bits > 8) throw Error(cat(bits_t.file, ": '", bits_t.name, "' = ", bits, " is not a valid MXTQ width"));
-    if (tq_in_features_.is_object() && tq_in_features_.contains(base) && tq_in_features_[base].get<int64_t>() != cols)
+    if (tq_in_features_.is_object() && tq_in_features_.contains(base) &&
+        (!tq_in_features_[base].is_number_integer() || tq_in_features_[base].get<int64_t>() != cols))
       throw Error(cat("jang_config.json: tq_in_features['", base, "'] = ", tq_in_features_[base].dump(),
                       " but the model needs ", cols));
     const std::vector<int64_t> want = with({rows, quant::mxtq_words(cols, bits)});

@@ -14,6 +14,18 @@
 
 namespace zaya {
 
+// config.json's `quantization` block (bundle-formats §5.2), checked completely as the loader will use it: the mode,
+// the group size, and every per-module override (an object with a known mode, a supported group_size and bits in
+// 1..8, or false). Throws Error naming `src` and the key. Shared by the loader and `zaya verify`.
+struct QuantSettings {
+  bool quantized = false;
+  int group_size = 64;  // MLX's default when the config does not say
+  std::string mode = "affine";
+  nlohmann::json overrides = nlohmann::json::object();  // module path -> override
+  int64_t mxtq_seed = 42;
+};
+QuantSettings parse_quantization(const nlohmann::json& config, const std::string& src);
+
 class WeightResolver {
  public:
   // dir: the model folder (config.json, jang_config.json and the sidecar are read from there when present).

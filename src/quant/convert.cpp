@@ -18,6 +18,7 @@
 #include "quant/convert_plan.h"
 #include "zaya/error.h"
 #include "tensor/quant_formats.h"
+#include "util/json_limits.h"
 #include "util/thread_pool.h"
 
 namespace zaya {
@@ -217,13 +218,7 @@ void write_text(const fs::path& p, const std::string& text) {
 }
 
 ojson read_ordered_json(const fs::path& p) {
-  std::ifstream in(p);
-  if (!in) throw Error(cat(p.string(), ": cannot read"));
-  try {
-    return ojson::parse(in);
-  } catch (const std::exception& e) {
-    throw Error(cat(p.string(), ": not valid JSON: ", e.what()));
-  }
+  return parse_json_file<ojson>(p.string());
 }
 
 // Prepares DST: refuses an existing one unless force (and never the source itself); creates it.

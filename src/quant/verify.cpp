@@ -11,8 +11,10 @@
 #include <set>
 #include <sstream>
 
+#include "models/weight_resolver.h"
 #include "models/zaya/model_weights.h"
 #include "quant/convert_plan.h"
+#include "util/json_limits.h"
 #include "zaya/config.h"
 #include "zaya/error.h"
 #include "tensor/quant_formats.h"
@@ -107,11 +109,10 @@ class Verifier {
     }
     if (fs::exists(idx)) {
       has_index_ = true;
-      std::ifstream in(idx);
       try {
-        index_ = json::parse(in);
+        index_ = parse_json_file<json>(idx.string());
       } catch (const std::exception& e) {
-        c.problems.push_back(cat("model.safetensors.index.json: not valid JSON: ", e.what()));
+        c.problems.push_back(e.what());
         return;
       }
       if (!index_.is_object() || !index_.contains("weight_map") || !index_["weight_map"].is_object()) {
@@ -217,11 +218,10 @@ class Verifier {
       c.problems.push_back("config.json is missing");
       return;
     }
-    std::ifstream in(p);
     try {
-      cfg_json_ = json::parse(in);
+      cfg_json_ = parse_json_file<json>(p.string());
     } catch (const std::exception& e) {
-      c.problems.push_back(cat("config.json: not valid JSON: ", e.what()));
+      c.problems.push_back(e.what());
       return;
     }
     if (!cfg_json_.is_object()) {
@@ -233,11 +233,10 @@ class Verifier {
     for (const auto& [name, v] : t_)
       if (bundle::is_vision_or_lora(name)) vl_ = true;
     if (fs::exists(dir_ / "jang_config.json")) {
-      std::ifstream jin(dir_ / "jang_config.json");
       try {
-        jang_ = json::parse(jin);
+        jang_ = parse_json_file<json>((dir_ / "jang_config.json").string());
       } catch (const std::exception& e) {
-        c.problems.push_back(cat("jang_config.json: not valid JSON: ", e.what()));
+        c.problems.push_back(e.what());
       }
     }
     if (cfg_json_.contains("quantization") && !cfg_json_["quantization"].is_null()) {
@@ -255,6 +254,12 @@ class Verifier {
           c.problems.push_back(cat("config.json: unknown quantization.mode '", mode_, "'"));
         for (auto it = q.begin(); it != q.end(); ++it)
           if (!kSettingKeys.count(it.key())) overrides_[it.key()] = it.value();
+        // Everything the loader checks in this block (overrides included), with the loader's own code.
+        try {
+          parse_quantization(cfg_json_, "config.json");
+        } catch (const Error& e) {
+          c.problems.push_back(e.what());
+        }
       }
     }
     if (jang_.is_object() && jang_.contains("mxtq_seed") && jang_["mxtq_seed"].is_number_integer())
@@ -393,6 +398,8 @@ class Verifier {
       return false;
     }
     used_.insert(l.name);
+    if (scales && overrides_.contains(base) && overrides_[base] == json(false))
+      probs.push_back(cat("'", base, "' is marked unquantized in config.json (override false) but has .scales"));
     if (!scales) {
       if (!is_float(w->dtype)) probs.push_back(cat("'", l.name, "' is ", dtype_name(w->dtype), " without .scales: expected a float dtype"));
       if (w->shape != l.shape)

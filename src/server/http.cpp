@@ -1,6 +1,8 @@
 // cpp-httplib behind HttpServer / Exchange, and client-disconnect detection.
 #include "server/http.h"
 
+#include "server/connections.h"
+
 #include <algorithm>
 #include <cctype>
 #include <cstdlib>
@@ -73,9 +75,45 @@ class BacklogServer : public httplib::Server {
   void widen_backlog(int backlog) { ::listen(svr_sock_, backlog); }
 };
 
+// Connection threads made on demand (server/connections.h) behind cpp-httplib's task queue.
+class PoolQueue : public httplib::TaskQueue {
+ public:
+  explicit PoolQueue(size_t max_threads) : pool_(max_threads) {}
+  void enqueue(std::function<void()> fn) override { pool_.submit(std::move(fn)); }
+  void shutdown() override { pool_.shutdown(); }
+
+ private:
+  WorkerPool pool_;
+};
+
+// Set by the pre-routing check on the worker thread whose request it refused; the logger (which runs once the
+// answer is written, on the same thread) then ends the connection.
+thread_local bool t_refused = false;
+
+// The body size a request announces, checked before cpp-httplib reads (or, past its limit, skips) the body:
+// cpp-httplib reads a negative or huge Content-Length as a huge one and waits out the read timeout skipping it,
+// and takes a chunked body without any limit. 0: fine, else the status to answer with.
+int check_body_size(const httplib::Request& req, size_t max_body) {
+  size_t header_bytes = req.method.size() + req.target.size() + req.version.size();
+  for (const auto& [k, v] : req.headers) header_bytes += k.size() + v.size() + 4;
+  if (header_bytes > limits::kMaxHeaderBytes) return 431;
+  if (req.has_header("Transfer-Encoding")) return 411;  // chunked request bodies: a Content-Length is required
+  // cpp-httplib would parse a multipart body itself; no endpoint takes one (the JSON endpoints answer 415 to any
+  // other type once routed).
+  std::string ct = req.get_header_value("Content-Type");
+  for (char& c : ct) c = char(std::tolower(static_cast<unsigned char>(c)));
+  if (ct.rfind("multipart/", 0) == 0) return 415;
+  if (!req.has_header("Content-Length")) return 0;
+  if (req.get_header_value_count("Content-Length") != 1) return 400;
+  const std::string v = req.get_header_value("Content-Length");
+  if (v.empty() || v.size() > 19 || v.find_first_not_of("0123456789") != std::string::npos) return 400;
+  return std::stoull(v) > max_body ? 413 : 0;
+}
+
 class HttplibExchange : public Exchange {
  public:
-  HttplibExchange(const httplib::Request& req, httplib::Response& res) : req_(req), res_(res) {}
+  HttplibExchange(const httplib::Request& req, httplib::Response& res, ConnectionGuard* guard)
+      : req_(req), res_(res), guard_(guard) {}
 
   void respond(int status, const std::string& content_type, const std::string& body, const Headers& extra) override {
     res_.status = status_ = status;
@@ -94,6 +132,15 @@ class HttplibExchange : public Exchange {
       int fd;
       bool completed = false;
     };
+    // The connection is busy until the stream ends (the watchdog leaves it alone).
+    if (guard_) {
+      guard_->begin(req_.remote_addr, req_.remote_port);
+      release = [guard = guard_, addr = req_.remote_addr, port = req_.remote_port,
+                 inner = std::move(release)](bool completed) {
+        guard->end(addr, port);
+        if (inner) inner(completed);
+      };
+    }
     auto st = std::make_shared<State>(State{std::move(body), std::move(release), fd()});
     res_.set_chunked_content_provider(
         content_type,
@@ -124,6 +171,7 @@ class HttplibExchange : public Exchange {
   }
   const httplib::Request& req_;
   httplib::Response& res_;
+  ConnectionGuard* guard_;
   int fd_ = -2;
 };
 
@@ -144,28 +192,58 @@ struct HttpServer::Impl {
   HttpOptions opt;
   BacklogServer http;
   std::thread thread;
+  std::unique_ptr<ConnectionGuard> guard;  // made once the port is known
 };
 
 HttpServer::HttpServer(HttpOptions opt, Handler handler, ErrorPage error_page) : impl_(std::make_unique<Impl>()) {
   impl_->opt = opt;
   auto& http = impl_->http;
   const size_t workers = opt.workers;
-  http.new_task_queue = [workers] { return new httplib::ThreadPool(workers); };
+  http.new_task_queue = [workers] { return new PoolQueue(workers); };
   http.set_payload_max_length(opt.max_body_bytes);
   http.set_read_timeout(opt.read_timeout_s, 0);
   http.set_write_timeout(opt.write_timeout_s, 0);
   http.set_keep_alive_timeout(opt.keep_alive_s);
   http.set_keep_alive_max_count(opt.keep_alive_max);
   // Every method and path goes to the one handler, which routes (so it answers unknown paths and wrong methods).
-  const auto h = [handler = std::move(handler)](const httplib::Request& req, httplib::Response& res) {
+  Impl* impl = impl_.get();
+  const auto h = [handler = std::move(handler), impl](const httplib::Request& req, httplib::Response& res) {
     HttpRequest r{req.method, req.path, req.remote_addr, req.body, Headers(req.headers.begin(), req.headers.end())};
-    HttplibExchange ex(req, res);
+    ConnectionGuard* guard = impl->guard.get();
+    if (guard) guard->begin(req.remote_addr, req.remote_port);
+    struct End {
+      ConnectionGuard* g;
+      const httplib::Request& q;
+      ~End() {
+        if (g) g->end(q.remote_addr, q.remote_port);
+      }
+    } end{guard, req};
+    HttplibExchange ex(req, res, guard);
     handler(r, ex);
     if (!ex.status()) {  // the client left before any response
       res.status = 499;
       res.set_content("", "text/plain");
     }
   };
+  // Before the body is read: a body that may not be read at all is refused now, and the connection closes after
+  // the answer (its unread bytes are no request).
+  http.set_pre_routing_handler([impl, error_page](const httplib::Request& req, httplib::Response& res) {
+    const int status = check_body_size(req, impl->opt.max_body_bytes);
+    if (status == 0) return httplib::Server::HandlerResponse::Unhandled;
+    res.status = status;
+    const HttpAnswer a = error_page(status);
+    res.set_content(a.body, a.content_type.c_str());
+    for (const auto& [k, v] : a.headers) res.set_header(k.c_str(), v);
+    res.set_header("Connection", "close");
+    t_refused = true;
+    return httplib::Server::HandlerResponse::Handled;
+  });
+  // Runs once a response is written: a connection whose request body was refused unread ends here (cpp-httplib
+  // would read that body as the next request).
+  http.set_logger([](const httplib::Request& req, const httplib::Response&) {
+    if (t_refused) ::shutdown(find_connection_fd(req), SHUT_RDWR);
+    t_refused = false;
+  });
   http.Get(".*", h);
   http.Post(".*", h);
   http.Put(".*", h);
@@ -173,7 +251,7 @@ HttpServer::HttpServer(HttpOptions opt, Handler handler, ErrorPage error_page) :
   http.Delete(".*", h);
   http.Options(".*", h);
   http.set_error_handler(httplib::Server::HandlerWithResponse(
-      [error_page = std::move(error_page)](const httplib::Request&, httplib::Response& res) {
+      [error_page](const httplib::Request&, httplib::Response& res) {
         if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;  // the handler's own answer
         const HttpAnswer a = error_page(res.status);
         res.set_content(a.body, a.content_type.c_str());
@@ -187,17 +265,24 @@ HttpServer::~HttpServer() { stop(); }
 int HttpServer::bind(const std::string& host, int port) {
   auto& http = impl_->http;
   const int bound = port == 0 ? http.bind_to_any_port(host) : (http.bind_to_port(host, port) ? port : -1);
-  if (bound >= 0) http.widen_backlog(impl_->opt.backlog);
+  if (bound >= 0) {
+    http.widen_backlog(impl_->opt.backlog);
+    const HttpOptions& o = impl_->opt;
+    impl_->guard = std::make_unique<ConnectionGuard>(bound, o.request_read_s, o.per_client,
+                                                     uint64_t(o.max_body_bytes) + limits::kMaxHeaderBytes + (64u << 10));
+  }
   return bound;
 }
 
 void HttpServer::start() {
+  if (impl_->guard) impl_->guard->start();
   impl_->thread = std::thread([this] { impl_->http.listen_after_bind(); });
 }
 
 void HttpServer::stop() {
   impl_->http.stop();
   if (impl_->thread.joinable()) impl_->thread.join();
+  if (impl_->guard) impl_->guard->stop();
 }
 
 }  // namespace zaya::server

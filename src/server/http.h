@@ -10,6 +10,8 @@
 #include <utility>
 #include <vector>
 
+#include "zaya/limits.h"
+
 namespace zaya::server {
 
 using Headers = std::vector<std::pair<std::string, std::string>>;
@@ -49,9 +51,11 @@ class Exchange {
 };
 
 struct HttpOptions {
-  size_t workers = 4;  // threads, one per open connection
+  size_t workers = limits::kMaxConnections;  // threads (one per open connection), made on demand up to this
   size_t max_body_bytes = 8u << 20;
   int read_timeout_s = 30, write_timeout_s = 30, keep_alive_s = 5;
+  int request_read_s = limits::kMaxRequestReadSeconds;  // to deliver a whole request (see server/connections.h)
+  size_t per_client = limits::kMaxConnectionsPerClient;  // open connections per non-loopback address
   size_t keep_alive_max = 1000;  // requests per connection
   int backlog = 512;             // pending connections the listening socket queues
 };

@@ -3,7 +3,9 @@
 #include <cmath>
 #include <limits>
 
+#include "util/json_limits.h"
 #include "zaya/error.h"
+#include "zaya/limits.h"
 
 namespace zaya::server {
 
@@ -40,27 +42,12 @@ ojson parse_body(std::string_view body) {
   if (body.empty()) throw ApiError(400, "the request body is empty; expected a JSON object", "invalid_json");
   if (!valid_utf8(body)) throw ApiError(400, "the request body is not valid UTF-8", "invalid_utf8");
   // Deep nesting would exhaust the stack in recursive consumers (copies, the template engine): refuse it up front.
-  constexpr int kMaxDepth = 64;
-  int depth = 0;
-  bool in_string = false, escaped = false;
-  for (char c : body) {
-    if (in_string) {
-      if (escaped) escaped = false;
-      else if (c == '\\') escaped = true;
-      else if (c == '"') in_string = false;
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      if (++depth > kMaxDepth)
-        throw ApiError(400, cat("the request body is nested deeper than ", kMaxDepth, " levels"), "invalid_json");
-    } else if (c == ']' || c == '}') {
-      --depth;
-    }
-  }
+  if (json_nesting_depth(body) > limits::kMaxJsonDepth)
+    throw ApiError(400, cat("the request body is nested deeper than ", limits::kMaxJsonDepth, " levels"), "invalid_json");
   ojson j;
   try {
     j = ojson::parse(body);
-  } catch (const ojson::parse_error& e) {
+  } catch (const ojson::exception& e) {  // parse errors, and numbers out of range (1e999)
     throw ApiError(400, std::string("malformed JSON: ") + e.what(), "invalid_json");
   }
   if (!j.is_object()) throw ApiError(400, "the request body must be a JSON object", "invalid_json");
@@ -328,6 +315,10 @@ ChatRequest parse_chat_request(const ojson& body, const SamplingParams& defaults
           // OpenAI sends arguments as a JSON string; the template wants the object.
           if (fn["arguments"].is_string()) {
             const std::string a = fn["arguments"];
+            // JSON inside a string passed the body's depth check as one string: it gets its own.
+            if (json_nesting_depth(a) > limits::kMaxJsonDepth)
+              throw ApiError(400, cat(cw, ".function.arguments is nested deeper than ", limits::kMaxJsonDepth, " levels"),
+                             "invalid_value", cw + ".function.arguments");
             try {
               args = a.empty() ? ojson::object() : ojson::parse(a);
             } catch (const std::exception&) {

@@ -1,18 +1,49 @@
 #include "server/routes.h"
 
+#include <algorithm>
+#include <cctype>
 #include <cstdio>
+#include <string_view>
 
 #include "server/completions.h"
 #include "server/openai.h"
 #include "server/request.h"
 #include "zaya/error.h"
 #include "zaya/jinja.h"
+#include "zaya/limits.h"
 
 namespace zaya::server {
 
 namespace {
 
-const Headers kCors = {{"Access-Control-Allow-Origin", "*"}};
+// The CORS headers of the request being answered on this thread (set by Router::handle): empty unless the request
+// came from a browser origin that is allowed.
+thread_local Headers t_cors;
+
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+// http(s)://localhost, 127.x.x.x or [::1], any port.
+bool loopback_origin(const std::string& origin) {
+  std::string_view o = origin;
+  if (o.rfind("http://", 0) == 0) o.remove_prefix(7);
+  else if (o.rfind("https://", 0) == 0) o.remove_prefix(8);
+  else return false;
+  std::string_view host = o;
+  if (host.rfind("[::1]", 0) == 0) host = host.substr(5);
+  else {
+    const size_t colon = host.find(':');
+    std::string_view name = host.substr(0, colon);
+    if (!(iequals(name, "localhost") || name.rfind("127.", 0) == 0)) return false;
+    if (name.rfind("127.", 0) == 0 && name.find_first_not_of("0123456789.") != std::string_view::npos) return false;
+    host = colon == std::string_view::npos ? std::string_view() : host.substr(colon);
+  }
+  if (host.empty()) return true;
+  return host[0] == ':' && host.size() > 1 && host.size() <= 6 && host.find_first_not_of("0123456789", 1) == std::string_view::npos;
+}
 
 bool constant_time_equal(const std::string& a, const std::string& b) {
   unsigned char diff = a.size() == b.size() ? 0 : 1;
@@ -24,15 +55,40 @@ double ms_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
 
-void respond_json(Exchange& ex, const ojson& j) { ex.respond(200, "application/json", dump(j), kCors); }
+void respond_json(Exchange& ex, const ojson& j) { ex.respond(200, "application/json", dump(j), t_cors); }
+
+// JSON endpoints take JSON: a browser can send text/plain, form and multipart bodies to any origin without a
+// preflight, so only application/json (parameters allowed) is read.
+bool json_content_type(const std::string& ct) {
+  std::string_view v = ct;
+  v = v.substr(0, v.find(';'));
+  while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+  while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+  return iequals(v, "application/json");
+}
 
 }  // namespace
+
+bool Router::origin_allowed(const std::string& origin) const {
+  if (loopback_origin(origin)) return true;
+  for (const auto& o : ctx_.opt.cors_origins)
+    if (o == "*" || iequals(o, origin)) return true;
+  return false;
+}
 
 void Router::handle(const HttpRequest& req, Exchange& ex) {
   const auto t0 = std::chrono::steady_clock::now();
   std::string endpoint = "other";
-  auto fail = [&](const ApiError& e) { ex.respond(e.status, "application/json", e.json(), kCors); };
+  const std::string origin = req.header("Origin");
+  t_cors.clear();
+  if (!origin.empty() && origin_allowed(origin)) t_cors = {{"Access-Control-Allow-Origin", origin}, {"Vary", "Origin"}};
+  else if (!origin.empty()) t_cors = {{"Vary", "Origin"}};
+  auto fail = [&](const ApiError& e) { ex.respond(e.status, "application/json", e.json(), t_cors); };
   try {
+    // A page from another origin may not use the API (its requests would run even where it cannot read the answer).
+    if (!origin.empty() && !origin_allowed(origin))
+      throw ApiError(403, cat("origin '", origin, "' is not allowed: start zaya serve with --cors-origin ", origin),
+                     "origin_not_allowed");
     route(req, ex, endpoint, t0);
   } catch (const ApiError& e) {
     fail(e);
@@ -51,9 +107,13 @@ void Router::handle(const HttpRequest& req, Exchange& ex) {
 HttpAnswer Router::transport_error(int status) {
   std::string message = "malformed HTTP request", code = "bad_http_request";
   if (status == 413) code = "request_too_large", message = "request body exceeds the size limit";
+  else if (status == 415) code = "unsupported_media_type", message = "Content-Type must be application/json";
+  else if (status == 411) code = "length_required", message = "a Content-Length is required (no chunked request bodies)";
+  else if (status == 431)
+    code = "request_header_fields_too_large", message = cat("request headers exceed ", limits::kMaxHeaderBytes, " bytes");
   else if (status == 404) code = "not_found";
   else if (status == 414) code = "uri_too_long";
-  return {"application/json", ApiError(status, message, code).json(), kCors};
+  return {"application/json", ApiError(status, message, code).json(), {}};
 }
 
 void Router::route(const HttpRequest& req, Exchange& ex, std::string& endpoint, Time t0) {
@@ -80,7 +140,7 @@ void Router::route(const HttpRequest& req, Exchange& ex, std::string& endpoint, 
   if (path.size() > 1 && path.back() == '/') path.pop_back();
   if (req.method == "OPTIONS") {  // CORS preflight
     endpoint = "options";
-    auto h = kCors;
+    auto h = t_cors;
     h.emplace_back("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
     h.emplace_back("Access-Control-Allow-Headers", "Authorization, Content-Type");
     ex.respond(204, "", "", h);
@@ -104,6 +164,10 @@ void Router::route(const HttpRequest& req, Exchange& ex, std::string& endpoint, 
   const bool model_get = !model_id.empty() && (req.method == "GET" || req.method == "HEAD");
   if (!hit && !model_get) throw ApiError(405, cat(req.method, " is not allowed on ", req.path), "method_not_allowed");
   if (path != "/health") authorize(req);
+  if (req.method == "POST" && !json_content_type(req.header("Content-Type")))
+    throw ApiError(415,
+                   cat("Content-Type must be application/json, got '", req.header("Content-Type"), "'"),
+                   "unsupported_media_type");
   if (!model_id.empty()) return model_one(model_id, ex);
   hit->fn(*this, req, ex, t0);
 }
@@ -111,15 +175,17 @@ void Router::route(const HttpRequest& req, Exchange& ex, std::string& endpoint, 
 void Router::authorize(const HttpRequest& req) const {
   if (ctx_.opt.api_key.empty()) return;
   const std::string auth = req.header("Authorization");
-  const std::string prefix = "Bearer ";
-  if (auth.size() <= prefix.size() || auth.compare(0, prefix.size(), prefix) != 0 ||
-      !constant_time_equal(auth.substr(prefix.size()), ctx_.opt.api_key))
+  // The scheme is case-insensitive (RFC 7235): "Bearer", "bearer", "BEARER", then one or more spaces.
+  size_t sp = auth.find(' ');
+  const bool bearer = sp != std::string::npos && iequals(std::string_view(auth).substr(0, sp), "Bearer");
+  while (sp != std::string::npos && sp < auth.size() && auth[sp] == ' ') ++sp;
+  if (!bearer || sp >= auth.size() || !constant_time_equal(auth.substr(sp), ctx_.opt.api_key))
     throw ApiError(401, auth.empty() ? "missing API key: send 'Authorization: Bearer <key>'" : "incorrect API key",
                    "invalid_api_key");
 }
 
 AnswerTo Router::answer_to(const HttpRequest& req, Time t0) const {
-  return {kCors, [log = ctx_.opt.log_requests, t0, remote = req.remote_addr, method = req.method,
+  return {t_cors, [log = ctx_.opt.log_requests, t0, remote = req.remote_addr, method = req.method,
                   path = req.path](bool completed) {
             if (log)
               std::fprintf(stderr, "zaya serve: %s %s %s 200 %.1f ms%s\n", remote.c_str(), method.c_str(),
@@ -167,7 +233,7 @@ void Router::health(Exchange& ex) const {
 void Router::metrics_text(Exchange& ex) const {
   const auto s = ctx_.engine->stats();
   ex.respond(200, "text/plain; version=0.0.4; charset=utf-8",
-             ctx_.metrics.render(s.queued, s.busy, s.slots, s.snapshots, s.snapshot_bytes), kCors);
+             ctx_.metrics.render(s.queued, s.busy, s.slots, s.snapshots, s.snapshot_bytes), t_cors);
 }
 
 void Router::tokenize(const HttpRequest& req, Exchange& ex) const {

@@ -25,6 +25,7 @@ class Router {
 
   void route(const HttpRequest& req, Exchange& ex, std::string& endpoint, Time t0);
   void authorize(const HttpRequest& req) const;
+  bool origin_allowed(const std::string& origin) const;  // loopback origins and --cors-origin
   AnswerTo answer_to(const HttpRequest& req, Time t0) const;  // CORS, and the log line of a stream
   void log_request(const HttpRequest& req, int status, Time t0) const;
 

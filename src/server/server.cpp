@@ -18,6 +18,7 @@ namespace {
 HttpOptions http_options(const ServerOptions& o) {
   HttpOptions h;
   h.workers = std::max<size_t>(o.max_connections, 4);
+  h.request_read_s = o.request_read_s;
   h.max_body_bytes = o.max_body_bytes;
   h.read_timeout_s = o.read_timeout_s;
   return h;

@@ -7,7 +7,9 @@
 #include <nlohmann/json.hpp>
 
 #include "tokenizer/internal.h"
+#include "util/json_limits.h"
 #include "zaya/error.h"
+#include "zaya/limits.h"
 
 namespace zaya {
 namespace {
@@ -37,6 +39,7 @@ std::string slurp(const std::string& path) {
 
 json parse_file(const std::string& path) {
   const std::string data = slurp(path);
+  check_json_depth(data, cat("tokenizer: ", path));
   try {
     return json::parse(data);
   } catch (const json::exception& e) {
@@ -173,6 +176,10 @@ class TokenizerSax final : public nlohmann::json_sax<json> {
     return true;
   }
   bool open(json v) {
+    // The DOM part is walked recursively (Sequence normalizers, decoders, ...): bound its depth while parsing.
+    if (stack_.size() >= static_cast<std::size_t>(limits::kMaxJsonDepth))
+      throw Error(cat("tokenizer: ", path_, ": JSON nested deeper than ", limits::kMaxJsonDepth,
+                      " levels (zaya::limits::kMaxJsonDepth)"));
     const bool in_array = !stack_.empty() && stack_.back()->is_array();
     std::string k = in_array || stack_.empty() ? std::string() : key_;
     stack_.push_back(place(std::move(v)));
@@ -194,6 +201,12 @@ const json* member(const json& j, const char* name) {
   auto it = j.find(name);
   if (it == j.end() || it->is_null()) return nullptr;
   return &*it;
+}
+
+// An integer JSON value that is a token id zaya can hold: [0, kMaxVocab), whatever its JSON integer kind.
+bool token_id_ok(const json& x) {
+  if (x.is_number_unsigned()) return x.get<uint64_t>() < uint64_t(limits::kMaxVocab);
+  return x.is_number_integer() && x.get<int64_t>() >= 0 && x.get<int64_t>() < limits::kMaxVocab;
 }
 
 bool get_bool(const json& j, const char* name, bool dflt) {
@@ -339,7 +352,12 @@ void parse_post(const json& j, const std::string& src, Tokenizer::Impl& im) {
         const json* ids = def ? member(*def, "ids") : nullptr;
         if (!ids || !ids->is_array())
           throw Error(cat("tokenizer: ", src, ": TemplateProcessing special token '", id, "' has no ids"));
-        for (const json& x : *ids) ti.ids.push_back(x.get<int32_t>());
+        for (const json& x : *ids) {
+          if (!x.is_number_integer() || !token_id_ok(x) || x.get<int64_t>() >= int64_t(im.id_to_token.size()))
+            throw Error(cat("tokenizer: ", src, ": TemplateProcessing special token '", id, "' id ", x.dump(),
+                            " is not in the vocabulary [0, ", im.id_to_token.size(), ")"));
+          ti.ids.push_back(static_cast<int32_t>(x.get<int64_t>()));
+        }
       } else {
         throw Error(cat("tokenizer: ", src, ": malformed TemplateProcessing item ", item.dump()));
       }
@@ -360,14 +378,21 @@ std::string special_field(const json& j, const char* name) {
   return {};
 }
 
-std::vector<int32_t> id_list(const json& j, const char* name) {
+// An integer id of generation_config.json (or a list of them), each checked against the vocabulary.
+std::vector<int32_t> id_list(const json& j, const char* name, const std::string& file, std::size_t vocab) {
   std::vector<int32_t> out;
   const json* m = member(j, name);
   if (!m) return out;
-  if (m->is_number_integer()) out.push_back(m->get<int32_t>());
+  auto add = [&](const json& x) {
+    if (!x.is_number_integer()) throw Error(cat("tokenizer: ", file, ": ", name, " must be an integer or a list of integers"));
+    if (!token_id_ok(x) || x.get<int64_t>() >= int64_t(vocab))
+      throw Error(cat("tokenizer: ", file, ": ", name, " ", x.dump(), " is not in the vocabulary [0, ", vocab, ")"));
+    out.push_back(static_cast<int32_t>(x.get<int64_t>()));
+  };
   if (m->is_array())
-    for (const json& x : *m)
-      if (x.is_number_integer()) out.push_back(x.get<int32_t>());
+    for (const json& x : *m) add(x);
+  else
+    add(*m);
   return out;
 }
 
@@ -380,7 +405,12 @@ void build_model(Tokenizer::Impl& im, TokenizerSax& sax) {
   const std::string type = type_of(*model);
   if (type != "BPE" && !(type.empty() && sax.merges_seen))
     throw Error(cat("tokenizer: ", src, ": unsupported model type '", type, "' (only BPE is supported)"));
-  if (!sax.vocab_seen) throw Error(cat("tokenizer: ", src, ": model.vocab is missing"));
+  if (!sax.vocab_seen)
+    throw Error(cat("tokenizer: ", src, member(*model, "vocab") ? ": model.vocab must be an object (token -> id)"
+                                                                : ": model.vocab is missing"));
+  // A merges list the SAX handler did not take (an object, a string, ...) would silently mean "no merges".
+  if (const json* m = member(*model, "merges"))
+    throw Error(cat("tokenizer: ", src, ": model.merges must be a list of merges, got ", m->type_name()));
   if (!get_string(*model, "continuing_subword_prefix").empty() || !get_string(*model, "end_of_word_suffix").empty())
     throw Error(cat("tokenizer: ", src, ": BPE continuing_subword_prefix / end_of_word_suffix are not supported"));
   if (const json* d = member(*model, "dropout"); d && d->is_number() && d->get<double>() > 0.0)
@@ -395,9 +425,12 @@ void build_model(Tokenizer::Impl& im, TokenizerSax& sax) {
       AddedToken t;
       t.content = get_string(a, "content");
       const json* id = member(a, "id");
-      if (t.content.empty() || !id || !id->is_number_integer() || id->get<int64_t>() < 0)
+      if (t.content.empty() || !id || !id->is_number_integer())
         throw Error(cat("tokenizer: ", src, ": malformed added token ", a.dump()));
-      t.id = id->get<int32_t>();
+      if (!token_id_ok(*id))
+        throw Error(cat("tokenizer: ", src, ": added token '", t.content, "' has id ", id->dump(),
+                        " outside [0, ", limits::kMaxVocab, ") (zaya::limits::kMaxVocab)"));
+      t.id = static_cast<int32_t>(id->get<int64_t>());
       t.special = get_bool(a, "special", false);
       t.lstrip = get_bool(a, "lstrip", false);
       t.rstrip = get_bool(a, "rstrip", false);
@@ -410,7 +443,9 @@ void build_model(Tokenizer::Impl& im, TokenizerSax& sax) {
   // Vocabulary: strings move into id_to_token; the maps hold views of them.
   int64_t max_id = -1;
   for (const auto& [s, id] : sax.vocab) {
-    if (id < 0 || id > (int64_t{1} << 30)) throw Error(cat("tokenizer: ", src, ": bad id ", id, " for '", s, "'"));
+    if (id < 0 || id >= limits::kMaxVocab)
+      throw Error(cat("tokenizer: ", src, ": model.vocab id ", id, " for '", s, "' is outside [0, ", limits::kMaxVocab,
+                      ") (zaya::limits::kMaxVocab)"));
     max_id = std::max(max_id, id);
   }
   for (const AddedToken& t : im.added) max_id = std::max<int64_t>(max_id, t.id);
@@ -579,7 +614,7 @@ void load_side_files(Tokenizer::Impl& im, const fs::path& dir) {
     }
   }
   auto from_gen = [&](const char* key, std::string* tok, int32_t* id) {
-    const std::vector<int32_t> ids = id_list(gen, key);
+    const std::vector<int32_t> ids = id_list(gen, key, gen_path.string(), im.id_to_token.size());
     if (*id < 0 && !ids.empty()) {
       *id = ids[0];
       if (const std::string* t = im.token_of(ids[0])) *tok = *t;

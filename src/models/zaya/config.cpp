@@ -7,7 +7,9 @@
 #include <set>
 #include <sstream>
 
+#include "util/json_limits.h"
 #include "zaya/error.h"
+#include "zaya/limits.h"
 
 namespace zaya {
 using json = nlohmann::json;
@@ -35,8 +37,13 @@ struct Reader {
   int64_t integer(const std::string& k) const {
     if (!has(k)) throw err(k, "is missing");
     const json& v = j.at(k);
+    if (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(INT64_MAX)) throw err(k, cat("= ", v.dump(), " is out of range"));
     if (v.is_number_integer()) return v.get<int64_t>();
-    if (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>()) return static_cast<int64_t>(v.get<double>());
+    if (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>()) {
+      // 1e300 is a whole number too, but no int64: casting it would be undefined (and read as negative).
+      if (std::fabs(v.get<double>()) >= 9.2e18) throw err(k, cat("= ", v.dump(), " is out of range"));
+      return static_cast<int64_t>(v.get<double>());
+    }
     throw err(k, cat("must be an integer, got ", v.dump()));
   }
   int64_t integer(const std::string& k, int64_t def) const { return has(k) ? integer(k) : def; }
@@ -167,7 +174,34 @@ std::vector<int64_t> id_list(const Reader& r, const std::string& k) {
   throw r.err(k, "must be an integer or a list of integers");
 }
 
+// The geometry limits of zaya/limits.h, checked before any size is computed from the config (docs/limits.md).
+void check_limits(const ModelConfig& c, const std::string& source) {
+  const bool legacy = c.layout == Layout::Legacy;
+  const struct {
+    const char* key;
+    int64_t value, max;
+    const char* limit;
+  } dims[] = {
+      {"hidden_size", c.hidden, limits::kMaxHiddenSize, "kMaxHiddenSize"},
+      {"num_hidden_layers", legacy ? 2 * c.n_blocks : c.n_blocks, limits::kMaxLayers, "kMaxLayers"},
+      {"num_attention_heads", c.n_heads, limits::kMaxHeads, "kMaxHeads"},
+      {legacy ? "num_query_groups" : "num_key_value_heads", c.n_kv_heads, limits::kMaxHeads, "kMaxHeads"},
+      {"head_dim", c.head_dim, limits::kMaxHeadDim, "kMaxHeadDim"},
+      {"num_experts", c.n_experts, limits::kMaxExperts, "kMaxExperts"},
+      {legacy ? "ffn_hidden_size / 2" : "moe_intermediate_size", c.expert_ffn, limits::kMaxFfnSize, "kMaxFfnSize"},
+      {legacy ? "zaya_mlp_expansion" : "router_hidden_size", c.router_hidden, limits::kMaxFfnSize, "kMaxFfnSize"},
+      {"vocab_size", c.vocab, limits::kMaxVocab, "kMaxVocab"},
+      {"max_position_embeddings", c.max_positions, limits::kMaxPositions, "kMaxPositions"},
+  };
+  for (const auto& d : dims)
+    if (d.value > d.max)
+      throw Error(cat(source, ": '", d.key, "' = ", d.value, " exceeds the limit ", d.max, " (zaya::limits::", d.limit,
+                      ", docs/limits.md)"));
+}
+
 void check_consistency(const Reader& r, ModelConfig& c) {
+  // After the limits, which keep every product of dimensions below in range.
+  check_limits(c, r.src);
   if (c.n_heads % c.n_kv_heads != 0)
     throw Error(cat(r.src, ": num_attention_heads = ", c.n_heads, " is not a multiple of the KV heads = ", c.n_kv_heads));
   if (c.conv_kernel0 != 2 || c.conv_kernel1 != 2)
@@ -183,7 +217,7 @@ void check_consistency(const Reader& r, ModelConfig& c) {
   if (c.kv_width() % 2 != 0)
     throw Error(cat(r.src, ": KV width ", c.kv_width(), " must be even (the value is split into current/delayed halves)"));
   for (int64_t id : {c.bos_token_id, c.pad_token_id})
-    if (id >= c.vocab) throw Error(cat(r.src, ": special token id ", id, " >= vocab_size ", c.vocab));
+    if (id >= c.vocab || id < -1) throw Error(cat(r.src, ": special token id ", id, " is outside [0, ", c.vocab, ")"));
   for (int64_t id : c.eos_token_ids)
     if (id < 0 || id >= c.vocab) throw Error(cat(r.src, ": eos_token_id ", id, " out of range [0, ", c.vocab, ")"));
 }
@@ -231,12 +265,7 @@ ModelConfig parse_vl(const Reader& r, ModelConfig& c) {
 }  // namespace
 
 ModelConfig ModelConfig::parse(const std::string& text, const std::string& source) {
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const std::exception& e) {
-    throw Error(cat(source, ": not valid JSON: ", e.what()));
-  }
+  const json j = parse_json<json>(text, source);
   if (!j.is_object()) throw Error(cat(source, ": must be a JSON object"));
   Reader r{j, source};
   const std::string mt = r.string("model_type", "");
