@@ -91,14 +91,15 @@ TEST(HostileTemplate, PaddingWidthsAreBounded) {
   EXPECT_EQ(render("{{ ('%.600f' % 0.5)|length }}"), "602");
 }
 
+// Under a sanitizer the wall-clock limit may end these before the step limit: either names its limit.
 TEST(HostileTemplate, RunawayLoopsEnd) {
   expect_error("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
-               "kMaxTemplateSteps", 10);
+               "zaya::limits::kMaxTemplate", 10);
   expect_error("{% for i in range(100000) %}{% for j in range(100000) %}{{ '' }}{% endfor %}{% endfor %}",
-               "kMaxTemplateSteps", 10);
+               "zaya::limits::kMaxTemplate", 10);
   // Work hidden inside single steps: membership tests on a long list.
   expect_error("{% set l = range(100000)|list %}{% for i in range(100000) %}{% if -1 in l %}{% endif %}{% endfor %}",
-               "kMaxTemplateSteps", 10);
+               "zaya::limits::kMaxTemplate", 10);
 }
 
 TEST(HostileTemplate, OutputAndStringsAreBounded) {
@@ -129,6 +130,7 @@ TEST(HostileTemplate, RecursionEndsBeforeTheStack) {
 }
 
 TEST(HostileTemplate, DeepContextIsAnErrorNotACrash) {
-  const ordered_json deep = ordered_json::parse(std::string(100000, '[') + std::string(100000, ']'));
-  expect_error("{{ x }}", "nested deeper than", 10, ordered_json{{"x", deep}});
+  // Parsed in place: copying it (an initializer list would) recurses once per level.
+  const ordered_json ctx = ordered_json::parse("{\"x\": " + std::string(100000, '[') + std::string(100000, ']') + "}");
+  expect_error("{{ x }}", "nested deeper than", 10, ctx);
 }
