@@ -134,3 +134,20 @@ TEST(HostileTemplate, DeepContextIsAnErrorNotACrash) {
   const ordered_json ctx = ordered_json::parse("{\"x\": " + std::string(100000, '[') + std::string(100000, ']') + "}");
   expect_error("{{ x }}", "nested deeper than", 10, ctx);
 }
+
+TEST(HostileTemplate, FormatSpecTypesNeverReachPrintfWithTheWrongArgument) {
+  // The type letter of a '{:X}' spec went straight into an snprintf format with a double argument: '{:p}' made it
+  // read a pointer argument that was not there (found with the sanitizer build).
+  for (const char* src : {"{{ '{:p}'.format(1.5) }}", "{{ '{:s}'.format(1.5) }}", "{{ '{:n}'.format(1.5) }}",
+                          "{{ '{:c}'.format(65) }}", "{{ '{0:{1}}'.format(1, 5) }}"}) {
+    try {
+      render(src);
+    } catch (const zaya::Error&) {
+    }
+  }
+  expect_error("{{ '{:p}'.format(1.5) }}", "Unknown format code 'p' for object of type 'float'");
+  EXPECT_EQ(render("{{ '{:e}'.format(1.5) }} {{ '{:.2f}'.format(2) }} {{ '{:x}'.format(255) }} {{ '{:%}'.format(0.5) }}"),
+            "1.500000e+00 2.00 ff 50.000000%");
+  // A float too large for an integer, parsed from a string.
+  expect_error("{{ '99999999999999999999999'|int }}", "integer overflow");
+}
