@@ -139,7 +139,8 @@ TEST(HostileTemplate, FormatSpecTypesNeverReachPrintfWithTheWrongArgument) {
   // The type letter of a '{:X}' spec went straight into an snprintf format with a double argument: '{:p}' made it
   // read a pointer argument that was not there (found with the sanitizer build).
   for (const char* src : {"{{ '{:p}'.format(1.5) }}", "{{ '{:s}'.format(1.5) }}", "{{ '{:n}'.format(1.5) }}",
-                          "{{ '{:c}'.format(65) }}", "{{ '{0:{1}}'.format(1, 5) }}"}) {
+                          "{{ '{:c}'.format(65) }}", "{{ '{0:{1}}'.format(1, 5) }}",
+                          "{{ '{:L99}'.format(1) }}"}) {  // the jinja fuzz target's first find (ASan: printf check)
     try {
       render(src);
     } catch (const zaya::Error&) {
