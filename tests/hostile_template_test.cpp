@@ -152,3 +152,17 @@ TEST(HostileTemplate, FormatSpecTypesNeverReachPrintfWithTheWrongArgument) {
   // A float too large for an integer, parsed from a string.
   expect_error("{{ '99999999999999999999999'|int }}", "integer overflow");
 }
+
+TEST(HostileTemplate, SliceInsideASubscriptTupleIsASyntaxError) {
+  // x[3, 1, :] built a tuple holding a slice node without an object: rendering dereferenced a null expression
+  // (found by the jinja fuzz target).
+  for (const char* src : {"{{ 'abc'[3, 1, :] }}", "{{ [1, 2][:, 0] }}", "{{ x[1:2, 3] }}"}) {
+    try {
+      Template t(src);
+      ADD_FAILURE() << src << " parsed";
+    } catch (const zaya::jinja::TemplateError& e) {
+      EXPECT_NE(std::string(e.what()).find("slice inside a subscript tuple"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_EQ(render("{{ 'abcdef'[1:4] }} {{ [1, 2, 3][::2] }} {{ {(1, 2): 'x'}[1, 2] }}"), "bcd [1, 3] x");
+}
