@@ -6,7 +6,8 @@ here="$(cd "$(dirname "$0")/.." && pwd)"
 
 packages=(build-essential cmake pkg-config git ca-certificates
           nlohmann-json3-dev libhwy-dev libcpp-httplib-dev libcli11-dev libstb-dev
-          libgtest-dev libgmock-dev googletest libbenchmark-dev)
+          libgtest-dev libgmock-dev googletest libbenchmark-dev
+          clang-14 libclang-rt-14-dev)  # the ASan+UBSan build and libFuzzer (make test-sanitize, make fuzz)
 # npm fetches test assets; a machine may already have Node.js from elsewhere (whose npm conflicts with Debian's).
 command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
 

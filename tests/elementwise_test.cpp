@@ -82,7 +82,8 @@ TEST(Elementwise, QkCouplingMatchesTwin) {
   std::mt19937 rng(3);
   for (int64_t target : kernels_testing::available_targets()) {
     kernels_testing::force_target(target);
-    for (auto [nq, nk, dh] : {std::tuple<size_t, size_t, size_t>{8, 2, 16}, {4, 4, 7}, {6, 3, 128}}) {
+    for (auto [nq_, nk_, dh_] : {std::tuple<size_t, size_t, size_t>{8, 2, 16}, {4, 4, 7}, {6, 3, 128}}) {
+      const size_t nq = nq_, nk = nk_, dh = dh_;  // lambdas cannot capture structured bindings before clang 16
       const size_t n = 5, qw = nq * dh, kw = nk * dh;
       auto q = randv(n * qw, rng), k = randv(n * kw, rng), z = randv(n * (qw + kw), rng), temp = randv(nk, rng);
       std::vector<float> Q(n * qw), K(n * kw), Qr(n * qw), Kr(n * kw);

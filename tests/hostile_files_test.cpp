@@ -275,7 +275,9 @@ TEST(HostileConfig, HugeGeometryIsRejectedBeforeAnythingIsSized) {
       {"head_dim", int64_t{1} << 40},             {"vocab_size", int64_t{1} << 40},
       {"ffn_hidden_size", int64_t{1} << 40},      {"zaya_mlp_expansion", int64_t{1} << 40},
       {"max_position_embeddings", int64_t{1} << 62}, {"num_query_groups", int64_t{1} << 40}};
-  for (const auto& [key, value] : cases) {
+  for (const auto& kv : cases) {
+    const char* key = kv.first;  // (no structured bindings: clang 14 cannot capture them in lambdas)
+    const json& value = kv.second;
     ModelCopy m;
     m.edit_config([&](json& j) {
       j[key] = value;

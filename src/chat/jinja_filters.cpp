@@ -486,7 +486,7 @@ Value f_int(Renderer&, const Value& v, CallArgs& a) {
   }
   if (v.is_string()) {
     if (auto i = parse_py_int(v.str(), base)) return Value::integer(*i);
-    if (auto d = parse_py_float(v.str()); d && std::isfinite(*d)) return Value::integer(int64_t(*d));
+    if (auto d = parse_py_float(v.str()); d && std::isfinite(*d)) return Value::integer(float_to_int(*d));
   }
   return def;
 }

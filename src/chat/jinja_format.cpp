@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "chat/jinja_builtins_internal.h"
@@ -286,6 +287,10 @@ std::string format_number(const Value& v, char type, int64_t prec, bool alt, cha
     return out;
   }
   if (!v.is_number()) throw Error(cat("must be real number, not ", type_name(v)));
+  // Only the float conversions reach snprintf with a double (a format spec's type letter comes from the template:
+  // '{:s}' or '{:p}' would make snprintf read a pointer that is not there).
+  if (std::string_view("eEfFgG").find(type) == std::string_view::npos)
+    throw Error(cat("Unknown format code '", std::string(1, type), "' for object of type '", type_name(v), "'"));
   std::snprintf(spec, sizeof spec, "%%%s.%lld%c", flags.c_str(), (long long)(prec < 0 ? 6 : prec), type);
   const int n = std::snprintf(buf, sizeof buf, spec, v.as_double());
   if (n >= 0 && size_t(n) >= sizeof buf) {  // a long precision: the exact length, bounded by check_width(prec)

@@ -294,6 +294,10 @@ ExprPtr Parser::parse_subscript(ExprPtr obj) {
   if (args.size() == 1) {
     key = std::move(args[0]);
   } else {
+    // x[1, :] would be a tuple holding a slice, which no template value accepts (Python raises TypeError); the
+    // slice node has no object of its own, so it must not reach the evaluator.
+    for (const auto& a : args)
+      if (a->kind == ExprKind::Slice) fail_at("a slice inside a subscript tuple is not supported", off);
     key = node(ExprKind::Tuple, off);
     key->items = std::move(args);
     key = finish(std::move(key));
