@@ -417,6 +417,11 @@ std::string html_escape(std::string_view s) {
 }
 
 namespace {
+// A string is printed at least as long as it is: a result that will pass the cap fails before the work is done.
+void grows_by(const std::string& out, const Value& item) {
+  if (item.is_string() && out.size() + item.str().size() > kStringCap) check_string_size(out.size() + item.str().size());
+}
+
 // repr() of containers in progress on this thread: one met again inside itself (only namespaces make cycles) prints
 // as Python's "[...]" / "{...}", and
 // nesting (a namespace's depth can go stale as attributes are set on what it holds) is bounded.
@@ -457,6 +462,7 @@ std::string repr(const Value& v) {
       std::string out = l.tuple ? "(" : "[";
       for (size_t i = 0; i < l.items.size(); ++i) {
         if (i) out += ", ";
+        grows_by(out, l.items[i]);
         out += repr(l.items[i]);
         check_growing(out);
       }
@@ -472,6 +478,7 @@ std::string repr(const Value& v) {
       for (const auto& [k, x] : v.dct().items) {
         if (!first) out += ", ";
         first = false;
+        grows_by(out, x);
         out += repr(k) + ": " + repr(x);
         check_growing(out);
       }
@@ -640,7 +647,10 @@ static void json_dump(std::string& out, const Value& v, const JsonOptions& o, in
     case Value::Type::Bool: out += v.as_bool() ? "true" : "false"; return;
     case Value::Type::Int: out += std::to_string(v.as_int()); return;
     case Value::Type::Float: out += json_float(v.as_double()); return;
-    case Value::Type::String: json_string(out, v.str(), o.ensure_ascii); return;
+    case Value::Type::String:
+      grows_by(out, v);
+      json_string(out, v.str(), o.ensure_ascii);
+      return;
     case Value::Type::List: {
       if (v.lst().view) throw Error(cat("Object of type ", v.lst().view, " is not JSON serializable"));
       const auto& items = v.lst().items;
