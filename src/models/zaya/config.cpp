@@ -222,10 +222,8 @@ void check_consistency(const Reader& r, ModelConfig& c) {
     if (id < 0 || id >= c.vocab) throw Error(cat(r.src, ": eos_token_id ", id, " out of range [0, ", c.vocab, ")"));
 }
 
-// ZAYA1-VL: the flat Zyphra config of the legacy text model with 40 fused blocks, plus the image tokens and the
-// vision-LoRA ranks (the vision tower's own config is read by the vision model).
-ModelConfig parse_vl(const Reader& r, ModelConfig& c) {
-  c.layout = Layout::Fused;
+// Keys every layout names the same way.
+void parse_common(const Reader& r, ModelConfig& c) {
   c.hidden = r.positive("hidden_size");
   c.n_heads = r.positive("num_attention_heads");
   c.n_experts = r.positive("num_experts");
@@ -236,6 +234,13 @@ ModelConfig parse_vl(const Reader& r, ModelConfig& c) {
   c.tie_embeddings = r.boolean("tie_word_embeddings", true);
   c.high_precision = r.boolean("zaya_high_prec", true);
   c.dtype = r.string("dtype", r.string("torch_dtype", "float32"));
+}
+
+// ZAYA1-VL: the flat Zyphra config of the legacy text model with 40 fused blocks, plus the image tokens and the
+// vision-LoRA ranks (the vision tower's own config is read by the vision model).
+ModelConfig parse_vl(const Reader& r, ModelConfig& c) {
+  c.layout = Layout::Fused;
+  parse_common(r, c);
   parse_legacy(r, c);
   if (r.boolean("fused_add_norm", false)) throw r.err("fused_add_norm", "= true is not supported");
   if (r.boolean("use_lora_att", false)) throw r.err("use_lora_att", "= true (a text LoRA) is not supported");
@@ -293,16 +298,7 @@ ModelConfig ModelConfig::parse(const std::string& text, const std::string& sourc
   if (!legacy && !native) throw Error(cat(source, ": neither legacy (ffn_hidden_size, zaya_mlp_expansion) nor native (moe_intermediate_size, router_hidden_size) expert keys are present"));
   c.layout = legacy ? Layout::Legacy : Layout::Native;
 
-  c.hidden = r.positive("hidden_size");
-  c.n_heads = r.positive("num_attention_heads");
-  c.n_experts = r.positive("num_experts");
-  c.vocab = r.positive("vocab_size");
-  c.max_positions = r.positive("max_position_embeddings");
-  c.conv_kernel0 = r.positive("cca_time0", 2);
-  c.conv_kernel1 = r.positive("cca_time1", 2);
-  c.tie_embeddings = r.boolean("tie_word_embeddings", true);
-  c.high_precision = r.boolean("zaya_high_prec", true);
-  c.dtype = r.string("dtype", r.string("torch_dtype", "float32"));
+  parse_common(r, c);
   if (legacy) parse_legacy(r, c);
   else parse_native(r, c);
   if (r.boolean("attention_bias", false)) throw r.err("attention_bias", "= true is not supported");
