@@ -236,6 +236,27 @@ TEST(ModelGolden, NativeLayoutSameNumbers) {
   }
 }
 
+// Weights read into memory (the default when they fit) and weights mapped from the files give the same numbers.
+TEST(ModelGolden, CopiedAndMappedWeightsSameLogits) {
+  Golden g(tiny_a());
+  const auto ids = ids_of(g.meta["full"]["ids"]);
+  std::vector<std::vector<float>> runs;
+  size_t V = 0;
+  for (WeightMemory mem : {WeightMemory::Mapped, WeightMemory::Copied, WeightMemory::Auto}) {
+    LoadOptions lo;
+    lo.verbose = false;
+    lo.memory = mem;
+    auto m = Model::load(tiny_a(), lo);
+    EXPECT_EQ(m->weights_copied(), mem != WeightMemory::Mapped);
+    DecodeState st = m->new_state();
+    runs.push_back(m->forward(ids, st));
+    V = static_cast<size_t>(m->config().vocab);
+  }
+  expect_logits(runs[1], g.f32("full.logits"), V, "full.logits (copied)");
+  EXPECT_EQ(runs[1], runs[0]);
+  EXPECT_EQ(runs[2], runs[0]);
+}
+
 TEST(ModelGolden, ThreadCountInvariance) {
   Golden g(tiny_a());
   auto m = load_quiet(tiny_a());

@@ -560,6 +560,36 @@ TEST_F(SafetensorsTest, ShardedSetWithIndex) {
   EXPECT_ERROR_HAS(s.require("c", {2}), "model-00002-of-00002.safetensors", "'c'", "[2, 1]", "expected [2]");
 }
 
+// Reading the files into anonymous memory (FileAccess::Copy, and Auto for a small set) gives the same tensors as
+// mapping them, and says so.
+TEST_F(SafetensorsTest, CopiedAndMappedStoresHoldTheSameBytes) {
+  const std::string d = sub("copied");
+  std::vector<float> big(3u << 20);  // 12 MiB: several read chunks, a partial last one, a file not a 2 MiB multiple
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<float>(i % 9973) * 0.5f;
+  put("copied/model-00001-of-00002.safetensors",
+      st_file({{"a", "F32", {static_cast<int64_t>(big.size())}, bytes_of(big)},
+               {"b", "I32", {1}, bytes_of(std::vector<int32_t>{7})}}));
+  put("copied/model-00002-of-00002.safetensors", st_file({{"c", "F32", {2}, bytes_of(std::vector<float>{1, 2})}}));
+  put("copied/model.safetensors.index.json", index_json({{"a", "model-00001-of-00002.safetensors"},
+                                                          {"b", "model-00001-of-00002.safetensors"},
+                                                          {"c", "model-00002-of-00002.safetensors"}}));
+  const auto mapped = zaya::TensorStore::open(d, zaya::FileAccess::Populate);
+  EXPECT_FALSE(mapped.copied());
+  for (auto access : {zaya::FileAccess::Copy, zaya::FileAccess::Auto}) {
+    const auto s = zaya::TensorStore::open(d, access);
+    EXPECT_TRUE(s.copied()) << "a 12 MiB set fits in half of any test machine's memory";
+    EXPECT_EQ(s.file_bytes(), mapped.file_bytes());
+    for (const char* name : {"a", "b", "c"}) {
+      const auto& x = s.require(name);
+      const auto& y = mapped.require(name);
+      ASSERT_EQ(x.nbytes, y.nbytes) << name;
+      EXPECT_NE(x.data, y.data);
+      EXPECT_EQ(std::memcmp(x.data, y.data, x.nbytes), 0) << name;
+    }
+  }
+  EXPECT_GT(zaya::available_memory_bytes(), 0u) << "/proc/meminfo has MemAvailable on Linux";
+}
+
 TEST_F(SafetensorsTest, IndexProblems) {
   const std::string d = sub("m");
   const std::string idx = (fs::path(d) / "model.safetensors.index.json").string();

@@ -26,6 +26,14 @@ const char* attention_mask_name(AttentionMask m);
 // "causal", "zyphra-fa2-prefix", "image-pairs"; throws zaya::Error otherwise.
 AttentionMask parse_attention_mask(const std::string& name);
 
+// Where the weights live while the model runs.
+enum class WeightMemory {
+  Auto,    // read into memory when the files fit in half the available memory, else mapped (the default)
+  Mapped,  // mmap of the files, shared with the page cache: the fastest start, but streaming page-cache pages is
+           // ~25 % slower than anonymous memory on the dev VM, and generation streams every weight once per token
+  Copied,  // always read into anonymous memory (an error when it cannot be allocated)
+};
+
 struct LoadOptions {
   // Skip-route semantics; unset = the layout's default (legacy → p·x, native → 0).
   bool override_skip_route = false;
@@ -35,6 +43,7 @@ struct LoadOptions {
   // activations (see src/kernels/affine_q16.h).
   bool exact = false;
   AttentionMask mask = AttentionMask::ZyphraPrefix;  // ZAYA1-VL only
+  WeightMemory memory = WeightMemory::Auto;
 };
 
 // Optional capture of internals for golden tests and debugging. Names follow the golden cases (without the
@@ -93,6 +102,7 @@ class Model {
   // row, the whole lm_head): what a decode step must stream from memory.
   size_t weight_bytes_per_token() const;
   bool exact() const { return exact_; }
+  bool weights_copied() const;  // the weights were read into anonymous memory (WeightMemory), not mapped
   AttentionMask attention_mask() const { return mask_; }
   void set_attention_mask(AttentionMask m) { mask_ = m; }
 

@@ -37,6 +37,7 @@ struct ServerOptions {
   bool verbose_load = false;
   bool exact = false;  // affine products with fp32 activations (LoadOptions::exact)
   AttentionMask mask = AttentionMask::ZyphraPrefix;  // ZAYA1-VL: how a prompt with images attends (LoadOptions::mask)
+  WeightMemory memory = WeightMemory::Auto;  // LoadOptions::memory
   bool allow_local_files = false;  // ZAYA1-VL: accept file:// image URLs (paths on the server's machine)
 };
 

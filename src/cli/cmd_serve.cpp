@@ -51,6 +51,7 @@ Runner add_serve(CLI::App& app) {
   sub->add_flag("-q,--quiet", o->quiet, "no per-request log lines");
   sub->add_flag("--exact", o->s.exact, "quantized products with fp32 activations, the reference arithmetic (slower prefill)");
   add_mask_option(sub, o->mask);
+  add_memory_options(sub, o->s.memory);
   sub->add_flag("--allow-local-files", o->s.allow_local_files,
                 "ZAYA1-VL: accept file:// image URLs, read from this machine's disk (trusted clients only)");
   return [o]() {

@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "zaya/model.h"
+
 namespace zaya::cli {
 
 using Runner = std::function<int()>;
@@ -40,7 +42,11 @@ struct ModelOptions {
   // the comparison tool, defaults to exact (--fast turns it off); everything else defaults to fast (--exact).
   bool exact = false;
   std::string mask = "zyphra-fa2-prefix";  // ZAYA1-VL attention mask policy (--mask)
+  WeightMemory memory = WeightMemory::Auto;  // --mmap / --no-mmap
   void add_to(CLI::App* sub, bool exact_by_default = false);
 };
+
+// --mmap / --no-mmap (where the weights live while the model runs).
+void add_memory_options(CLI::App* sub, WeightMemory& memory);
 
 }  // namespace zaya::cli

@@ -34,6 +34,15 @@ void add_mask_option(CLI::App* sub, std::string& mask) {
       ->check(CLI::IsMember({"causal", "zyphra-fa2-prefix", "image-pairs"}));
 }
 
+void add_memory_options(CLI::App* sub, WeightMemory& memory) {
+  auto* on = sub->add_flag_callback("--mmap", [&memory] { memory = WeightMemory::Mapped; },
+                                    "keep the weights mapped from the files (fastest start, slower generation) instead "
+                                    "of reading them into memory when they fit in half of it");
+  auto* off = sub->add_flag_callback("--no-mmap", [&memory] { memory = WeightMemory::Copied; },
+                                     "always read the weights into memory (the default when they fit in half of it)");
+  on->excludes(off);
+}
+
 void ModelOptions::add_to(CLI::App* sub, bool exact_by_default) {
   sub->add_option("-m,--model", dir, "model folder (config.json + safetensors)")->required();
   sub->add_option("--skip-route", skip_route,
@@ -42,6 +51,7 @@ void ModelOptions::add_to(CLI::App* sub, bool exact_by_default) {
   sub->add_option("-t,--threads", threads, "worker threads (0 = all cores)")->check(CLI::NonNegativeNumber);
   sub->add_flag("-q,--quiet", quiet, "do not log model details to stderr");
   add_mask_option(sub, mask);
+  add_memory_options(sub, memory);
   exact = exact_by_default;
   if (exact_by_default)
     sub->add_flag_callback("--fast", [this] { exact = false; },

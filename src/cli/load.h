@@ -12,6 +12,7 @@ inline LoadOptions model_load_options(const ModelOptions& o) {
   lo.verbose = !o.quiet;
   lo.exact = o.exact;
   lo.mask = parse_attention_mask(o.mask);
+  lo.memory = o.memory;
   if (!o.skip_route.empty()) {
     lo.override_skip_route = true;
     lo.skip_route = o.skip_route == "zero" ? SkipRoute::Zero : SkipRoute::ScaledInput;

@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -13,6 +15,7 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <thread>
 
 #include "util/json_limits.h"
 #include "zaya/error.h"
@@ -34,9 +37,54 @@ std::string TensorView::shape_str() const {
 
 // ---- mmap ------------------------------------------------------------------------------------------------------
 
+size_t available_memory_bytes() {
+  std::ifstream in("/proc/meminfo");
+  std::string key, unit;
+  size_t kb = 0;
+  while (in >> key >> kb) {
+    std::getline(in, unit);
+    if (key == "MemAvailable:") return kb * 1024;
+  }
+  return 0;
+}
+
+namespace {
+
+// Reads [0, size) of fd into dst with a few threads (one copy per core is what the page cache can feed).
+void read_parallel(int fd, uint8_t* dst, size_t size, const std::string& path) {
+  constexpr size_t kChunk = size_t(16) << 20;
+  const size_t chunks = (size + kChunk - 1) / kChunk;
+  const size_t n_threads = std::min<size_t>({std::max(1u, std::thread::hardware_concurrency()), 8, chunks});
+  std::atomic<size_t> next{0};
+  std::atomic<int> failed{0};  // errno of the first failure
+  auto work = [&] {
+    for (size_t c; !failed.load() && (c = next.fetch_add(1)) < chunks;) {
+      size_t off = c * kChunk;
+      const size_t end = std::min(size, off + kChunk);
+      while (off < end) {
+        const ssize_t k = ::pread(fd, dst + off, end - off, static_cast<off_t>(off));
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) {
+          int expected = 0;
+          failed.compare_exchange_strong(expected, k < 0 ? errno : EIO);
+          return;
+        }
+        off += static_cast<size_t>(k);
+      }
+    }
+  };
+  std::vector<std::thread> pool;
+  for (size_t t = 1; t < n_threads; ++t) pool.emplace_back(work);
+  work();
+  for (auto& t : pool) t.join();
+  if (failed) throw Error(cat(path, ": read failed: ", std::strerror(failed.load())));
+}
+
+}  // namespace
+
 class MappedFile {
  public:
-  MappedFile(const std::string& path, bool prefetch) {
+  MappedFile(const std::string& path, FileAccess access) {
     fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd_ < 0) throw Error(cat(path, ": cannot open: ", std::strerror(errno)));
     struct stat st {};
@@ -49,36 +97,65 @@ class MappedFile {
       throw Error(cat(path, ": not a regular file"));
     }
     size_ = static_cast<size_t>(st.st_size);
-    if (size_ > 0) {
-      int flags = MAP_PRIVATE;
-#ifdef MAP_POPULATE
-      // Read-only, so populating never copies a page; it only moves the mapping of every page (1.4 M for an 8B
-      // bundle) from the first forward pass into loading. Best effort: mmap does not fail if it cannot populate.
-      if (prefetch) flags |= MAP_POPULATE;
-#else
-      (void)prefetch;
-#endif
-      void* p = mmap(nullptr, size_, PROT_READ, flags, fd_, 0);
-      if (p == MAP_FAILED) {
-        ::close(fd_);
-        throw Error(cat(path, ": mmap failed: ", std::strerror(errno)));
-      }
-      data_ = static_cast<const uint8_t*>(p);
+    if (size_ == 0) return;
+    if (access == FileAccess::Copy) {
+      copy_in(path);
+      return;
     }
+    int flags = MAP_PRIVATE;
+#ifdef MAP_POPULATE
+    // Read-only, so populating never copies a page; it only moves the mapping of every page (1.4 M for an 8B
+    // bundle) from the first forward pass into loading. Best effort: mmap does not fail if it cannot populate.
+    if (access != FileAccess::Lazy) flags |= MAP_POPULATE;
+#endif
+    void* p = mmap(nullptr, size_, PROT_READ, flags, fd_, 0);
+    if (p == MAP_FAILED) {
+      ::close(fd_);
+      throw Error(cat(path, ": mmap failed: ", std::strerror(errno)));
+    }
+    data_ = static_cast<const uint8_t*>(p);
+    mapped_bytes_ = size_;
   }
   ~MappedFile() {
-    if (data_) munmap(const_cast<uint8_t*>(data_), size_);
+    if (data_) munmap(const_cast<uint8_t*>(data_), mapped_bytes_);
     if (fd_ >= 0) ::close(fd_);
   }
   MappedFile(const MappedFile&) = delete;
   MappedFile& operator=(const MappedFile&) = delete;
   const uint8_t* data() const { return data_; }
   size_t size() const { return size_; }
+  bool copied() const { return copied_; }
 
  private:
+  void copy_in(const std::string& path) {
+    constexpr size_t kHuge = size_t(2) << 20;
+    const size_t bytes = (size_ + kHuge - 1) / kHuge * kHuge;
+    void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+      ::close(fd_);
+      throw Error(cat(path, ": cannot allocate ", bytes, " bytes to read the file into: ", std::strerror(errno)));
+    }
+#ifdef MADV_HUGEPAGE
+    ::madvise(p, bytes, MADV_HUGEPAGE);  // fewer TLB misses when streaming; a hint only
+#endif
+    data_ = static_cast<const uint8_t*>(p);
+    mapped_bytes_ = bytes;
+    try {
+      read_parallel(fd_, static_cast<uint8_t*>(p), size_, path);
+    } catch (...) {
+      munmap(p, bytes);
+      ::close(fd_);
+      data_ = nullptr;
+      throw;
+    }
+    ::mprotect(p, bytes, PROT_READ);  // weights are never written: a stray write faults as it would on the mapping
+    copied_ = true;
+  }
+
   int fd_ = -1;
   const uint8_t* data_ = nullptr;
-  size_t size_ = 0;
+  size_t size_ = 0, mapped_bytes_ = 0;
+  bool copied_ = false;
 };
 
 // ---- single file -----------------------------------------------------------------------------------------------
@@ -89,11 +166,12 @@ constexpr uint64_t kMaxHeader = limits::kMaxSafetensorsHeader;  // the format's 
 
 SafetensorsFile::~SafetensorsFile() = default;
 size_t SafetensorsFile::file_size() const { return map_ ? map_->size() : 0; }
+bool SafetensorsFile::copied() const { return map_ && map_->copied(); }
 
-std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path, bool prefetch) {
+std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path, FileAccess access) {
   std::shared_ptr<SafetensorsFile> f(new SafetensorsFile());
   f->path_ = path;
-  f->map_ = std::make_unique<MappedFile>(path, prefetch);
+  f->map_ = std::make_unique<MappedFile>(path, access == FileAccess::Auto ? FileAccess::Populate : access);
   const uint8_t* base = f->map_->data();
   const size_t fsize = f->map_->size();
   if (fsize < 8) throw Error(cat(path, ": not a safetensors file (", fsize, " bytes, shorter than the 8-byte header length)"));
@@ -205,7 +283,7 @@ const TensorView* SafetensorsFile::find(const std::string& name) const {
 
 // ---- a folder / sharded set ------------------------------------------------------------------------------------
 
-TensorStore TensorStore::open(const std::string& path, bool prefetch) {
+TensorStore TensorStore::open(const std::string& path, FileAccess access) {
   TensorStore s;
   std::vector<std::string> shard_paths;
   std::map<std::string, std::string> weight_map;  // only for indexed sets
@@ -257,8 +335,15 @@ TensorStore TensorStore::open(const std::string& path, bool prefetch) {
     throw Error(cat(path, ": no such file or directory"));
   }
 
+  if (access == FileAccess::Auto) {
+    size_t total = 0;
+    for (const auto& p : shard_paths) total += static_cast<size_t>(fs::file_size(p, ec));
+    const size_t avail = available_memory_bytes();
+    // Half: the page cache may keep its copy of the files while ours is resident, and the rest is the user's.
+    access = avail > 0 && total <= avail / 2 ? FileAccess::Copy : FileAccess::Populate;
+  }
   for (const auto& p : shard_paths) {
-    auto f = SafetensorsFile::open(p, prefetch);
+    auto f = SafetensorsFile::open(p, access);
     const std::string fname = fs::path(p).filename().string();
     for (const auto& t : f->tensors()) {
       if (!weight_map.empty()) {
@@ -278,6 +363,16 @@ TensorStore TensorStore::open(const std::string& path, bool prefetch) {
       throw Error(cat((fs::path(s.root_) / shard).string(), ": model.safetensors.index.json lists tensor '",
                       name, "' in this shard, but the shard does not contain it"));
   return s;
+}
+
+bool TensorStore::copied() const {
+  return !files_.empty() && std::all_of(files_.begin(), files_.end(), [](const auto& f) { return f->copied(); });
+}
+
+size_t TensorStore::file_bytes() const {
+  size_t n = 0;
+  for (const auto& f : files_) n += f->file_size();
+  return n;
 }
 
 const TensorView* TensorStore::find(const std::string& name) const {

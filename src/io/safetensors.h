@@ -29,12 +29,24 @@ struct TensorView {
 
 class MappedFile;
 
+// Available memory as the kernel estimates it (free + reclaimable page cache); 0 when unknown.
+size_t available_memory_bytes();
+
+// How a file's bytes reach memory.
+enum class FileAccess {
+  Lazy,      // mmap; pages are read on first touch (tools that only read headers)
+  Populate,  // mmap with every page mapped up front (Linux MAP_POPULATE): the first pass takes no page faults
+  Copy,      // read into anonymous memory (2 MiB pages where the kernel gives them). Streaming it is ~25 % faster
+             // than streaming page-cache pages (measured on the dev VM), at the cost of a copy at load and a second
+             // resident copy while the page cache still holds the file (reclaimable).
+  Auto,      // Copy when every file of the store fits in half the available memory, else Populate
+};
+
 class SafetensorsFile {
  public:
-  // Throws zaya::Error naming the file (and tensor) on any structural problem. prefetch maps every page up front
-  // (Linux MAP_POPULATE), so opening reads the whole file and the first pass over the weights takes no page faults:
-  // for loading a model, not for tools that only read headers.
-  static std::shared_ptr<SafetensorsFile> open(const std::string& path, bool prefetch = false);
+  // Throws zaya::Error naming the file (and tensor) on any structural problem. Populate and Copy read the whole file
+  // while opening: for loading a model, not for tools that only read headers. Auto acts as Populate here.
+  static std::shared_ptr<SafetensorsFile> open(const std::string& path, FileAccess access = FileAccess::Lazy);
   ~SafetensorsFile();
 
   const std::string& path() const { return path_; }
@@ -43,6 +55,7 @@ class SafetensorsFile {
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
   size_t header_size() const { return header_size_; }
   size_t file_size() const;
+  bool copied() const;  // the bytes live in anonymous memory (FileAccess::Copy)
 
  private:
   SafetensorsFile() = default;
@@ -57,9 +70,9 @@ class SafetensorsFile {
 class TensorStore {
  public:
   // Opens a model folder: model.safetensors.index.json when present (every shard it names), else
-  // model.safetensors, else every *.safetensors in the folder. A path to a single file also works. prefetch: as
-  // for SafetensorsFile::open.
-  static TensorStore open(const std::string& path, bool prefetch = false);
+  // model.safetensors, else every *.safetensors in the folder. A path to a single file also works. Auto decides once
+  // for all the files together.
+  static TensorStore open(const std::string& path, FileAccess access = FileAccess::Lazy);
 
   const TensorView* find(const std::string& name) const;
   // Throws a clear error when the tensor is missing, or when `shape` is given and differs.
@@ -68,6 +81,8 @@ class TensorStore {
   size_t size() const { return by_name_.size(); }
   const std::vector<std::shared_ptr<SafetensorsFile>>& files() const { return files_; }
   const std::string& root() const { return root_; }
+  bool copied() const;       // every file was read into anonymous memory
+  size_t file_bytes() const;  // the files' total size
 
  private:
   std::string root_;

@@ -105,7 +105,7 @@ WeightResolver::WeightResolver(const TensorStore& store, const std::string& dir)
     if (jang.contains("mxtq_seed") && jang["mxtq_seed"].is_number_integer()) mxtq_seed_ = jang["mxtq_seed"].get<int64_t>();
   }
   if (fs::exists(root / "jangtq_runtime.safetensors"))
-    sidecar_ = std::make_shared<TensorStore>(TensorStore::open((root / "jangtq_runtime.safetensors").string(), /*prefetch=*/true));
+    sidecar_ = std::make_shared<TensorStore>(TensorStore::open((root / "jangtq_runtime.safetensors").string(), FileAccess::Populate));
 }
 
 bool WeightResolver::has(const std::string& base) const {

@@ -11,6 +11,7 @@ ServerContext::ServerContext(ServerOptions options)
   lo.verbose = opt.verbose_load;
   lo.exact = opt.exact;
   lo.mask = opt.mask;
+  lo.memory = opt.memory;
   model = Model::load(opt.model_dir, lo);
   if (model->config().vl.enabled) vision = VisionEncoder::load(opt.model_dir, lo);
   fmt = std::make_unique<ChatFormatter>(tok, opt.chat_template);

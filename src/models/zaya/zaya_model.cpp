@@ -1,6 +1,7 @@
 // The whole ZAYA1 forward pass (spec §3.6): embedding, then per legacy layer a residual merge, an RMSNorm and a
 // mixer (CCA attention on even layers, MoE on odd ones), then the final merge, final norm and the tied lm_head.
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -10,6 +11,7 @@
 #include "kernels/format_table.h"
 #include "kernels/kernels.h"
 #include "kernels/profile.h"
+#include "models/weight_memory.h"
 #include "models/zaya/activations.h"
 #include "models/zaya/cca_attention.h"
 #include "models/zaya/model_weights.h"
@@ -38,10 +40,14 @@ AttentionMask parse_attention_mask(const std::string& name) {
   throw Error(cat("unknown attention mask '", name, "' (causal, zyphra-fa2-prefix or image-pairs)"));
 }
 
+bool Model::weights_copied() const { return store_->copied(); }
+
 std::unique_ptr<Model> Model::load(const std::string& dir, const LoadOptions& opts) {
   std::unique_ptr<Model> m(new Model());
   m->cfg_ = ModelConfig::load(dir);
-  m->store_ = std::make_unique<TensorStore>(TensorStore::open(dir, /*prefetch=*/true));
+  const auto t0 = std::chrono::steady_clock::now();
+  m->store_ = std::make_unique<TensorStore>(TensorStore::open(dir, file_access(opts.memory)));
+  const double read_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   m->weights_ = std::make_unique<ModelWeights>(ModelWeights::load(*m->store_, m->cfg_));
   m->exact_ = opts.exact;
   m->mask_ = opts.mask;
@@ -51,6 +57,12 @@ std::unique_ptr<Model> Model::load(const std::string& dir, const LoadOptions& op
                  layout_name(m->cfg_.layout), static_cast<long long>(m->cfg_.n_blocks),
                  static_cast<long long>(m->cfg_.n_blocks), static_cast<long long>(m->cfg_.hidden),
                  static_cast<long long>(m->cfg_.vocab));
+    const double gib = static_cast<double>(m->store_->file_bytes()) / (1 << 30);
+    if (m->store_->copied())
+      std::fprintf(stderr, "zaya: weights read into memory (%.2f GiB in %.2f s; --mmap keeps them mapped instead)\n", gib,
+                   read_s);
+    else
+      std::fprintf(stderr, "zaya: weights mapped from the files (%.2f GiB)\n", gib);
     if (m->cfg_.use_mod) {
       std::fprintf(stderr, "zaya: skip route semantics: %s (%s)\n", skip_route_name(m->skip_route_),
                    opts.override_skip_route ? "set by option" : "layout default");

@@ -82,7 +82,9 @@ std::unique_ptr<VisionEncoder> VisionEncoder::load(const std::string& dir, const
                     ", temporal ", m.pre.temporal_patch_size, ") disagrees with config.json's vision_config (patch ",
                     m.cfg.patch, ", merge ", m.cfg.merge, ", temporal ", m.cfg.temporal_patch,
                     ")"));
-  m.store = std::make_unique<TensorStore>(TensorStore::open(dir, /*prefetch=*/true));
+  // Mapped, never copied: the tower shares the files with the decoder (which may hold its own copy), and its
+  // products are compute-bound.
+  m.store = std::make_unique<TensorStore>(TensorStore::open(dir, FileAccess::Populate));
   m.weights = vit::VisionWeights::load(*m.store, m.cfg);
   m.compute = Compute(nullptr, opts.exact ? Precision::Exact : Precision::Fast);
   return v;
