@@ -88,7 +88,9 @@ struct Startup {
   double resident = -1, load_s = 0, first_token_s = 0;
 };
 
-void print_profile(const ProfileReport& r, int tokens, nlohmann::ordered_json& j, bool print) {
+// `tokens` decode steps; `what` names a step ("a decode step", "a batched step of 4 sequences"). JSON keys say
+// per_token: one step is one token of each sequence.
+void print_profile(const ProfileReport& r, int tokens, const std::string& what, nlohmann::ordered_json& j, bool print) {
   const double step = r.seconds / tokens;
   auto row_json = [&](const ProfileRow& p) {
     return nlohmann::ordered_json{{"name", p.name},
@@ -103,14 +105,14 @@ void print_profile(const ProfileReport& r, int tokens, nlohmann::ordered_json& j
   for (const auto& p : r.parts) j["parts"].push_back(row_json(p));
   for (const auto& k : r.kernels) j["kernels"].push_back(row_json(k));
   if (!print) return;
-  std::printf("\nwhere a decode step's time goes (%d steps, %.2f ms per step; GB/s = weight bytes the products "
-              "read / time):\n\n| part | ms/token | %% of step | weights MB/token | GB/s |\n|---|---|---|---|---|\n",
-              tokens, 1e3 * step);
+  std::printf("\nwhere %s's time goes (%d steps, %.2f ms per step; GB/s = weight bytes the products "
+              "read / time):\n\n| part | ms/step | %% of step | weights MB/step | GB/s |\n|---|---|---|---|---|\n",
+              what.c_str(), tokens, 1e3 * step);
   for (const auto& p : r.parts)
     std::printf("| %s | %.3f | %.1f %% | %.1f | %.1f |\n", p.name.c_str(), 1e3 * p.seconds / tokens,
                 100 * p.seconds / r.seconds, p.weight_bytes / 1e6 / tokens,
                 p.seconds > 0 ? p.weight_bytes / p.seconds / 1e9 : 0.0);
-  std::printf("\n| product kernel | products/token | ms/token | %% of step | weights MB/token | GB/s |\n"
+  std::printf("\n| product kernel | products/step | ms/step | %% of step | weights MB/step | GB/s |\n"
               "|---|---|---|---|---|---|\n");
   double products = 0;
   for (const auto& k : r.kernels) {
@@ -128,7 +130,7 @@ void print_profile(const ProfileReport& r, int tokens, nlohmann::ordered_json& j
 Runner add_bench(CLI::App& app) {
   struct Opts {
     ModelOptions model;
-    int prompt = 512, gen = 128, reps = 3;
+    int prompt = 512, gen = 128, reps = 3, batch = 1;
     bool json = false, profile = false, cold = false;
     double bw_gib = 1.0;
     std::string image;
@@ -143,6 +145,10 @@ Runner add_bench(CLI::App& app) {
   sub->add_flag("--json", o->json, "machine-readable output");
   sub->add_flag("--profile", o->profile,
                 "after the timed runs, profile -n decode steps: time per layer part and per product kernel");
+  sub->add_option("--batch", o->batch,
+                  "also decode this many sequences together (one batched step per token for all, as `zaya serve "
+                  "--parallel` does): aggregate tok/s against the one stream")
+      ->check(CLI::Range(1, 64));
   sub->add_flag("--cold", o->cold,
                 "start with the model's files evicted from the page cache (posix_fadvise), then load again warm");
 
@@ -219,6 +225,44 @@ Runner add_bench(CLI::App& app) {
       best_pp = std::max(best_pp, pp);
       if (tg > best_tg) best_tg = tg, machine_gbs = bw, best_frac = frac;
     }
+    // Several sequences decoded together: each has its own prompt (so their experts differ as real users' do),
+    // then every step is one forward_batch over one token of each.
+    double batch_tg = 0;
+    nlohmann::ordered_json batch_json;
+    std::optional<ProfileReport> batch_profile;
+    if (o->batch > 1) {
+      if (!o->json) std::fprintf(stderr, "zaya bench: %d sequences: prefill, then %d batched steps ...\n", o->batch, o->gen);
+      std::vector<DecodeState> states;
+      std::vector<int32_t> next(o->batch);
+      std::mt19937 rng(99);
+      std::uniform_int_distribution<int32_t> tok(0, static_cast<int32_t>(model->config().vocab - 1));
+      const int plen = std::min(o->prompt, 64);
+      for (int b = 0; b < o->batch; ++b) {
+        std::vector<int32_t> p(plen);
+        for (auto& t : p) t = tok(rng);
+        states.push_back(model->new_state());
+        next[b] = argmax(model->forward(p, states.back(), LogitsMode::Last));
+      }
+      std::vector<Model::BatchItem> items(o->batch);
+      auto steps = [&] {
+        for (int i = 0; i < o->gen; ++i) {
+          for (int b = 0; b < o->batch; ++b) items[b] = Model::BatchItem(std::span(&next[b], 1), &states[b]);
+          model->forward_batch(items);
+          for (int b = 0; b < o->batch; ++b) next[b] = argmax(items[b].logits);
+        }
+      };
+      auto t0 = clock_type::now();
+      steps();
+      batch_tg = static_cast<double>(o->batch) * o->gen / seconds_since(t0);
+      if (o->profile && o->prompt + 2 * o->gen <= model->config().max_positions) {
+        if (!o->json) std::fprintf(stderr, "zaya bench: profiling %d batched steps ...\n", o->gen);
+        profile_begin();
+        steps();
+        batch_profile = profile_end();
+      }
+      batch_json = {{"sequences", o->batch}, {"prompt_tokens", plen}, {"aggregate_gen_tok_s", batch_tg},
+                    {"vs_one_stream", batch_tg / best_tg}};
+    }
     const double gen_gbs = bpt * best_tg / 1e9;
     nlohmann::ordered_json j;
     j["model"] = o->model.dir;
@@ -242,6 +286,8 @@ Runner add_bench(CLI::App& app) {
     j["roofline_tok_s"] = machine_gbs * 1e9 / static_cast<double>(bpt);
     j["prompt_to_gen_ratio"] = best_pp / best_tg;
     j["runs"] = runs;
+    if (o->batch > 1) j["batch"] = batch_json;
+    if (batch_profile) print_profile(*batch_profile, o->gen, "batched", j["batch"]["profile"], false);
     std::optional<ProfileReport> profile;
     if (o->profile) {
       if (!o->json) std::fprintf(stderr, "zaya bench: profiling %d decode steps ...\n", o->gen);
@@ -253,7 +299,7 @@ Runner add_bench(CLI::App& app) {
         logits = model->forward(std::span(&next, 1), st, LogitsMode::Last);
       }
       profile = profile_end();
-      print_profile(*profile, o->gen, j["profile"], false);
+      print_profile(*profile, o->gen, "a decode step", j["profile"], false);
     }
     if (o->json) {
       std::printf("%s\n", j.dump(2).c_str());
@@ -268,6 +314,9 @@ Runner add_bench(CLI::App& app) {
     std::printf("| %s | %zu | %s | tg%d | %.2f | %.1f MB | %.2f | %.0f %% |\n", o->model.dir.c_str(),
                 num_threads(), kernels.c_str(), o->gen, best_tg, bpt / 1e6, gen_gbs,
                 100.0 * gen_gbs / machine_gbs);
+    if (o->batch > 1)
+      std::printf("| %s | %zu | %s | tg%d × %d sequences | %.2f aggregate (%.2fx one stream) | | | |\n",
+                  o->model.dir.c_str(), num_threads(), kernels.c_str(), o->gen, o->batch, batch_tg, batch_tg / best_tg);
     std::printf("\nroofline for generation at %.1f GB/s: %.2f tok/s; prompt processing is %.1fx generation\n",
                 machine_gbs, machine_gbs * 1e9 / bpt, best_pp / best_tg);
     std::printf("\n| start-up | weight files in the page cache before the load | load s | first token s (prefill %d + "
@@ -285,7 +334,11 @@ Runner add_bench(CLI::App& app) {
     }
     if (profile) {
       nlohmann::ordered_json unused;
-      print_profile(*profile, o->gen, unused, true);
+      print_profile(*profile, o->gen, "a decode step", unused, true);
+    }
+    if (batch_profile) {
+      nlohmann::ordered_json unused;
+      print_profile(*batch_profile, o->gen, cat("a batched step of ", o->batch, " sequences"), unused, true);
     }
     return 0;
   };

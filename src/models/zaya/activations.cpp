@@ -4,8 +4,10 @@
 
 namespace zaya {
 
-void ZayaActivations::reserve(const ModelConfig& cfg, size_t n) {
-  if (n <= capacity) return;
+void ZayaActivations::reserve(const ModelConfig& cfg, size_t n, size_t seqs) {
+  if (n <= capacity && seqs <= capacity_seqs) return;
+  n = std::max(n, capacity);
+  seqs = std::max(seqs, capacity_seqs);
   const size_t H = cfg.hidden, D = cfg.router_hidden, I = cfg.expert_ffn, R = cfg.router_outputs();
   const size_t qw = cfg.q_width(), kw = cfg.kv_width(), C = cfg.conv_channels(), dh = cfg.head_dim;
   const size_t groups = dh ? C / dh : 0;
@@ -14,8 +16,8 @@ void ZayaActivations::reserve(const ModelConfig& cfg, size_t n) {
   attn.q.resize(n * qw);
   attn.k.resize(n * kw);
   attn.v_cur.resize(n * kw / 2);
-  attn.u_ext.resize((n + 2) * C);
-  attn.conv_mid.resize((n + 1) * C);
+  attn.u_ext.resize((n + 2 * seqs) * C);
+  attn.conv_mid.resize((n + seqs) * C);
   attn.conv_in.resize(groups * n * 2 * dh);
   attn.conv_out.resize(groups * n * dh);
   attn.z.resize(n * C);
@@ -47,6 +49,7 @@ void ZayaActivations::reserve(const ModelConfig& cfg, size_t n) {
     }
   }
   capacity = n;
+  capacity_seqs = seqs;
 }
 
 }  // namespace zaya

@@ -18,14 +18,16 @@ struct LoraScratch {
 
 struct AttentionScratch {
   std::vector<float> q, k, v_cur;        // projections [n, qw], [n, kw], [n, kw/2]
-  std::vector<float> u_ext;              // [n+2, C]: conv state rows, then q ‖ k of every token
-  std::vector<float> conv_mid;           // [n+1, C]: depthwise stage
+  std::vector<float> u_ext;              // [n + 2·seqs, C]: per sequence its conv state rows, then q ‖ k of its tokens
+  std::vector<float> conv_mid;           // [n + seqs, C]: depthwise stage
   std::vector<float> conv_in, conv_out;  // per head group: interleaved taps [groups, n, 2·dh], products [groups, n, dh]
   std::vector<float> z;                  // [n, C] conv output
   std::vector<float> Q, K, V;            // [n, qw], [n, kw], [n, kw] after coupling / norm / RoPE
   std::vector<float> x_prev, v_del;      // [n, H] previous-token inputs, [n, kw/2]
   std::vector<float> attn;               // [n, qw] attention output before o_proj
-  std::vector<uint8_t> image_keys;       // [context]: image-token keys (the image-pairs mask policy)
+  std::vector<std::vector<uint8_t>> image_keys;  // per sequence [context]: image-token keys (image-pairs policy)
+  std::vector<int64_t> last_image;       // per sequence: its last image token, or -1
+  std::vector<size_t> seq_of_row;        // [n]: the sequence each row belongs to
   LoraScratch lora;
 };
 
@@ -43,7 +45,7 @@ struct MoeScratch {
 };
 
 struct ZayaActivations {
-  size_t capacity = 0;  // tokens the buffers hold
+  size_t capacity = 0, capacity_seqs = 0;  // tokens and sequences the buffers hold
   std::vector<float> m, r, x;  // mixer output, residual stream, normalized layer input: [n, H]
   std::vector<float> rho;      // router depth state carried from MoE layer to MoE layer: [n, D]
   std::vector<uint8_t> flags;  // [n] per-token image flags of the batch (all 0 without images)
@@ -52,8 +54,8 @@ struct ZayaActivations {
   std::vector<float> head_in;  // [rows asked for, H] final-normed rows for the lm_head
   std::vector<float> logits;   // [rows asked for, V]
 
-  // Sizes every buffer for n tokens (keeps capacity when it is already large enough).
-  void reserve(const ModelConfig& cfg, size_t n);
+  // Sizes every buffer for n tokens in `seqs` sequences (keeps capacity when it is already large enough).
+  void reserve(const ModelConfig& cfg, size_t n, size_t seqs = 1);
 };
 
 }  // namespace zaya

@@ -17,36 +17,47 @@ namespace zaya {
 
 namespace {
 
-// Two-stage causal conv over the packed u = [q ‖ k] (spec §3.3 step 2). u_ext holds [u_{t0-2}, u_{t0-1}, u_t0 …]
-// (n+2 rows of C); z receives n rows of C.
-void causal_conv(const AttentionWeights& w, size_t C, size_t dh, size_t n, AttentionScratch& s, const Compute& c) {
+// Two-stage causal conv over the packed u = [q ‖ k] (spec §3.3 step 2). Sequence i's rows of u_ext start at
+// seqs[i].row + 2i and hold [u_{t0-2}, u_{t0-1}, u_t0 …] (its n+2 rows of C); z receives the n rows of every
+// sequence at their stacked rows.
+void causal_conv(const AttentionWeights& w, size_t C, size_t dh, std::span<const AttentionInput> seqs, size_t n,
+                 AttentionScratch& s, const Compute& c) {
   const float* u_ext = s.u_ext.data();
   float* y = s.conv_mid.data();
-  // Depthwise stage, y_ext[j] for j = 1 … n+1 (stored at y[j-1]): y_j = b0 + w0[·,0]·u_{j-1} + w0[·,1]·u_j.
-  for_rows(n + 1, C, [&](size_t j0, size_t j1) {
-    for (size_t j = j0 + 1; j <= j1; ++j) {
-      const float* older = u_ext + (j - 1) * C;
-      const float* newer = u_ext + j * C;
-      float* yj = y + (j - 1) * C;
-      for (size_t ch = 0; ch < C; ++ch)
-        yj[ch] = w.conv0_b[ch] + w.conv0_w[2 * ch] * older[ch] + w.conv0_w[2 * ch + 1] * newer[ch];
-    }
-  });
+  // Depthwise stage, y_ext[j] for j = 1 … n_i+1 (stored at row row_i + i + j-1): y_j = b0 + w0[·,0]·u_{j-1} +
+  // w0[·,1]·u_j.
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    const float* u = u_ext + (seqs[i].row + 2 * i) * C;
+    float* ys = y + (seqs[i].row + i) * C;
+    for_rows(seqs[i].n + 1, C, [&](size_t j0, size_t j1) {
+      for (size_t j = j0 + 1; j <= j1; ++j) {
+        const float* older = u + (j - 1) * C;
+        const float* newer = u + j * C;
+        float* yj = ys + (j - 1) * C;
+        for (size_t ch = 0; ch < C; ++ch)
+          yj[ch] = w.conv0_b[ch] + w.conv0_w[2 * ch] * older[ch] + w.conv0_w[2 * ch + 1] * newer[ch];
+      }
+    });
+  }
   // Grouped stage: each head group of dh channels mixes densely over two taps (older, newer). Per group this is a
   // matrix product: the weights [dh out, dh in × 2 taps] are laid out exactly as the conv weight rows, so the inputs
-  // are interleaved the same way (y_{t-1}[i], y_t[i]) and the product kernel does the work.
+  // are interleaved the same way (y_{t-1}[i], y_t[i]) and the product kernel does the work, for all rows at once.
   const size_t n_groups = C / dh, gs = n * 2 * dh;
   float* xin = s.conv_in.data();
   float* zg = s.conv_out.data();
-  for_rows(n, C, [&](size_t t0, size_t t1) {
-    for (size_t t = t0; t < t1; ++t)
-      for (size_t grp = 0; grp < n_groups; ++grp) {
-        const float* y_old = y + t * C + grp * dh;
-        const float* y_new = y_old + C;
-        float* xi = xin + grp * gs + t * 2 * dh;
-        for (size_t i = 0; i < dh; ++i) xi[2 * i] = y_old[i], xi[2 * i + 1] = y_new[i];
-      }
-  });
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    const size_t row = seqs[i].row;
+    const float* ys = y + (row + i) * C;
+    for_rows(seqs[i].n, C, [&](size_t t0, size_t t1) {
+      for (size_t t = t0; t < t1; ++t)
+        for (size_t grp = 0; grp < n_groups; ++grp) {
+          const float* y_old = ys + t * C + grp * dh;
+          const float* y_new = y_old + C;
+          float* xi = xin + grp * gs + (row + t) * 2 * dh;
+          for (size_t k = 0; k < dh; ++k) xi[2 * k] = y_old[k], xi[2 * k + 1] = y_new[k];
+        }
+    });
+  }
   auto group_product = [&](size_t grp) {
     matmul(w.conv1.slice_rows(static_cast<int64_t>(grp * dh), static_cast<int64_t>(dh)), xin + grp * gs, n,
            zg + grp * n * dh, c);
@@ -65,7 +76,7 @@ void causal_conv(const AttentionWeights& w, size_t C, size_t dh, size_t n, Atten
     const size_t g0 = grp * dh;
     const float* zgg = zg + grp * n * dh;
     for (size_t t = 0; t < n; ++t)
-      for (size_t i = 0; i < dh; ++i) s.z[t * C + g0 + i] = w.conv1_b[g0 + i] + zgg[t * dh + i];
+      for (size_t k = 0; k < dh; ++k) s.z[t * C + g0 + k] = w.conv1_b[g0 + k] + zgg[t * dh + k];
   }
 }
 
@@ -91,42 +102,49 @@ KeySpan keys_for(const AttentionInput& in, size_t t, int64_t last_image, const u
 
 }  // namespace
 
-void cca_attention(const AttentionWeights& w, const ModelConfig& cfg, const Rope& rope, const AttentionInput& in,
-                   AttentionLayerState& st, float* out, AttentionScratch& s, const Compute& c, ForwardTrace* trace,
-                   int64_t layer) {
+void cca_attention(const AttentionWeights& w, const ModelConfig& cfg, const Rope& rope,
+                   std::span<const AttentionInput> seqs, const float* x, size_t n, const uint8_t* image, float* out,
+                   AttentionScratch& s, const Compute& c, ForwardTrace* trace, int64_t layer) {
   profile::PartScope part(profile::Part::Attention);
   const size_t H = cfg.hidden, nq = cfg.n_heads, nk = cfg.n_kv_heads, dh = cfg.head_dim;
   const size_t qw = cfg.q_width(), kw = cfg.kv_width(), C = cfg.conv_channels(), g = nq / nk, half = kw / 2;
-  const float* x = in.x;
-  const size_t n = in.n;
-  const int64_t pos0 = in.pos0;
-  int64_t last_image = -1;
-  if (in.image)
-    for (size_t t = 0; t < n; ++t)
-      if (in.image[t]) last_image = static_cast<int64_t>(t);
-  const uint8_t* lora_rows = last_image >= 0 ? in.image : nullptr;  // the vision-LoRA acts at image tokens only
+  // The last image token of each sequence (-1: none); the vision-LoRA acts at image tokens only.
+  std::vector<int64_t>& last_image = s.last_image;
+  last_image.assign(seqs.size(), -1);
+  bool any_image = false;
+  for (size_t i = 0; i < seqs.size(); ++i)
+    if (seqs[i].image)
+      for (size_t t = 0; t < seqs[i].n; ++t)
+        if (seqs[i].image[t]) last_image[i] = static_cast<int64_t>(t), any_image = true;
+  const uint8_t* lora_rows = any_image ? image : nullptr;
 
-  // 1. Projections (q, k and the current-token value half read the same x: one pass), packed after the two
-  // conv-state rows; the vision-LoRA deltas join before the conv.
+  // 1. Projections (q, k and the current-token value half read the same x: one pass over all rows), packed after
+  // each sequence's two conv-state rows; the vision-LoRA deltas join before the conv.
   matmul_multi({&w.q, &w.k, &w.v_current}, x, n, {s.q.data(), s.k.data(), s.v_cur.data()}, c);
   lora_add(w.q_lora, x, n, lora_rows, s.q.data(), s.lora, c);
   lora_add(w.k_lora, x, n, lora_rows, s.k.data(), s.lora, c);
   lora_add(w.v_current_lora, x, n, lora_rows, s.v_cur.data(), s.lora, c);
-  std::memcpy(s.u_ext.data(), st.conv_state.data(), 2 * C * sizeof(float));
-  for (size_t t = 0; t < n; ++t) {
-    std::memcpy(&s.u_ext[(t + 2) * C], &s.q[t * qw], qw * sizeof(float));
-    std::memcpy(&s.u_ext[(t + 2) * C + qw], &s.k[t * kw], kw * sizeof(float));
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    float* u = &s.u_ext[(seqs[i].row + 2 * i) * C];
+    std::memcpy(u, seqs[i].state->conv_state.data(), 2 * C * sizeof(float));
+    for (size_t t = 0; t < seqs[i].n; ++t) {
+      const size_t r = seqs[i].row + t;
+      std::memcpy(u + (t + 2) * C, &s.q[r * qw], qw * sizeof(float));
+      std::memcpy(u + (t + 2) * C + qw, &s.k[r * kw], kw * sizeof(float));
+    }
   }
 
   // 2. Causal conv.
-  causal_conv(w, C, dh, n, s, c);
+  causal_conv(w, C, dh, seqs, n, s, c);
 
   // 3-5. q/k mean coupling on the raw projections, then L2 norm ×√dh (keys also × temp).
   qk_coupling(s.q.data(), s.k.data(), s.z.data(), n, nq, nk, dh, w.temp.data(), s.Q.data(), s.K.data());
 
   // 4. Values: the current token's half and the previous token's half (prev_x carries across calls).
-  std::memcpy(s.x_prev.data(), st.prev_x.data(), H * sizeof(float));
-  if (n > 1) std::memcpy(s.x_prev.data() + H, x, (n - 1) * H * sizeof(float));
+  for (const AttentionInput& in : seqs) {
+    std::memcpy(&s.x_prev[in.row * H], in.state->prev_x.data(), H * sizeof(float));
+    if (in.n > 1) std::memcpy(&s.x_prev[(in.row + 1) * H], x + in.row * H, (in.n - 1) * H * sizeof(float));
+  }
   matmul(w.v_delayed, s.x_prev.data(), n, s.v_del.data(), c);
   // Zyphra gates the previous token's value LoRA by the *current* token's flag (VL spec §6.2 step 5, pitfall P3).
   lora_add(w.v_delayed_lora, s.x_prev.data(), n, lora_rows, s.v_del.data(), s.lora, c);
@@ -142,45 +160,63 @@ void cca_attention(const AttentionWeights& w, const ModelConfig& cfg, const Rope
     trace->put(p + ".v", s.V.data(), n * kw);
   }
 
-  // 6. RoPE at absolute positions.
-  for_rows(n, C, [&](size_t t0, size_t t1) {
-    for (size_t t = t0; t < t1; ++t) {
-      const int64_t pos = pos0 + static_cast<int64_t>(t);
-      rope.apply_heads(&s.Q[t * qw], static_cast<int64_t>(nq), static_cast<int64_t>(dh), pos);
-      rope.apply_heads(&s.K[t * kw], static_cast<int64_t>(nk), static_cast<int64_t>(dh), pos);
-    }
-  });
-
-  // Cache append, then the state roll: conv_state ← last two u rows, prev_x ← x of the last token.
-  st.k_cache.insert(st.k_cache.end(), s.K.begin(), s.K.begin() + static_cast<std::ptrdiff_t>(n * kw));
-  st.v_cache.insert(st.v_cache.end(), s.V.begin(), s.V.begin() + static_cast<std::ptrdiff_t>(n * kw));
-  std::memcpy(st.conv_state.data(), &s.u_ext[n * C], 2 * C * sizeof(float));
-  std::memcpy(st.prev_x.data(), x + (n - 1) * H, H * sizeof(float));
+  // 6. RoPE at absolute positions; then the cache append and the state roll: conv_state ← last two u rows,
+  // prev_x ← x of the last token.
+  for (const AttentionInput& in : seqs) {
+    for_rows(in.n, C, [&](size_t t0, size_t t1) {
+      for (size_t t = t0; t < t1; ++t) {
+        const int64_t pos = in.pos0 + static_cast<int64_t>(t);
+        rope.apply_heads(&s.Q[(in.row + t) * qw], static_cast<int64_t>(nq), static_cast<int64_t>(dh), pos);
+        rope.apply_heads(&s.K[(in.row + t) * kw], static_cast<int64_t>(nk), static_cast<int64_t>(dh), pos);
+      }
+    });
+  }
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    const AttentionInput& in = seqs[i];
+    AttentionLayerState& st = *in.state;
+    const auto first = static_cast<std::ptrdiff_t>(in.row * kw), last = static_cast<std::ptrdiff_t>((in.row + in.n) * kw);
+    st.k_cache.insert(st.k_cache.end(), s.K.begin() + first, s.K.begin() + last);
+    st.v_cache.insert(st.v_cache.end(), s.V.begin() + first, s.V.begin() + last);
+    std::memcpy(st.conv_state.data(), &s.u_ext[(in.row + 2 * i + in.n) * C], 2 * C * sizeof(float));
+    std::memcpy(st.prev_x.data(), x + (in.row + in.n - 1) * H, H * sizeof(float));
+  }
 
   // 7. Causal GQA attention, softmax in fp32; a task covers the g query heads of one (token, kv head), so each
   // key/value row is read once for all of them. With too few tokens to keep the pool busy (decode) each head is its
   // own task instead; a head's result does not depend on which heads share its call, so the bits are the same.
-  const float* kc = st.k_cache.data();
-  const float* vc = st.v_cache.data();
-  const uint8_t* image_keys = nullptr;
-  if (last_image >= 0 && in.mask == AttentionMask::ImagePairs) {
-    s.image_keys.assign(static_cast<size_t>(pos0) + n, 1);  // earlier context: all before any query of this call
-    for (size_t t = 0; t < n; ++t) s.image_keys[pos0 + t] = in.image[t];
-    image_keys = s.image_keys.data();
+  s.image_keys.resize(seqs.size());
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    const AttentionInput& in = seqs[i];
+    s.image_keys[i].clear();
+    if (last_image[i] >= 0 && in.mask == AttentionMask::ImagePairs) {
+      s.image_keys[i].assign(static_cast<size_t>(in.pos0) + in.n, 1);  // earlier context: all before any query
+      for (size_t t = 0; t < in.n; ++t) s.image_keys[i][in.pos0 + t] = in.image[t];
+    }
   }
   const float scale = 1.0f / std::sqrt(static_cast<float>(dh));
   const size_t heads_per_task = n * nk >= 2 * default_pool().size() ? g : 1;
   const size_t tasks_per_token = nq / heads_per_task;
-  // Tasks run from the last token down: the longest ones are handed out first, so the pool's chunks finish together.
+  // Tasks run from the last row down: within a sequence the longest ones are handed out first, so the pool's
+  // chunks finish together.
   const size_t n_tasks = n * tasks_per_token;
+  s.seq_of_row.resize(n);
+  for (size_t i = 0; i < seqs.size(); ++i)
+    std::fill(s.seq_of_row.begin() + static_cast<std::ptrdiff_t>(seqs[i].row),
+              s.seq_of_row.begin() + static_cast<std::ptrdiff_t>(seqs[i].row + seqs[i].n), i);
+  const size_t* seq_of_row = s.seq_of_row.data();
   default_pool().parallel_for(n_tasks, 1, [&](size_t b, size_t e) {
-    for (size_t i = b; i < e; ++i) {
-      const size_t task = n_tasks - 1 - i;
-      const size_t t = task / tasks_per_token;
+    for (size_t k = b; k < e; ++k) {
+      const size_t task = n_tasks - 1 - k;
+      const size_t row = task / tasks_per_token;
+      const size_t i = seq_of_row[row];
+      const AttentionInput& in = seqs[i];
+      const size_t t = row - in.row;
       const size_t h0 = (task % tasks_per_token) * heads_per_task;
       const size_t j = h0 / g;
-      const KeySpan keys = keys_for(in, t, last_image, image_keys);
-      const size_t at = t * qw + h0 * dh;
+      const float* kc = in.state->k_cache.data();
+      const float* vc = in.state->v_cache.data();
+      const KeySpan keys = keys_for(in, t, last_image[i], s.image_keys[i].empty() ? nullptr : s.image_keys[i].data());
+      const size_t at = row * qw + h0 * dh;
       if (!keys.mask) {
         gqa_attention(&s.Q[at], heads_per_task, kc + j * dh, vc + j * dh, kw, keys.n_keys, dh, scale, &s.attn[at]);
         continue;
@@ -188,7 +224,7 @@ void cca_attention(const AttentionWeights& w, const ModelConfig& cfg, const Rope
       // Image pairs: this query's keys are the causal prefix plus the call's image keys after it.
       thread_local std::vector<uint8_t> mask;
       mask.assign(keys.mask, keys.mask + keys.n_keys);
-      std::fill(mask.begin(), mask.begin() + static_cast<std::ptrdiff_t>(pos0 + t + 1), 1);
+      std::fill(mask.begin(), mask.begin() + static_cast<std::ptrdiff_t>(in.pos0 + t + 1), 1);
       gqa_attention(&s.Q[at], heads_per_task, kc + j * dh, vc + j * dh, kw, keys.n_keys, dh, scale, &s.attn[at],
                     mask.data());
     }

@@ -179,7 +179,9 @@ void Model::forward_batch(std::span<BatchItem> items, ForwardTrace* trace) const
   const Compute compute(nullptr, exact_ ? Precision::Exact : Precision::Fast);
   const Rope rope(cfg_);
   ZayaActivations act;
-  act.reserve(cfg_, n);
+  act.reserve(cfg_, n, items.size());
+  std::vector<AttentionInput> seqs;
+  seqs.reserve(items.size());
   std::fill(act.rho.begin(), act.rho.begin() + static_cast<std::ptrdiff_t>(n * cfg_.router_hidden), 0.0f);
   float* m = act.m.data();  // mixer output (the embedding before the first merge)
   float* r = act.r.data();  // residual stream
@@ -202,13 +204,14 @@ void Model::forward_batch(std::span<BatchItem> items, ForwardTrace* trace) const
     merge(bw.attn_merge, m, r, n, H);
     if (trace) trace->put(cat("residual_in.", attn_layer), r, n * H);
     rmsnorm_rows(r, bw.attn_norm.data(), n, H, eps, x);
-    for (size_t i = 0; i < items.size(); ++i) {  // attention runs per sequence, against its own state
-      const size_t nb = items[i].ids.size(), at = plan.offset[i] * H;
+    seqs.clear();
+    for (size_t i = 0; i < items.size(); ++i) {  // each sequence attends against its own state
+      const size_t nb = items[i].ids.size();
       if (nb == 0) continue;
       DecodeState& st = *items[i].state;
-      const AttentionInput in{x + at, nb, st.position(), image ? image + plan.offset[i] : nullptr, mask_};
-      cca_attention(bw.attn, cfg_, rope, in, st.layer(b), m + at, act.attn, compute, trace, attn_layer);
+      seqs.push_back({plan.offset[i], nb, st.position(), &st.layer(b), image ? image + plan.offset[i] : nullptr, mask_});
     }
+    cca_attention(bw.attn, cfg_, rope, seqs, x, n, image, m, act.attn, compute, trace, attn_layer);
     if (trace) trace->put(cat("mixer_out.", attn_layer), m, n * H);
 
     merge(bw.moe_merge, m, r, n, H);
