@@ -288,11 +288,14 @@ Runner add_bench(CLI::App& app) {
     j["runs"] = runs;
     if (o->batch > 1) j["batch"] = batch_json;
     if (batch_profile) print_profile(*batch_profile, o->gen, "batched", j["batch"]["profile"], false);
-    std::optional<ProfileReport> profile;
+    std::optional<ProfileReport> profile, prefill_profile;
     if (o->profile) {
       if (!o->json) std::fprintf(stderr, "zaya bench: profiling %d decode steps ...\n", o->gen);
       DecodeState st = model->new_state();
+      profile_begin();
       auto logits = model->forward(prompt, st, LogitsMode::Last);
+      prefill_profile = profile_end();
+      print_profile(*prefill_profile, 1, "prefill", j["prefill_profile"], false);
       profile_begin();
       for (int i = 0; i < o->gen; ++i) {
         int32_t next = argmax(logits);
@@ -334,6 +337,7 @@ Runner add_bench(CLI::App& app) {
     }
     if (profile) {
       nlohmann::ordered_json unused;
+      print_profile(*prefill_profile, 1, cat("a prefill of ", o->prompt, " tokens"), unused, true);
       print_profile(*profile, o->gen, "a decode step", unused, true);
     }
     if (batch_profile) {
