@@ -98,9 +98,16 @@ HWY_INLINE __m512i FoldPairsOfBlocks(const __m512i* V) {
 }
 #endif
 
-// Block sums of one 16-block segment: codes `p` (packed, bits per code), activations `xp` in the decode layout.
-template <int BITS>
-HWY_INLINE void SegmentBlockSums(const uint8_t* HWY_RESTRICT p, const int16_t* HWY_RESTRICT xp, int32_t* isum) {
+// Code values as stored (affine: the code itself; its centre is taken off later, through Σxq).
+struct CodesAsValues {
+  HWY_INLINE V16 operator()(V16 codes) const { return codes; }
+};
+
+// Block sums of one 16-block segment: codes `p` (packed, bits per code), turned into int16 values by `map`, against
+// NX activation vectors in the decode layout (xp, xp + xstride, …); the 16 block sums of vector n go to isum + 16n.
+template <int BITS, size_t NX = 1, class Map = CodesAsValues>
+HWY_INLINE void SegmentBlockSums(const uint8_t* HWY_RESTRICT p, const int16_t* HWY_RESTRICT xp, int32_t* isum,
+                                 size_t xstride = 0, const Map& map = Map()) {
   const D16 d16;
   const DU16 du16;
   const DU8H du8;
@@ -111,14 +118,18 @@ HWY_INLINE void SegmentBlockSums(const uint8_t* HWY_RESTRICT p, const int16_t* H
   constexpr size_t kCols = kBlock * kLanes;
   const size_t chunk_cols = BITS == 4 ? 2 * N16 : N16;
   const size_t chunks = kCols / chunk_cols;
-  auto chunk_sum = [&](size_t c) HWY_ATTR -> VI {
+  auto chunk_sums = [&](size_t c, VI* out) HWY_ATTR {
     const auto codes = hn::PromoteTo(du16, hn::LoadU(du8, p + c * N16));
     if constexpr (BITS == 4) {
-      const auto lo = hn::And(codes, hn::Set(du16, 0x0F)), hi = hn::ShiftRight<4>(codes);
-      const VI acc = MulAddPairs(hn::BitCast(d16, lo), hn::Load(d16, xp + c * 2 * N16), hn::Zero(di));
-      return MulAddPairs(hn::BitCast(d16, hi), hn::Load(d16, xp + c * 2 * N16 + N16), acc);
+      const V16 lo = map(hn::BitCast(d16, hn::And(codes, hn::Set(du16, 0x0F))));
+      const V16 hi = map(hn::BitCast(d16, hn::ShiftRight<4>(codes)));
+      for (size_t n = 0; n < NX; ++n) {
+        const int16_t* x = xp + n * xstride + c * 2 * N16;
+        out[n] = MulAddPairs(hi, hn::Load(d16, x + N16), MulAddPairs(lo, hn::Load(d16, x), hn::Zero(di)));
+      }
     } else {
-      return MulAddPairs(hn::BitCast(d16, codes), hn::Load(d16, xp + c * N16), hn::Zero(di));
+      const V16 v = map(hn::BitCast(d16, codes));
+      for (size_t n = 0; n < NX; ++n) out[n] = MulAddPairs(v, hn::Load(d16, xp + n * xstride + c * N16), hn::Zero(di));
     }
   };
 #if HWY_TARGET <= HWY_AVX3
@@ -129,61 +140,84 @@ HWY_INLINE void SegmentBlockSums(const uint8_t* HWY_RESTRICT p, const int16_t* H
     // Word i of chunk c (128 columns) holds columns 4i..4i+3, one per nibble; lane j sums columns 8j..8j+7, so
     // quarter q of V[c] is block 4c+q.
     const auto m4 = hn::Set(du16, 0x0F);
-    __m512i V[4];
+    __m512i V[NX][4];
     for (size_t c = 0; c < 4; ++c) {
       const auto w = w_at(c);
-      const int16_t* x = xp + 128 * c;
-      VI acc = MulAddPairs(hn::BitCast(d16, hn::And(w, m4)), hn::Load(d16, x), hn::Zero(di));
-      acc = MulAddPairs(hn::BitCast(d16, hn::And(hn::ShiftRight<4>(w), m4)), hn::Load(d16, x + 32), acc);
-      acc = MulAddPairs(hn::BitCast(d16, hn::And(hn::ShiftRight<8>(w), m4)), hn::Load(d16, x + 64), acc);
-      V[c] = MulAddPairs(hn::BitCast(d16, hn::ShiftRight<12>(w)), hn::Load(d16, x + 96), acc).raw;
+      const V16 v0 = map(hn::BitCast(d16, hn::And(w, m4))), v1 = map(hn::BitCast(d16, hn::And(hn::ShiftRight<4>(w), m4)));
+      const V16 v2 = map(hn::BitCast(d16, hn::And(hn::ShiftRight<8>(w), m4))), v3 = map(hn::BitCast(d16, hn::ShiftRight<12>(w)));
+      for (size_t n = 0; n < NX; ++n) {
+        const int16_t* x = xp + n * xstride + 128 * c;
+        VI acc = MulAddPairs(v0, hn::Load(d16, x), hn::Zero(di));
+        acc = MulAddPairs(v1, hn::Load(d16, x + 32), acc);
+        acc = MulAddPairs(v2, hn::Load(d16, x + 64), acc);
+        V[n][c] = MulAddPairs(v3, hn::Load(d16, x + 96), acc).raw;
+      }
     }
-    const __m512i W01 = _mm512_add_epi32(_mm512_unpacklo_epi32(V[0], V[1]), _mm512_unpackhi_epi32(V[0], V[1]));
-    const __m512i W23 = _mm512_add_epi32(_mm512_unpacklo_epi32(V[2], V[3]), _mm512_unpackhi_epi32(V[2], V[3]));
-    // X lane 4q+m = Σ quarter q of V[m] = block 4m+q.
-    const __m512i X = _mm512_add_epi32(_mm512_unpacklo_epi64(W01, W23), _mm512_unpackhi_epi64(W01, W23));
-    const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-    _mm512_store_si512(isum, _mm512_permutexvar_epi32(order, X));
+    for (size_t n = 0; n < NX; ++n) {
+      const __m512i W01 = _mm512_add_epi32(_mm512_unpacklo_epi32(V[n][0], V[n][1]), _mm512_unpackhi_epi32(V[n][0], V[n][1]));
+      const __m512i W23 = _mm512_add_epi32(_mm512_unpacklo_epi32(V[n][2], V[n][3]), _mm512_unpackhi_epi32(V[n][2], V[n][3]));
+      // X lane 4q+m = Σ quarter q of V[m] = block 4m+q.
+      const __m512i X = _mm512_add_epi32(_mm512_unpacklo_epi64(W01, W23), _mm512_unpackhi_epi64(W01, W23));
+      const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+      _mm512_store_si512(isum + kLanes * n, _mm512_permutexvar_epi32(order, X));
+    }
   } else {
     // Word i of chunk c (64 columns) holds columns 2i (low byte) and 2i+1; lane j sums columns 4j..4j+3, so V[c]
     // has 8 lanes of block 2c, then 8 of block 2c+1.
     const auto m8 = hn::Set(du16, 0xFF);
-    __m512i V[8];
+    __m512i V[NX][8];
     for (size_t c = 0; c < 8; ++c) {
       const auto w = w_at(c);
-      const VI acc = MulAddPairs(hn::BitCast(d16, hn::And(w, m8)), hn::Load(d16, xp + 64 * c), hn::Zero(di));
-      V[c] = MulAddPairs(hn::BitCast(d16, hn::ShiftRight<8>(w)), hn::Load(d16, xp + 64 * c + 32), acc).raw;
+      const V16 v0 = map(hn::BitCast(d16, hn::And(w, m8))), v1 = map(hn::BitCast(d16, hn::ShiftRight<8>(w)));
+      for (size_t n = 0; n < NX; ++n) {
+        const int16_t* x = xp + n * xstride + 64 * c;
+        V[n][c] = MulAddPairs(v1, hn::Load(d16, x + 32), MulAddPairs(v0, hn::Load(d16, x), hn::Zero(di))).raw;
+      }
     }
-    _mm512_store_si512(isum, FoldPairsOfBlocks(V));
+    for (size_t n = 0; n < NX; ++n) _mm512_store_si512(isum + kLanes * n, FoldPairsOfBlocks(V[n]));
   }
-  (void)chunk_sum;
+  (void)chunk_sums;
   (void)chunks;
   (void)N32;
 #elif HWY_TARGET == HWY_AVX2
   // 8 lanes per block (4-bit: one chunk; 8-bit: two chunks added); three hadd levels give 8 block sums in order.
   for (size_t half = 0; half < 2; ++half) {
-    __m256i V[8];
+    __m256i V[NX][8];
     for (size_t b = 0; b < 8; ++b) {
       const size_t blk = half * 8 + b;
-      V[b] = BITS == 4 ? chunk_sum(blk).raw : _mm256_add_epi32(chunk_sum(2 * blk).raw, chunk_sum(2 * blk + 1).raw);
+      VI s0[NX], s1[NX];
+      if constexpr (BITS == 4) {
+        chunk_sums(blk, s0);
+        for (size_t n = 0; n < NX; ++n) V[n][b] = s0[n].raw;
+      } else {
+        chunk_sums(2 * blk, s0);
+        chunk_sums(2 * blk + 1, s1);
+        for (size_t n = 0; n < NX; ++n) V[n][b] = _mm256_add_epi32(s0[n].raw, s1[n].raw);
+      }
     }
-    const __m256i h0 = _mm256_hadd_epi32(V[0], V[1]), h1 = _mm256_hadd_epi32(V[2], V[3]);
-    const __m256i h2 = _mm256_hadd_epi32(V[4], V[5]), h3 = _mm256_hadd_epi32(V[6], V[7]);
-    const __m256i g0 = _mm256_hadd_epi32(h0, h1), g1 = _mm256_hadd_epi32(h2, h3);
-    // g0 lane q·4+m: half q of V[m]'s sum (m = 0..3); g1 likewise for V[4..7].
-    const __m256i sum = _mm256_add_epi32(_mm256_permute2x128_si256(g0, g1, 0x20), _mm256_permute2x128_si256(g0, g1, 0x31));
-    _mm256_store_si256(reinterpret_cast<__m256i*>(isum + half * 8), sum);
+    for (size_t n = 0; n < NX; ++n) {
+      const __m256i h0 = _mm256_hadd_epi32(V[n][0], V[n][1]), h1 = _mm256_hadd_epi32(V[n][2], V[n][3]);
+      const __m256i h2 = _mm256_hadd_epi32(V[n][4], V[n][5]), h3 = _mm256_hadd_epi32(V[n][6], V[n][7]);
+      const __m256i g0 = _mm256_hadd_epi32(h0, h1), g1 = _mm256_hadd_epi32(h2, h3);
+      // g0 lane q·4+m: half q of V[m]'s sum (m = 0..3); g1 likewise for V[4..7].
+      const __m256i sum = _mm256_add_epi32(_mm256_permute2x128_si256(g0, g1, 0x20), _mm256_permute2x128_si256(g0, g1, 0x31));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(isum + kLanes * n + half * 8), sum);
+    }
   }
   (void)chunks;
   (void)N32;
 #else
   HWY_ALIGN int32_t lanes[HWY_MAX_BYTES / 4];
-  for (size_t b = 0; b < kLanes; ++b) isum[b] = 0;
+  for (size_t b = 0; b < NX * kLanes; ++b) isum[b] = 0;
   // Lane j of a chunk sum covers columns (4-bit) 4j..4j+3 or (8-bit) 2j, 2j+1 of the chunk.
   const size_t cols_per_lane = BITS == 4 ? 4 : 2;
   for (size_t c = 0; c < chunks; ++c) {
-    hn::Store(chunk_sum(c), di, lanes);
-    for (size_t j = 0; j < N32; ++j) isum[(c * chunk_cols + j * cols_per_lane) / kBlock] += lanes[j];
+    VI sums[NX];
+    chunk_sums(c, sums);
+    for (size_t n = 0; n < NX; ++n) {
+      hn::Store(sums[n], di, lanes);
+      for (size_t j = 0; j < N32; ++j) isum[kLanes * n + (c * chunk_cols + j * cols_per_lane) / kBlock] += lanes[j];
+    }
   }
 #endif
 }
@@ -351,19 +385,15 @@ constexpr size_t kTileRows = 1;  // 16 registers: 1 row × 4 tokens
 #endif
 constexpr size_t kTileTokens = 4, kTileTokensMax = 4;
 
-// R rows × T tokens over every segment; lanes[i][j] receive the 16 fp32 lanes of F. The fp32 accumulators stay in
-// memory (one update per segment) so the inner loop keeps its R·T integer accumulators in registers.
-template <size_t R, size_t T>
-HWY_INLINE void TileRowsTokens(const uint32_t* const* codes, const uint32_t* const* x, const float* const* sblk,
-                               const float* const* d, const int32_t* const* cx, size_t blocks16,
-                               float (*lanes)[kTileTokensMax][kLanes]) {
-  const DF df;
+// R rows × T tokens over every segment. For each sub-vector of N blocks (b … b+N−1) the R·T integer accumulators
+// stay in registers for the 16 pair steps (each lane: one whole block of one row and one token), then
+// `step(isum, b)` does the fp32 work of those blocks (kept in memory by the step, one update per segment).
+template <size_t R, size_t T, class Step>
+HWY_INLINE void TileRowsTokens(const uint32_t* const* codes, const uint32_t* const* x, size_t blocks16,
+                               const Step& step) {
   const DI di;
   const D16 d16;
   const size_t N = hn::Lanes(di), subs = kLanes / N;
-  for (size_t i = 0; i < R; ++i)
-    for (size_t j = 0; j < T; ++j)
-      for (size_t u = 0; u < subs; ++u) hn::Store(hn::Zero(df), df, lanes[i][j] + u * N);
   const int32_t* cp[R];
   const int32_t* xp[T];
   for (size_t i = 0; i < R; ++i) cp[i] = reinterpret_cast<const int32_t*>(codes[i]);
@@ -382,30 +412,20 @@ HWY_INLINE void TileRowsTokens(const uint32_t* const* codes, const uint32_t* con
           for (size_t i = 0; i < R; ++i) isum[i][j] = MulAddPairs(c[i], xv, isum[i][j]);
         }
       }
-      const size_t b = s * kLanes + u * N;
-      for (size_t i = 0; i < R; ++i) {
-        const VF sv = hn::Load(df, sblk[i] + b);
-        for (size_t j = 0; j < T; ++j) {
-          float* l = lanes[i][j] + u * N;
-          const VF f = hn::ConvertTo(df, hn::Sub(isum[i][j], hn::Load(di, cx[j] + b)));
-          hn::Store(hn::MulAdd(f, hn::Mul(sv, hn::LoadU(df, d[j] + b)), hn::Load(df, l)), df, l);
-        }
-      }
+      step.template operator()<R, T>(isum, s * kLanes + u * N);
     }
   }
 }
 
-
 // R rows × nt (≤ 4) tokens.
-template <size_t R>
-HWY_INLINE void TileTokens(size_t nt, const uint32_t* const* codes, const uint32_t* const* x, const float* const* sblk,
-                           const float* const* d, const int32_t* const* cx, size_t blocks16,
-                           float (*lanes)[kTileTokensMax][kLanes]) {
+template <size_t R, class Step>
+HWY_INLINE void TileTokens(size_t nt, const uint32_t* const* codes, const uint32_t* const* x, size_t blocks16,
+                           const Step& step) {
   switch (nt) {
-    case 4: TileRowsTokens<R, 4>(codes, x, sblk, d, cx, blocks16, lanes); break;
-    case 3: TileRowsTokens<R, 3>(codes, x, sblk, d, cx, blocks16, lanes); break;
-    case 2: TileRowsTokens<R, 2>(codes, x, sblk, d, cx, blocks16, lanes); break;
-    default: TileRowsTokens<R, 1>(codes, x, sblk, d, cx, blocks16, lanes); break;
+    case 4: TileRowsTokens<R, 4>(codes, x, blocks16, step); break;
+    case 3: TileRowsTokens<R, 3>(codes, x, blocks16, step); break;
+    case 2: TileRowsTokens<R, 2>(codes, x, blocks16, step); break;
+    default: TileRowsTokens<R, 1>(codes, x, blocks16, step); break;
   }
 }
 

@@ -154,6 +154,27 @@ void DecodeRows(const WeightMatrix& W, const q16::Activations& a, const int16_t*
 
 // ---- several tokens ---------------------------------------------------------------------------------------------
 
+// The affine fp32 step of a tile: lane += float(isum − c·Σxq) · (s · d) for each block of each (row, token).
+struct AffineTileStep {
+  const float* const* sblk;                // [row] block scales
+  const float* const* d;                   // [token] activation steps
+  const int32_t* const* cx;                // [token] c·Σxq
+  float (*lanes)[kTileTokensMax][kLanes];  // [row][token] fp32 lanes of F
+  template <size_t R, size_t T>
+  HWY_INLINE void operator()(const VI (&isum)[R][T], size_t b) const {
+    const DF df;
+    const DI di;
+    for (size_t i = 0; i < R; ++i) {
+      const VF sv = hn::Load(df, sblk[i] + b);
+      for (size_t j = 0; j < T; ++j) {
+        float* l = lanes[i][j] + b % kLanes;
+        const VF f = hn::ConvertTo(df, hn::Sub(isum[i][j], hn::Load(di, cx[j] + b)));
+        hn::Store(hn::MulAdd(f, hn::Mul(sv, hn::LoadU(df, d[j] + b)), hn::Load(df, l)), df, l);
+      }
+    }
+  }
+};
+
 template <int BITS>
 void TiledRows(const WeightMatrix& W, const q16::Activations& a, const uint32_t* xs, const int32_t* cx, size_t r0,
                size_t r1, float* Y) {
@@ -179,11 +200,11 @@ void TiledRows(const WeightMatrix& W, const q16::Activations& a, const uint32_t*
       const int32_t* cp2[kTileTokens] = {};
       for (size_t j = 0; j < nt; ++j)
         xp[j] = xs + (t + j) * seg_words, dp[j] = &a.d[(t + j) * a.blocks16], cp2[j] = cx + (t + j) * a.blocks16;
-      HWY_ALIGN float lanes[kTileRows][kTileTokensMax][kLanes];
+      HWY_ALIGN float lanes[kTileRows][kTileTokensMax][kLanes] = {};
       if (nr == kTileRows) {
-        TileTokens<kTileRows>(nt, cp, xp, sp, dp, cp2, a.blocks16, lanes);
+        TileTokens<kTileRows>(nt, cp, xp, a.blocks16, AffineTileStep{sp, dp, cp2, lanes});
       } else {
-        for (size_t i = 0; i < nr; ++i) TileTokens<1>(nt, &cp[i], xp, &sp[i], dp, cp2, a.blocks16, &lanes[i]);
+        for (size_t i = 0; i < nr; ++i) TileTokens<1>(nt, &cp[i], xp, a.blocks16, AffineTileStep{&sp[i], dp, cp2, &lanes[i]});
       }
       for (size_t i = 0; i < nr; ++i)
         for (size_t j = 0; j < nt; ++j) {
