@@ -81,6 +81,15 @@ HWY_INLINE float Reduce16(const float* HWY_RESTRICT f, const float* HWY_RESTRICT
   return hn::GetLane(hn::Add(e, hn::Shuffle2301(e)));
 }
 
+// q16::reduce16 of lanes F alone, the same tree.
+HWY_INLINE float Reduce16(const float* HWY_RESTRICT f) {
+  const hn::FixedTag<float, 4> d4;
+  using V4 = hn::Vec<decltype(d4)>;
+  const V4 c = hn::Add(hn::Add(hn::Load(d4, f), hn::Load(d4, f + 8)), hn::Add(hn::Load(d4, f + 4), hn::Load(d4, f + 12)));
+  const V4 e = hn::Add(c, hn::Shuffle1032(c));
+  return hn::GetLane(hn::Add(e, hn::Shuffle2301(e)));
+}
+
 // ---- one token --------------------------------------------------------------------------------------------------
 
 #if HWY_TARGET <= HWY_AVX3
