@@ -38,11 +38,17 @@ using mxtq16::kSplit;
 // Index lanes (0..15 in each int16 lane) → the int16 codebook values.
 struct CodebookMap {
 #if HWY_TARGET <= HWY_AVX3
-  __m512i table;  // cq in the low 16 lanes; indices never reach the upper ones
-  explicit CodebookMap(const mxtq16::Codebook& cb)
-      : table(_mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(cb.cq)))) {}
+  // vpermw reads the low 5 bits of an index: with cq twice (k and k + 16), bit 4 does not matter and the packed words
+  // need shifting only, no masking.
+  static constexpr bool kLow4BitsOnly = true;
+  __m512i table;
+  explicit CodebookMap(const mxtq16::Codebook& cb) {
+    const __m256i t = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(cb.cq));
+    table = _mm512_inserti64x4(_mm512_castsi256_si512(t), t, 1);
+  }
   HWY_INLINE V16 operator()(V16 idx) const { return V16{_mm512_permutexvar_epi16(idx.raw, table)}; }
 #else
+  static constexpr bool kLow4BitsOnly = false;
   using DU8 = hn::Repartition<uint8_t, D16>;
   hn::Vec<DU8> lo, hi;  // low and high bytes of the 16 values, repeated in every 128-bit block
   explicit CodebookMap(const mxtq16::Codebook& cb) {

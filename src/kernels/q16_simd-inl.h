@@ -70,6 +70,16 @@ HWY_INLINE VI MulAddPairs(V16 a, V16 b, VI acc) {
 #endif
 }
 
+// The two int16 products of every 32-bit lane added (a[2j]·b[2j] + a[2j+1]·b[2j+1]): MulAddPairs onto zero, but as
+// one vpmaddwd on AVX-512 (the VNNI form would need a zeroed register first).
+HWY_INLINE VI MulPairs(V16 a, V16 b) {
+#if HWY_TARGET <= HWY_AVX3
+  return VI{_mm512_madd_epi16(a.raw, b.raw)};
+#else
+  return MulAddPairs(a, b, hn::Zero(DI()));
+#endif
+}
+
 // q16::reduce16 of lanes F + B, with 4-lane vectors: (i, i+8), (i, i+4), then (0, 2)(1, 3), then (0, 1).
 HWY_INLINE float Reduce16(const float* HWY_RESTRICT f, const float* HWY_RESTRICT b) {
   const hn::FixedTag<float, 4> d4;
@@ -107,8 +117,10 @@ HWY_INLINE __m512i FoldPairsOfBlocks(const __m512i* V) {
 }
 #endif
 
-// Code values as stored (affine: the code itself; its centre is taken off later, through Σxq).
+// Code values as stored (affine: the code itself; its centre is taken off later, through Σxq). A map whose
+// kLow4BitsOnly is set looks at the low 4 bits of a lane only, so 4-bit codes need no masking before it.
 struct CodesAsValues {
+  static constexpr bool kLow4BitsOnly = false;
   HWY_INLINE V16 operator()(V16 codes) const { return codes; }
 };
 
@@ -134,11 +146,11 @@ HWY_INLINE void SegmentBlockSums(const uint8_t* HWY_RESTRICT p, const int16_t* H
       const V16 hi = map(hn::BitCast(d16, hn::ShiftRight<4>(codes)));
       for (size_t n = 0; n < NX; ++n) {
         const int16_t* x = xp + n * xstride + c * 2 * N16;
-        out[n] = MulAddPairs(hi, hn::Load(d16, x + N16), MulAddPairs(lo, hn::Load(d16, x), hn::Zero(di)));
+        out[n] = MulAddPairs(hi, hn::Load(d16, x + N16), MulPairs(lo, hn::Load(d16, x)));
       }
     } else {
       const V16 v = map(hn::BitCast(d16, codes));
-      for (size_t n = 0; n < NX; ++n) out[n] = MulAddPairs(v, hn::Load(d16, xp + n * xstride + c * N16), hn::Zero(di));
+      for (size_t n = 0; n < NX; ++n) out[n] = MulPairs(v, hn::Load(d16, xp + n * xstride + c * N16));
     }
   };
 #if HWY_TARGET <= HWY_AVX3
@@ -149,14 +161,18 @@ HWY_INLINE void SegmentBlockSums(const uint8_t* HWY_RESTRICT p, const int16_t* H
     // Word i of chunk c (128 columns) holds columns 4i..4i+3, one per nibble; lane j sums columns 8j..8j+7, so
     // quarter q of V[c] is block 4c+q.
     const auto m4 = hn::Set(du16, 0x0F);
+    const auto code = [&](decltype(m4) v) HWY_ATTR {
+      if constexpr (Map::kLow4BitsOnly) return map(hn::BitCast(d16, v));
+      else return map(hn::BitCast(d16, hn::And(v, m4)));
+    };
     __m512i V[NX][4];
     for (size_t c = 0; c < 4; ++c) {
       const auto w = w_at(c);
-      const V16 v0 = map(hn::BitCast(d16, hn::And(w, m4))), v1 = map(hn::BitCast(d16, hn::And(hn::ShiftRight<4>(w), m4)));
-      const V16 v2 = map(hn::BitCast(d16, hn::And(hn::ShiftRight<8>(w), m4))), v3 = map(hn::BitCast(d16, hn::ShiftRight<12>(w)));
+      const V16 v0 = code(w), v1 = code(hn::ShiftRight<4>(w)), v2 = code(hn::ShiftRight<8>(w));
+      const V16 v3 = map(hn::BitCast(d16, hn::ShiftRight<12>(w)));
       for (size_t n = 0; n < NX; ++n) {
         const int16_t* x = xp + n * xstride + 128 * c;
-        VI acc = MulAddPairs(v0, hn::Load(d16, x), hn::Zero(di));
+        VI acc = MulPairs(v0, hn::Load(d16, x));
         acc = MulAddPairs(v1, hn::Load(d16, x + 32), acc);
         acc = MulAddPairs(v2, hn::Load(d16, x + 64), acc);
         V[n][c] = MulAddPairs(v3, hn::Load(d16, x + 96), acc).raw;
@@ -180,7 +196,7 @@ HWY_INLINE void SegmentBlockSums(const uint8_t* HWY_RESTRICT p, const int16_t* H
       const V16 v0 = map(hn::BitCast(d16, hn::And(w, m8))), v1 = map(hn::BitCast(d16, hn::ShiftRight<8>(w)));
       for (size_t n = 0; n < NX; ++n) {
         const int16_t* x = xp + n * xstride + 64 * c;
-        V[n][c] = MulAddPairs(v1, hn::Load(d16, x + 32), MulAddPairs(v0, hn::Load(d16, x), hn::Zero(di))).raw;
+        V[n][c] = MulAddPairs(v1, hn::Load(d16, x + 32), MulPairs(v0, hn::Load(d16, x))).raw;
       }
     }
     for (size_t n = 0; n < NX; ++n) _mm512_store_si512(isum + kLanes * n, FoldPairsOfBlocks(V[n]));
