@@ -123,7 +123,8 @@ const FormatRow kFormats[kWeightFormatCount] = {
     {WeightFormat::MxFp8, fp_row_bytes, fp_row<WeightFormat::MxFp8>, e4m3_codes, fp_scales<WeightFormat::MxFp8>,
      kGrouped, kNone, kGrouped},
     {WeightFormat::Mxtq, mxtq_row_bytes, mxtq_row, mxtq_codes, nullptr,
-     {"mxtq-rotated", mxtq_product, nullptr, nullptr, matmul_ref}, kNone,
+     {"mxtq-rotated", mxtq_product, nullptr, nullptr, matmul_ref},
+     {"mxtq-int16", mxtq_q16_product, mxtq_q16_multi, mxtq_q16_accepts, mxtq_q16_reference},
      {"mxtq-rotated", mxtq_product, nullptr, nullptr, matmul_ref}},
 };
 

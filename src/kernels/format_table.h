@@ -40,7 +40,7 @@ struct FormatRow {
   // Per-group scale and bias of row r (affine: stored scale and bias; fp modes: decoded scale, bias 0).
   void (*row_scales)(const WeightMatrix& W, int64_t r, float* scale, float* bias);
   ProductKernel fp32;     // products with fp32 activations (Precision::Exact, and Fast where `reduced` is absent)
-  ProductKernel reduced;  // Precision::Fast: reduced-precision activations (affine: int16, affine_q16.h; bf16: bf16)
+  ProductKernel reduced;  // Precision::Fast: reduced-precision activations (affine, MXTQ: int16; bf16: bf16)
   ProductKernel portable;  // the fallback for matrices the fast kernels do not accept
 };
 

@@ -16,8 +16,8 @@ class ThreadPool;
 // Arithmetic of the quantized products: a compute option chosen by the caller (a model's load options), never a
 // property of the weights.
 enum class Precision {
-  Fast,   // reduced-precision activations where the format has such a kernel (affine 4/8-bit: int16, affine_q16.h;
-          // BF16 weights: bf16 activations and AVX-512 BF16 dot products, bf16_dot_hwy.cpp)
+  Fast,   // reduced-precision activations where the format has such a kernel (affine 4/8-bit and MXTQ 4-bit: int16,
+          // affine_q16.h and mxtq_q16.h; BF16 weights: bf16 activations and AVX-512 BF16 dot products, bf16_dot_hwy.cpp)
   Exact,  // fp32 activations everywhere: the reference's arithmetic
 };
 

@@ -40,12 +40,22 @@ void grouped_product(const WeightMatrix& W, const float* X, size_t n_tokens, flo
 // MXTQ: activations rotated once per token (x̃ = H(s ⊙ x)), then norm · Σ c[idx]·x̃ per row.
 void mxtq_product(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, ThreadPool& pool);
 
+// MXTQ 4-bit in the canonical int16-activation arithmetic (mxtq_q16.h, mxtq_q16_hwy.cpp); like the affine one, a
+// target without the SIMD path runs the scalar reference. The multi form takes matrices of one width and rotation.
+bool mxtq_q16_accepts(const WeightMatrix& W);
+void mxtq_q16_product(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, ThreadPool& pool);
+bool mxtq_q16_multi(const WeightMatrix* const* Ws, size_t m, const float* X, size_t n_tokens, float* const* Ys,
+                    ThreadPool& pool);
+void mxtq_q16_reference(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y);
+
 // MXTQ 4-bit: codebook values of the first k·16 indices of a packed row (AVX-512); returns how many were written.
 size_t mxtq4_decode_row_simd(const uint32_t* words, size_t cols, const float* codebook, float* out);
 
 // Tests: the affine 4/8-bit SIMD kernel with a forced path (0 = one token at a time, 1 = multi-token tiles);
 // false where the target has no SIMD path.
 bool affine_matmul_path(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, int path);
+// Tests: the MXTQ 4-bit int16 kernel with a forced path, as affine_matmul_path.
+bool mxtq_matmul_path(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, int path);
 // Highway target the affine kernel runs on (e.g. "AVX3_DL").
 const char* affine_simd_target_name();
 

@@ -9,6 +9,7 @@
 //    block j of a 16-block segment; then each (row, token) pair accumulates 16 products per lane before its single
 //    fp32 step, and a 4-row × 4-token register tile (1 × 4 on 16-register targets) reuses every load.
 // Ice Lake / Zen 4 and later: the VNNI integer dot product is what makes prefill faster than fp32 FMAs.
+// The pieces shared with the MXTQ kernels (quantization, layouts, block sums, the tile) are in q16_simd-inl.h.
 #define HWY_WANT_AVX3_DL 1
 
 #include <algorithm>
@@ -23,6 +24,7 @@
 #include <hwy/aligned_allocator.h>
 
 #include "kernels/affine_q16.h"
+#include "kernels/q16_simd-inl.h"
 #include "kernels/quant_matmul.h"
 #include "io/safetensors.h"
 #include "util/thread_pool.h"
@@ -30,53 +32,8 @@
 HWY_BEFORE_NAMESPACE();
 namespace zaya {
 namespace HWY_NAMESPACE {
-namespace hn = hwy::HWY_NAMESPACE;
-
-using q16::kBlock;
-using q16::kLanes;
 
 #if HWY_TARGET != HWY_SCALAR
-
-using DI = hn::ScalableTag<int32_t>;
-using D16 = hn::Repartition<int16_t, DI>;
-using DU16 = hn::RebindToUnsigned<D16>;
-using DU8H = hn::Rebind<uint8_t, DU16>;  // one byte per 16-bit lane
-using DF = hn::Repartition<float, DI>;
-using DH = hn::Rebind<hwy::float16_t, DF>;
-using VI = hn::Vec<DI>;
-using V16 = hn::Vec<D16>;
-using VF = hn::Vec<DF>;
-
-
-// Per-thread scratch that grows to the largest size asked for: the kernels run once per pool chunk, hundreds of
-// thousands of times per generated token, so they must not allocate.
-template <class T>
-T* Scratch(size_t n, int slot) {
-  thread_local hwy::AlignedFreeUniquePtr<uint8_t[]> buf[4];
-  thread_local size_t cap[4] = {};
-  const size_t bytes = n * sizeof(T) + 64;
-  if (cap[slot] < bytes) buf[slot] = hwy::AllocateAligned<uint8_t>(bytes), cap[slot] = bytes;
-  return reinterpret_cast<T*>(buf[slot].get());
-}
-
-// acc + Σ of the two int16 products in every 32-bit lane (a[2j]·b[2j] + a[2j+1]·b[2j+1]).
-HWY_INLINE VI MulAddPairs(V16 a, V16 b, VI acc) {
-#if HWY_TARGET == HWY_AVX3_DL
-  // Inline asm: hwy 1.0.3's AVX3_DL attribute string lacks avx512vnni, so the intrinsic is not available here.
-  __m512i r = acc.raw;
-  asm("vpdpwssd %2, %1, %0" : "+v"(r) : "v"(a.raw), "v"(b.raw));
-  return VI{r};
-#elif HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_SSE4
-  VI unused = hn::Zero(DI());
-  return hn::ReorderWidenMulAccumulate(DI(), a, b, acc, unused);  // pmaddwd + add
-#else
-  const DI di;
-  const VI a32 = hn::BitCast(di, a), b32 = hn::BitCast(di, b);
-  const VI ae = hn::ShiftRight<16>(hn::ShiftLeft<16>(a32)), be = hn::ShiftRight<16>(hn::ShiftLeft<16>(b32));
-  const VI ao = hn::ShiftRight<16>(a32), bo = hn::ShiftRight<16>(b32);
-  return hn::Add(acc, hn::Add(hn::Mul(ae, be), hn::Mul(ao, bo)));
-#endif
-}
 
 // Per-row scale/bias arrays as fp32: scales expanded to one per 32-column block, biases one per group; both
 // zero-padded to the 16-lane segments.
@@ -118,212 +75,10 @@ HWY_INLINE void BiasLanes(const float* bias, const float* xsum, size_t groups16,
   for (size_t u = 0; u < kLanes / N; ++u) hn::Store(acc[u], df, lanes + u * N);
 }
 
-// q16::reduce16 of lanes F + B, with 4-lane vectors: (i, i+8), (i, i+4), then (0, 2)(1, 3), then (0, 1).
-HWY_INLINE float Reduce16(const float* HWY_RESTRICT f, const float* HWY_RESTRICT b) {
-  const hn::FixedTag<float, 4> d4;
-  using V4 = hn::Vec<decltype(d4)>;
-  V4 v[4];
-  for (int i = 0; i < 4; ++i) v[i] = hn::Add(hn::Load(d4, f + 4 * i), hn::Load(d4, b + 4 * i));
-  const V4 c = hn::Add(hn::Add(v[0], v[2]), hn::Add(v[1], v[3]));
-  const V4 e = hn::Add(c, hn::Shuffle1032(c));
-  return hn::GetLane(hn::Add(e, hn::Shuffle2301(e)));
-}
+
+
 
 // ---- one token --------------------------------------------------------------------------------------------------
-
-#if HWY_TARGET <= HWY_AVX3
-// V[c] (c = 0..7) hold 8 lanes of block 2c then 8 lanes of block 2c+1; returns the 16 block sums in order.
-HWY_INLINE __m512i FoldPairsOfBlocks(const __m512i* V) {
-  __m512i W[4], X[2];
-  for (int i = 0; i < 4; ++i)
-    W[i] = _mm512_add_epi32(_mm512_unpacklo_epi32(V[2 * i], V[2 * i + 1]), _mm512_unpackhi_epi32(V[2 * i], V[2 * i + 1]));
-  for (int i = 0; i < 2; ++i)
-    X[i] = _mm512_add_epi32(_mm512_unpacklo_epi64(W[2 * i], W[2 * i + 1]), _mm512_unpackhi_epi64(W[2 * i], W[2 * i + 1]));
-  // Per 128-bit quarter q, X[i] lane m = Σ of quarter q of V[4i+m]; blocks 2c are quarters 0+1, blocks 2c+1 are 2+3.
-  const __m512i S = _mm512_add_epi32(_mm512_shuffle_i32x4(X[0], X[1], 0x88), _mm512_shuffle_i32x4(X[0], X[1], 0xDD));
-  const __m512i order = _mm512_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7, 8, 12, 9, 13, 10, 14, 11, 15);
-  return _mm512_permutexvar_epi32(order, S);
-}
-#endif
-
-// Block sums of one 16-block segment: codes `p` (packed, bits per code), activations `xp` in the decode layout.
-template <int BITS>
-HWY_INLINE void SegmentBlockSums(const uint8_t* HWY_RESTRICT p, const int16_t* HWY_RESTRICT xp, int32_t* isum) {
-  const D16 d16;
-  const DU16 du16;
-  const DU8H du8;
-  const DI di;
-  const size_t N16 = hn::Lanes(d16), N32 = hn::Lanes(di);
-  // Columns per chunk: 4-bit loads N16 bytes = 2·N16 codes (low nibbles meet the even columns, high the odd ones);
-  // 8-bit loads N16 codes.
-  constexpr size_t kCols = kBlock * kLanes;
-  const size_t chunk_cols = BITS == 4 ? 2 * N16 : N16;
-  const size_t chunks = kCols / chunk_cols;
-  auto chunk_sum = [&](size_t c) HWY_ATTR -> VI {
-    const auto codes = hn::PromoteTo(du16, hn::LoadU(du8, p + c * N16));
-    if constexpr (BITS == 4) {
-      const auto lo = hn::And(codes, hn::Set(du16, 0x0F)), hi = hn::ShiftRight<4>(codes);
-      const VI acc = MulAddPairs(hn::BitCast(d16, lo), hn::Load(d16, xp + c * 2 * N16), hn::Zero(di));
-      return MulAddPairs(hn::BitCast(d16, hi), hn::Load(d16, xp + c * 2 * N16 + N16), acc);
-    } else {
-      return MulAddPairs(hn::BitCast(d16, codes), hn::Load(d16, xp + c * N16), hn::Zero(di));
-    }
-  };
-#if HWY_TARGET <= HWY_AVX3
-  // No byte-widening shuffles: 64 packed bytes are read as 32 words and the codes are cut out with and/shift, the
-  // activations being laid out to match (DecodeLayout). Only the block-sum fold uses the shuffle unit.
-  const auto w_at = [&](size_t c) HWY_ATTR { return hn::LoadU(du16, reinterpret_cast<const uint16_t*>(p + 64 * c)); };
-  if constexpr (BITS == 4) {
-    // Word i of chunk c (128 columns) holds columns 4i..4i+3, one per nibble; lane j sums columns 8j..8j+7, so
-    // quarter q of V[c] is block 4c+q.
-    const auto m4 = hn::Set(du16, 0x0F);
-    __m512i V[4];
-    for (size_t c = 0; c < 4; ++c) {
-      const auto w = w_at(c);
-      const int16_t* x = xp + 128 * c;
-      VI acc = MulAddPairs(hn::BitCast(d16, hn::And(w, m4)), hn::Load(d16, x), hn::Zero(di));
-      acc = MulAddPairs(hn::BitCast(d16, hn::And(hn::ShiftRight<4>(w), m4)), hn::Load(d16, x + 32), acc);
-      acc = MulAddPairs(hn::BitCast(d16, hn::And(hn::ShiftRight<8>(w), m4)), hn::Load(d16, x + 64), acc);
-      V[c] = MulAddPairs(hn::BitCast(d16, hn::ShiftRight<12>(w)), hn::Load(d16, x + 96), acc).raw;
-    }
-    const __m512i W01 = _mm512_add_epi32(_mm512_unpacklo_epi32(V[0], V[1]), _mm512_unpackhi_epi32(V[0], V[1]));
-    const __m512i W23 = _mm512_add_epi32(_mm512_unpacklo_epi32(V[2], V[3]), _mm512_unpackhi_epi32(V[2], V[3]));
-    // X lane 4q+m = Σ quarter q of V[m] = block 4m+q.
-    const __m512i X = _mm512_add_epi32(_mm512_unpacklo_epi64(W01, W23), _mm512_unpackhi_epi64(W01, W23));
-    const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-    _mm512_store_si512(isum, _mm512_permutexvar_epi32(order, X));
-  } else {
-    // Word i of chunk c (64 columns) holds columns 2i (low byte) and 2i+1; lane j sums columns 4j..4j+3, so V[c]
-    // has 8 lanes of block 2c, then 8 of block 2c+1.
-    const auto m8 = hn::Set(du16, 0xFF);
-    __m512i V[8];
-    for (size_t c = 0; c < 8; ++c) {
-      const auto w = w_at(c);
-      const VI acc = MulAddPairs(hn::BitCast(d16, hn::And(w, m8)), hn::Load(d16, xp + 64 * c), hn::Zero(di));
-      V[c] = MulAddPairs(hn::BitCast(d16, hn::ShiftRight<8>(w)), hn::Load(d16, xp + 64 * c + 32), acc).raw;
-    }
-    _mm512_store_si512(isum, FoldPairsOfBlocks(V));
-  }
-  (void)chunk_sum;
-  (void)chunks;
-  (void)N32;
-#elif HWY_TARGET == HWY_AVX2
-  // 8 lanes per block (4-bit: one chunk; 8-bit: two chunks added); three hadd levels give 8 block sums in order.
-  for (size_t half = 0; half < 2; ++half) {
-    __m256i V[8];
-    for (size_t b = 0; b < 8; ++b) {
-      const size_t blk = half * 8 + b;
-      V[b] = BITS == 4 ? chunk_sum(blk).raw : _mm256_add_epi32(chunk_sum(2 * blk).raw, chunk_sum(2 * blk + 1).raw);
-    }
-    const __m256i h0 = _mm256_hadd_epi32(V[0], V[1]), h1 = _mm256_hadd_epi32(V[2], V[3]);
-    const __m256i h2 = _mm256_hadd_epi32(V[4], V[5]), h3 = _mm256_hadd_epi32(V[6], V[7]);
-    const __m256i g0 = _mm256_hadd_epi32(h0, h1), g1 = _mm256_hadd_epi32(h2, h3);
-    // g0 lane q·4+m: half q of V[m]'s sum (m = 0..3); g1 likewise for V[4..7].
-    const __m256i sum = _mm256_add_epi32(_mm256_permute2x128_si256(g0, g1, 0x20), _mm256_permute2x128_si256(g0, g1, 0x31));
-    _mm256_store_si256(reinterpret_cast<__m256i*>(isum + half * 8), sum);
-  }
-  (void)chunks;
-  (void)N32;
-#else
-  HWY_ALIGN int32_t lanes[HWY_MAX_BYTES / 4];
-  for (size_t b = 0; b < kLanes; ++b) isum[b] = 0;
-  // Lane j of a chunk sum covers columns (4-bit) 4j..4j+3 or (8-bit) 2j, 2j+1 of the chunk.
-  const size_t cols_per_lane = BITS == 4 ? 4 : 2;
-  for (size_t c = 0; c < chunks; ++c) {
-    hn::Store(chunk_sum(c), di, lanes);
-    for (size_t j = 0; j < N32; ++j) isum[(c * chunk_cols + j * cols_per_lane) / kBlock] += lanes[j];
-  }
-#endif
-}
-
-// Token t of `a` from x (SIMD; the same numbers as q16::quantize_token). With `seg` set, also writes the token's
-// activations in the segment layout of the multi-token path.
-void QuantizeToken(const float* HWY_RESTRICT x, size_t t, q16::Activations& a, uint32_t* HWY_RESTRICT seg) {
-  const DF df;
-  const DI di;
-  const hn::Rebind<int16_t, DI> d16h;
-  const size_t N = hn::Lanes(df), N32 = N;
-  int16_t* q = &a.xq[t * a.blocks16 * kBlock];
-  for (size_t b = 0; b < a.blocks; ++b) {
-    const float* xb = x + b * kBlock;
-    VF vmax = hn::Zero(df);
-    auto finite = hn::FirstN(df, N);  // all lanes
-    for (size_t i = 0; i < kBlock; i += N) {
-      const VF v = hn::LoadU(df, xb + i);
-      finite = hn::And(finite, hn::IsFinite(v));
-      vmax = hn::Max(vmax, hn::Abs(v));
-    }
-    float& d = a.d[t * a.blocks16 + b];
-    if (!hn::AllTrue(df, finite)) {
-      d = std::numeric_limits<float>::quiet_NaN();
-      continue;
-    }
-    const float amax = hn::GetLane(hn::MaxOfLanes(df, vmax));
-    if (amax == 0.0f) continue;
-    d = amax / q16::kQMax;
-    const VF id = hn::Set(df, q16::kQMax / amax);
-    VI sum = hn::Zero(di);
-    for (size_t i = 0; i < kBlock; i += N) {
-      const VI v = hn::NearestInt(hn::Mul(hn::LoadU(df, xb + i), id));
-      sum = hn::Add(sum, v);
-      hn::StoreU(hn::DemoteTo(d16h, v), d16h, q + b * kBlock + i);
-    }
-    a.xqsum[t * a.blocks16 + b] = hn::GetLane(hn::SumOfLanes(di, sum));
-  }
-  // Group sums: 8 column-interleaved partial sums, then the fixed tree (q16::group_sum).
-  const hn::CappedTag<float, 8> d8;
-  const size_t N8 = hn::Lanes(d8);
-  HWY_ALIGN float p[8];
-  for (size_t g = 0; g < a.groups; ++g) {
-    const float* xg = x + g * a.group_size;
-    hn::Vec<decltype(d8)> acc[8];
-    for (size_t u = 0; u < 8 / N8; ++u) acc[u] = hn::Zero(d8);
-    for (size_t i = 0; i < a.group_size; i += 8)
-      for (size_t u = 0; u < 8 / N8; ++u) acc[u] = hn::Add(acc[u], hn::LoadU(d8, xg + i + u * N8));
-    for (size_t u = 0; u < 8 / N8; ++u) hn::Store(acc[u], d8, p + u * N8);
-    for (size_t l = 0; l < 4; ++l) p[l] += p[l + 4];
-    a.xsum[t * a.groups16 + g] = (p[0] + p[2]) + (p[1] + p[3]);
-  }
-  if (!seg) return;
-  // Segment layout: pair k of block (s·16 + u·N32 + j) at ((s·16 + u·N32)·16 + k·N32 + j).
-  const uint32_t* pairs = reinterpret_cast<const uint32_t*>(q);
-  for (size_t b = 0; b < a.blocks16; ++b) {
-    const size_t s = b / kLanes, u = (b % kLanes) / N32, j = b % N32;
-    uint32_t* o = seg + (s * kLanes + u * N32) * kLanes + j;
-    const uint32_t* src = pairs + b * (kBlock / 2);
-    for (size_t k = 0; k < kLanes; ++k) o[k * N32] = src[k];
-  }
-}
-
-// Decode layout of the activations, matching how SegmentBlockSums cuts codes out of the packed row.
-// AVX-512: 4-bit chunks of 128 columns as four vectors k = 0..3 holding columns 4i+k; 8-bit chunks of 64 columns as
-// [even | odd]. Other targets: 4-bit chunks of 2·N16 columns as [even | odd]; 8-bit in column order.
-template <int BITS>
-void DecodeLayout(const q16::Activations& a, size_t t, int16_t* out) {
-  const size_t N16 = hn::Lanes(D16());
-  const size_t stride = a.blocks16 * kBlock;
-  const int16_t* x = &a.xq[t * stride];
-#if HWY_TARGET <= HWY_AVX3
-  if (BITS == 4) {
-    for (size_t c = 0; c < stride; c += 128)
-      for (size_t k = 0; k < 4; ++k)
-        for (size_t i = 0; i < 32; ++i) out[c + 32 * k + i] = x[c + 4 * i + k];
-  } else {
-    for (size_t c = 0; c < stride; c += 64)
-      for (size_t i = 0; i < 32; ++i) out[c + i] = x[c + 2 * i], out[c + 32 + i] = x[c + 2 * i + 1];
-  }
-  (void)N16;
-#else
-  if (BITS == 8) {
-    std::memcpy(out, x, stride * sizeof(int16_t));
-    return;
-  }
-  for (size_t c = 0; c < stride; c += 2 * N16)
-    for (size_t l = 0; l < N16; ++l) out[c + l] = x[c + 2 * l], out[c + N16 + l] = x[c + 2 * l + 1];
-#endif
-}
-
-constexpr size_t kAhead = 4;  // rows of software prefetch in the one-token path
 
 template <int BITS, bool kDirect>
 void DecodeRowsT(const WeightMatrix& W, const q16::Activations& a, const int16_t* xp, const int32_t* cx, size_t r0,
@@ -396,137 +151,29 @@ void DecodeRows(const WeightMatrix& W, const q16::Activations& a, const int16_t*
     DecodeRowsT<BITS, false>(W, a, xp, cx, r0, r1, Y);
 }
 
+
 // ---- several tokens ---------------------------------------------------------------------------------------------
 
-#if HWY_TARGET == HWY_AVX3_DL
-// Byte indices of the 16×16 transpose of a 4-bit segment (block j's 16 packed bytes are row j): output vector a holds
-// bytes k = 4a … 4a+3 of every block, 16 per k, picked from (z0, z1) or (z2, z3) by permutex2var.
-struct TransposeIndex {
-  alignas(64) uint8_t idx[4][64];
-  TransposeIndex() {
-    for (int a = 0; a < 4; ++a)
-      for (int q = 0; q < 4; ++q)
-        for (int j = 0; j < 16; ++j) idx[a][16 * q + j] = static_cast<uint8_t>(((j / 4) % 2) * 64 + 16 * (j % 4) + 4 * a + q);
+// The affine fp32 step of a tile: lane += float(isum − c·Σxq) · (s · d) for each block of each (row, token).
+struct AffineTileStep {
+  const float* const* sblk;                // [row] block scales
+  const float* const* d;                   // [token] activation steps
+  const int32_t* const* cx;                // [token] c·Σxq
+  float (*lanes)[kTileTokensMax][kLanes];  // [row][token] fp32 lanes of F
+  template <size_t R, size_t T>
+  HWY_INLINE void operator()(const VI (&isum)[R][T], size_t b) const {
+    const DF df;
+    const DI di;
+    for (size_t i = 0; i < R; ++i) {
+      const VF sv = hn::Load(df, sblk[i] + b);
+      for (size_t j = 0; j < T; ++j) {
+        float* l = lanes[i][j] + b % kLanes;
+        const VF f = hn::ConvertTo(df, hn::Sub(isum[i][j], hn::Load(di, cx[j] + b)));
+        hn::Store(hn::MulAdd(f, hn::Mul(sv, hn::LoadU(df, d[j] + b)), hn::Load(df, l)), df, l);
+      }
+    }
   }
 };
-
-HWY_INLINE void Segment4ToLayout(const uint8_t* HWY_RESTRICT p, uint32_t* HWY_RESTRICT out) {
-  static const TransposeIndex kIdx;
-  const __m512i z0 = _mm512_loadu_si512(p), z1 = _mm512_loadu_si512(p + 64), z2 = _mm512_loadu_si512(p + 128),
-                z3 = _mm512_loadu_si512(p + 192);
-  const __mmask64 upper_blocks = 0xFF00FF00FF00FF00ull;  // j >= 8 in every 16-byte row
-  alignas(64) uint8_t t[256];
-  for (int a = 0; a < 4; ++a) {
-    const __m512i idx = _mm512_load_si512(kIdx.idx[a]);
-    const __m512i lo = _mm512_permutex2var_epi8(z0, idx, z1), hi = _mm512_permutex2var_epi8(z2, idx, z3);
-    _mm512_store_si512(t + 64 * a, _mm512_mask_blend_epi8(upper_blocks, lo, hi));
-  }
-  // Byte b → lane (b & 0xF) | (b >> 4) << 16.
-  const __m512i mask = _mm512_set1_epi32(0x000F000F);
-  for (int k = 0; k < 16; ++k) {
-    const __m512i v = _mm512_cvtepu8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(t + 16 * k)));
-    _mm512_store_si512(out + 16 * k, _mm512_and_si512(_mm512_or_si512(v, _mm512_slli_epi32(v, 12)), mask));
-  }
-}
-#endif
-
-// Segment layout: for every 16-block segment, sub-vector u (N32 blocks), pair k = 0..15, lane j: the int16 pair
-// (column 2k, 2k+1) of block (segment·16 + u·N32 + j), as one 32-bit lane. Rows of codes and tokens of activations
-// use the same layout, so lane j always meets block j.
-template <int BITS>
-void CodesToSegmentLayout(const WeightMatrix& W, size_t r, size_t blocks16, uint32_t* out) {
-  const size_t N32 = hn::Lanes(DI());
-  const size_t blocks = W.cols / kBlock, block_bytes = kBlock * BITS / 8;
-  const uint8_t* row = static_cast<const uint8_t*>(W.data) + r * W.row_bytes;
-  for (size_t s = 0; s < blocks16 / kLanes; ++s) {
-#if HWY_TARGET == HWY_AVX3_DL
-    if (BITS == 4 && (s + 1) * kLanes <= blocks) {
-      Segment4ToLayout(row + s * kLanes * block_bytes, out + s * kLanes * kLanes);
-      continue;
-    }
-#endif
-    for (size_t u = 0; u < kLanes / N32; ++u)
-      for (size_t j = 0; j < N32; ++j) {
-        const size_t b = s * kLanes + u * N32 + j;
-        uint32_t* o = out + (s * kLanes + u * N32) * kLanes + j;
-        if (b >= blocks) {
-          for (size_t k = 0; k < kLanes; ++k) o[k * N32] = 0;
-          continue;
-        }
-        const uint8_t* q = row + b * block_bytes;
-        if constexpr (BITS == 4) {
-          for (size_t k = 0; k < kLanes; ++k) o[k * N32] = (q[k] & 0xFu) | (static_cast<uint32_t>(q[k] >> 4) << 16);
-        } else {
-          for (size_t k = 0; k < kLanes; ++k) o[k * N32] = q[2 * k] | (static_cast<uint32_t>(q[2 * k + 1]) << 16);
-        }
-      }
-  }
-}
-
-#if HWY_TARGET <= HWY_AVX3
-constexpr size_t kTileRows = 4;  // 4 rows × 4 tokens: 16 integer accumulators of 32 registers
-#else
-constexpr size_t kTileRows = 1;  // 16 registers: 1 row × 4 tokens
-#endif
-constexpr size_t kTileTokens = 4, kTileTokensMax = 4;
-
-// R rows × T tokens over every segment; lanes[i][j] receive the 16 fp32 lanes of F. The fp32 accumulators stay in
-// memory (one update per segment) so the inner loop keeps its R·T integer accumulators in registers.
-template <size_t R, size_t T>
-HWY_INLINE void TileRowsTokens(const uint32_t* const* codes, const uint32_t* const* x, const float* const* sblk,
-                               const float* const* d, const int32_t* const* cx, size_t blocks16,
-                               float (*lanes)[kTileTokensMax][kLanes]) {
-  const DF df;
-  const DI di;
-  const D16 d16;
-  const size_t N = hn::Lanes(di), subs = kLanes / N;
-  for (size_t i = 0; i < R; ++i)
-    for (size_t j = 0; j < T; ++j)
-      for (size_t u = 0; u < subs; ++u) hn::Store(hn::Zero(df), df, lanes[i][j] + u * N);
-  const int32_t* cp[R];
-  const int32_t* xp[T];
-  for (size_t i = 0; i < R; ++i) cp[i] = reinterpret_cast<const int32_t*>(codes[i]);
-  for (size_t j = 0; j < T; ++j) xp[j] = reinterpret_cast<const int32_t*>(x[j]);
-  for (size_t s = 0; s < blocks16 / kLanes; ++s) {
-    for (size_t u = 0; u < subs; ++u) {
-      const size_t off = (s * kLanes + u * N) * kLanes;
-      VI isum[R][T];
-      for (size_t i = 0; i < R; ++i)
-        for (size_t j = 0; j < T; ++j) isum[i][j] = hn::Zero(di);
-      for (size_t k = 0; k < kLanes; ++k) {
-        V16 c[R];
-        for (size_t i = 0; i < R; ++i) c[i] = hn::BitCast(d16, hn::Load(di, cp[i] + off + k * N));
-        for (size_t j = 0; j < T; ++j) {
-          const V16 xv = hn::BitCast(d16, hn::Load(di, xp[j] + off + k * N));
-          for (size_t i = 0; i < R; ++i) isum[i][j] = MulAddPairs(c[i], xv, isum[i][j]);
-        }
-      }
-      const size_t b = s * kLanes + u * N;
-      for (size_t i = 0; i < R; ++i) {
-        const VF sv = hn::Load(df, sblk[i] + b);
-        for (size_t j = 0; j < T; ++j) {
-          float* l = lanes[i][j] + u * N;
-          const VF f = hn::ConvertTo(df, hn::Sub(isum[i][j], hn::Load(di, cx[j] + b)));
-          hn::Store(hn::MulAdd(f, hn::Mul(sv, hn::LoadU(df, d[j] + b)), hn::Load(df, l)), df, l);
-        }
-      }
-    }
-  }
-}
-
-
-// R rows × nt (≤ 4) tokens.
-template <size_t R>
-HWY_INLINE void TileTokens(size_t nt, const uint32_t* const* codes, const uint32_t* const* x, const float* const* sblk,
-                           const float* const* d, const int32_t* const* cx, size_t blocks16,
-                           float (*lanes)[kTileTokensMax][kLanes]) {
-  switch (nt) {
-    case 4: TileRowsTokens<R, 4>(codes, x, sblk, d, cx, blocks16, lanes); break;
-    case 3: TileRowsTokens<R, 3>(codes, x, sblk, d, cx, blocks16, lanes); break;
-    case 2: TileRowsTokens<R, 2>(codes, x, sblk, d, cx, blocks16, lanes); break;
-    default: TileRowsTokens<R, 1>(codes, x, sblk, d, cx, blocks16, lanes); break;
-  }
-}
 
 template <int BITS>
 void TiledRows(const WeightMatrix& W, const q16::Activations& a, const uint32_t* xs, const int32_t* cx, size_t r0,
@@ -553,11 +200,11 @@ void TiledRows(const WeightMatrix& W, const q16::Activations& a, const uint32_t*
       const int32_t* cp2[kTileTokens] = {};
       for (size_t j = 0; j < nt; ++j)
         xp[j] = xs + (t + j) * seg_words, dp[j] = &a.d[(t + j) * a.blocks16], cp2[j] = cx + (t + j) * a.blocks16;
-      HWY_ALIGN float lanes[kTileRows][kTileTokensMax][kLanes];
+      HWY_ALIGN float lanes[kTileRows][kTileTokensMax][kLanes] = {};
       if (nr == kTileRows) {
-        TileTokens<kTileRows>(nt, cp, xp, sp, dp, cp2, a.blocks16, lanes);
+        TileTokens<kTileRows>(nt, cp, xp, a.blocks16, AffineTileStep{sp, dp, cp2, lanes});
       } else {
-        for (size_t i = 0; i < nr; ++i) TileTokens<1>(nt, &cp[i], xp, &sp[i], dp, cp2, a.blocks16, &lanes[i]);
+        for (size_t i = 0; i < nr; ++i) TileTokens<1>(nt, &cp[i], xp, a.blocks16, AffineTileStep{&sp[i], dp, cp2, &lanes[i]});
       }
       for (size_t i = 0; i < nr; ++i)
         for (size_t j = 0; j < nt; ++j) {
