@@ -176,6 +176,24 @@ TEST(MxtqQ16, ThreadAndBatchInvariant) {
   }
 }
 
+// More tokens than one L2 block of the tiled path (kTokenBlockBytes: 32 tokens of 2048 columns): every block gives
+// each token what the one-token path gives it alone.
+TEST(MxtqQ16, TiledPathAcrossTokenBlocks) {
+  std::mt19937 rng(4);
+  const int64_t rows = 9, cols = 2048;
+  const size_t n = 75;
+  Mxtq q = make(rows, cols, rng);
+  auto X = random_floats(n * cols, rng);
+  std::vector<float> y0(n * rows), y1(n * rows), ref(n * rows);
+  mxtq16::matmul_ref(q.W, X.data(), n, ref.data());
+  if (!mxtq_matmul_path(q.W, X.data(), n, y0.data(), 0)) GTEST_SKIP() << "no SIMD path on this CPU";
+  ASSERT_TRUE(mxtq_matmul_path(q.W, X.data(), n, y1.data(), 1));
+  for (size_t i = 0; i < y0.size(); ++i) {
+    ASSERT_TRUE(same_bits(y0[i], y1[i])) << "token " << i / rows << " row " << i % rows;
+    ASSERT_NEAR(y1[i], ref[i], 1e-6f * (1 + std::fabs(ref[i]))) << "token " << i / rows;
+  }
+}
+
 // matmul_multi over the experts' gate and up (one rotation): bitwise the separate products, one token and several;
 // matrices with another rotation or width are not fused and still give their own products.
 TEST(MxtqQ16, MatmulMultiEqualsSeparateCalls) {

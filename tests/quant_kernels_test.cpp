@@ -204,6 +204,26 @@ TEST(KernelQuant, AffineQ16PathsMatchScalarReference) {
   kernels_testing::force_target(0);
 }
 
+// More tokens than one L2 block of the tiled path (kTokenBlockBytes: 51 tokens of 2560 columns): bitwise the
+// one-token path for every token, both widths.
+TEST(KernelQuant, AffineQ16TiledPathAcrossTokenBlocks) {
+  std::mt19937 rng(22);
+  const int64_t rows = 7, cols = 2560;
+  const size_t n = 120;
+  for (int bits : {4, 8}) {
+    auto q = make_affine(rows, cols, bits, 64, rng);
+    auto X = random_floats(n * cols, rng);
+    std::vector<float> y0(n * rows), y1(n * rows), ref(n * rows);
+    q16::matmul_ref(q.W, X.data(), n, ref.data());
+    if (!affine_matmul_path(q.W, X.data(), n, y0.data(), 0)) GTEST_SKIP() << "no SIMD path on this CPU";
+    ASSERT_TRUE(affine_matmul_path(q.W, X.data(), n, y1.data(), 1));
+    for (size_t i = 0; i < y0.size(); ++i) {
+      ASSERT_EQ(y0[i], y1[i]) << "bits " << bits << " token " << i / rows << " row " << i % rows;
+      ASSERT_NEAR(y1[i], ref[i], 1e-6f * (1 + std::fabs(ref[i]))) << "bits " << bits << " token " << i / rows;
+    }
+  }
+}
+
 // Activation quantization: |xq·d − x| ≤ d/2, the block maximum maps to ±32767, Σxq and the group sums are kept, and
 // a non-finite activation turns its outputs into NaN instead of a finite wrong number.
 TEST(KernelQuant, AffineQ16ActivationQuantization) {

@@ -159,8 +159,12 @@ void TiledRows(const WeightMatrix& W, const CodebookMap& map, float inv_k, const
   const D16 d16;
   const size_t rows = W.rows, n = a.n, seg_words = a.blocks16 * kLanes, N16 = hn::Lanes(d16);
   uint32_t* codes = Scratch<uint32_t>(kTileRows * seg_words, 0);
+  // Token blocks kept in L2 while the rows pass (each token is xh and xl: two segment-layout vectors).
+  const size_t token_block = std::max<size_t>(kPairs, kTokenBlockBytes / (2 * seg_words * sizeof(uint32_t)));
+  for (size_t tb = 0; tb < n; tb += token_block)
   for (size_t r = r0; r < r1; r += kTileRows) {
     const size_t nr = std::min(kTileRows, r1 - r);
+    const size_t t_end = std::min(n, tb + token_block);
     const uint32_t* cp[kTileRows] = {};
     for (size_t i = 0; i < nr; ++i) {
       uint32_t* c = codes + i * seg_words;
@@ -169,8 +173,8 @@ void TiledRows(const WeightMatrix& W, const CodebookMap& map, float inv_k, const
       for (size_t k = 0; k < 2 * seg_words; k += N16) hn::Store(map(hn::Load(d16, v + k)), d16, v + k);
       cp[i] = c;
     }
-    for (size_t t = 0; t < n; t += kPairs) {
-      const size_t nt = std::min(kPairs, n - t);
+    for (size_t t = tb; t < t_end; t += kPairs) {
+      const size_t nt = std::min(kPairs, t_end - t);
       const uint32_t* xp[kTileTokens] = {};
       const float* dp[kPairs] = {};
       for (size_t j = 0; j < nt; ++j) {

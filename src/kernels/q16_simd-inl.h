@@ -409,6 +409,9 @@ constexpr size_t kTileRows = 4;  // 4 rows × 4 tokens: 16 integer accumulators 
 constexpr size_t kTileRows = 1;  // 16 registers: 1 row × 4 tokens
 #endif
 constexpr size_t kTileTokens = 4, kTileTokensMax = 4;
+// Activation bytes of the tokens a tiled pass keeps in L2 while rows stream past (larger: re-read from L3 for every
+// row tile; prefill of 512 tokens ran 27 % faster on the dev VM with 256 KiB blocks than with none).
+constexpr size_t kTokenBlockBytes = size_t(256) << 10;
 
 // R rows × T tokens over every segment. For each sub-vector of N blocks (b … b+N−1) the R·T integer accumulators
 // stay in registers for the 16 pair steps (each lane: one whole block of one row and one token), then

@@ -183,8 +183,13 @@ void TiledRows(const WeightMatrix& W, const q16::Activations& a, const uint32_t*
   float* sblk = Scratch<float>(kTileRows * a.blocks16, 1);
   float* bias = Scratch<float>(kTileRows * a.groups16, 2);
   HWY_ALIGN float lanesB[kLanes];
+  // Token blocks whose activations stay in L2 while the rows pass; a row's codes are re-laid out once per block
+  // (cheap next to the block's products).
+  const size_t token_block = std::max<size_t>(kTileTokens, kTokenBlockBytes / (seg_words * sizeof(uint32_t)));
+  for (size_t tb = 0; tb < n; tb += token_block)
   for (size_t r = r0; r < r1; r += kTileRows) {
     const size_t nr = std::min(kTileRows, r1 - r);
+    const size_t t_end = std::min(n, tb + token_block);
     const uint32_t* cp[kTileRows] = {};
     const float* sp[kTileRows] = {};
     for (size_t i = 0; i < nr; ++i) {
@@ -193,8 +198,8 @@ void TiledRows(const WeightMatrix& W, const q16::Activations& a, const uint32_t*
       cp[i] = codes + i * seg_words;
       sp[i] = sblk + i * a.blocks16;
     }
-    for (size_t t = 0; t < n; t += kTileTokens) {
-      const size_t nt = std::min(kTileTokens, n - t);
+    for (size_t t = tb; t < t_end; t += kTileTokens) {
+      const size_t nt = std::min(kTileTokens, t_end - t);
       const uint32_t* xp[kTileTokens] = {};
       const float* dp[kTileTokens] = {};
       const int32_t* cp2[kTileTokens] = {};
