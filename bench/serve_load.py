@@ -47,7 +47,8 @@ def stream_completion(host, port, prompt_ids, n_tokens, result, start_barrier):
         obj = json.loads(data)
         if obj.get("usage"):
             usage = obj["usage"]
-        if obj.get("choices") and obj["choices"][0].get("text"):
+        if obj.get("choices"):
+            # Any token chunk counts (a token's text may be held back until a UTF-8 sequence completes).
             chunks += 1
             if first is None:
                 first = time.perf_counter()

@@ -335,6 +335,9 @@ void DecodeLayout(const q16::Activations& a, size_t t, int16_t* out) {
 }
 
 constexpr size_t kAhead = 4;  // rows of software prefetch in the one-token path
+// Tokens up to which a product streams each row once and meets every token with the one-token arithmetic (a batched
+// decode step); more take the tiled path, whose per-row re-layout pays off only over more tokens.
+constexpr size_t kStreamTokens = 8;
 
 // ---- several tokens ---------------------------------------------------------------------------------------------
 

@@ -78,26 +78,27 @@ HWY_INLINE void BiasLanes(const float* bias, const float* xsum, size_t groups16,
 
 
 
-// ---- one token --------------------------------------------------------------------------------------------------
+// ---- one token (or a few) --------------------------------------------------------------------------------------------------
 
+// Rows [r0, r1) for nt tokens (a few: a batched decode step): each row is read from memory once and stays in L1
+// while every token meets it, with the one-token arithmetic, so a token's result is the same alone or batched.
+// Token t's activations are xp + t·xp_stride (decode layout), its centre terms cx + t·blocks16, its outputs Y + t·rows.
 template <int BITS, bool kDirect>
-void DecodeRowsT(const WeightMatrix& W, const q16::Activations& a, const int16_t* xp, const int32_t* cx, size_t r0,
-                 size_t r1, float* Y) {
+void DecodeRowsT(const WeightMatrix& W, const q16::Activations& a, size_t nt, const int16_t* xp, size_t xp_stride,
+                 const int32_t* cx, size_t r0, size_t r1, float* Y) {
   const DF df;
   const DI di;
   const size_t N = hn::Lanes(df);
   const size_t seg_bytes = kBlock * kLanes * BITS / 8, blocks = a.blocks, segs = a.blocks16 / kLanes;
-  const size_t full_segs = blocks / kLanes;
+  const size_t full_segs = blocks / kLanes, rows = W.rows;
   float* sblk = Scratch<float>(a.blocks16, 0);
   float* bias = Scratch<float>(a.groups16, 1);
   uint8_t* tail = Scratch<uint8_t>(seg_bytes, 2);
   HWY_ALIGN int32_t isum[kLanes];
   HWY_ALIGN float lanesF[kLanes], lanesB[kLanes];
-  const float* d = &a.d[0];
   // The bundles' case (F16 scales, groups of 32, whole segments): scales and biases are converted where they are
   // used, the bias term accumulates alongside (same operations in the same order as LoadRowScales + BiasLanes).
   constexpr bool direct = kDirect;
-  const float* xsum = &a.xsum[0];
   const DH dh;
   const VF centre = hn::Set(df, static_cast<float>(q16::code_centre(BITS)));
   for (size_t r = r0; r < r1; ++r) {
@@ -105,52 +106,57 @@ void DecodeRowsT(const WeightMatrix& W, const q16::Activations& a, const int16_t
     const auto* bp = reinterpret_cast<const hwy::float16_t*>(static_cast<const uint8_t*>(W.biases) + r * W.scale_row_bytes);
     if constexpr (!direct) LoadRowScales(W, r, a.blocks16, a.groups16, sblk, bias);
     const uint8_t* row = static_cast<const uint8_t*>(W.data) + r * W.row_bytes;
-    VF acc[kLanes], accB[kLanes];
-    for (size_t u = 0; u < kLanes / N; ++u) acc[u] = hn::Zero(df), accB[u] = hn::Zero(df);
-    for (size_t s = 0; s < segs; ++s) {
-      const uint8_t* p = row + s * seg_bytes;
-      // Keep misses in flight while the segment's shuffle tree runs: fetch the same segment of the row kAhead on.
-      if (r + kAhead < r1)
-        for (size_t l = 0; l < seg_bytes; l += 64) __builtin_prefetch(p + kAhead * W.row_bytes + l);
-      if (s >= full_segs) {  // last, partial segment: zero-padded copy
-        std::memset(tail, 0, seg_bytes);
-        std::memcpy(tail, p, (blocks - s * kLanes) * kBlock * BITS / 8);
-        p = tail;
-      }
-      SegmentBlockSums<BITS>(p, xp + s * kBlock * kLanes, isum);
-      for (size_t u = 0; u < kLanes / N; ++u) {
-        const size_t b = s * kLanes + u * N;
-        const VI centred = hn::Sub(hn::Load(di, isum + u * N), hn::LoadU(di, cx + b));
-        if constexpr (direct) {
-          const VF sv = hn::PromoteTo(df, hn::LoadU(dh, sp + b));
-          acc[u] = hn::MulAdd(hn::ConvertTo(df, centred), hn::Mul(sv, hn::LoadU(df, d + b)), acc[u]);
-          const VF bias_c = hn::MulAdd(centre, sv, hn::PromoteTo(df, hn::LoadU(dh, bp + b)));
-          accB[u] = hn::MulAdd(bias_c, hn::LoadU(df, xsum + b), accB[u]);
-        } else {
-          const VF m = hn::Mul(hn::Load(df, sblk + b), hn::LoadU(df, d + b));
-          acc[u] = hn::MulAdd(hn::ConvertTo(df, centred), m, acc[u]);
+    for (size_t t = 0; t < nt; ++t) {
+      const float* d = &a.d[t * a.blocks16];
+      const float* xsum = &a.xsum[t * a.groups16];
+      const int16_t* xt = xp + t * xp_stride;
+      const int32_t* ct = cx + t * a.blocks16;
+      VF acc[kLanes], accB[kLanes];
+      for (size_t u = 0; u < kLanes / N; ++u) acc[u] = hn::Zero(df), accB[u] = hn::Zero(df);
+      for (size_t s = 0; s < segs; ++s) {
+        const uint8_t* p = row + s * seg_bytes;
+        // Keep misses in flight while the segment's shuffle tree runs: fetch the same segment of the row kAhead on.
+        if (t == 0 && r + kAhead < r1)
+          for (size_t l = 0; l < seg_bytes; l += 64) __builtin_prefetch(p + kAhead * W.row_bytes + l);
+        if (s >= full_segs) {  // last, partial segment: zero-padded copy
+          std::memset(tail, 0, seg_bytes);
+          std::memcpy(tail, p, (blocks - s * kLanes) * kBlock * BITS / 8);
+          p = tail;
+        }
+        SegmentBlockSums<BITS>(p, xt + s * kBlock * kLanes, isum);
+        for (size_t u = 0; u < kLanes / N; ++u) {
+          const size_t b = s * kLanes + u * N;
+          const VI centred = hn::Sub(hn::Load(di, isum + u * N), hn::LoadU(di, ct + b));
+          if constexpr (direct) {
+            const VF sv = hn::PromoteTo(df, hn::LoadU(dh, sp + b));
+            acc[u] = hn::MulAdd(hn::ConvertTo(df, centred), hn::Mul(sv, hn::LoadU(df, d + b)), acc[u]);
+            const VF bias_c = hn::MulAdd(centre, sv, hn::PromoteTo(df, hn::LoadU(dh, bp + b)));
+            accB[u] = hn::MulAdd(bias_c, hn::LoadU(df, xsum + b), accB[u]);
+          } else {
+            const VF m = hn::Mul(hn::Load(df, sblk + b), hn::LoadU(df, d + b));
+            acc[u] = hn::MulAdd(hn::ConvertTo(df, centred), m, acc[u]);
+          }
         }
       }
+      for (size_t u = 0; u < kLanes / N; ++u) hn::Store(acc[u], df, lanesF + u * N);
+      if constexpr (direct) {
+        for (size_t u = 0; u < kLanes / N; ++u) hn::Store(accB[u], df, lanesB + u * N);
+      } else {
+        BiasLanes(bias, xsum, a.groups16, lanesB);
+      }
+      Y[t * rows + r] = Reduce16(lanesF, lanesB);
     }
-    for (size_t u = 0; u < kLanes / N; ++u) hn::Store(acc[u], df, lanesF + u * N);
-    if constexpr (direct) {
-      for (size_t u = 0; u < kLanes / N; ++u) hn::Store(accB[u], df, lanesB + u * N);
-    } else {
-      BiasLanes(bias, xsum, a.groups16, lanesB);
-    }
-    Y[r] = Reduce16(lanesF, lanesB);
   }
 }
 
 template <int BITS>
-void DecodeRows(const WeightMatrix& W, const q16::Activations& a, const int16_t* xp, const int32_t* cx, size_t r0,
-                size_t r1, float* Y) {
+void DecodeRows(const WeightMatrix& W, const q16::Activations& a, size_t nt, const int16_t* xp, size_t xp_stride,
+                const int32_t* cx, size_t r0, size_t r1, float* Y) {
   if (W.scale_dtype == DType::F16 && W.group_size == static_cast<int>(kBlock) && a.blocks % kLanes == 0)
-    DecodeRowsT<BITS, true>(W, a, xp, cx, r0, r1, Y);
+    DecodeRowsT<BITS, true>(W, a, nt, xp, xp_stride, cx, r0, r1, Y);
   else
-    DecodeRowsT<BITS, false>(W, a, xp, cx, r0, r1, Y);
+    DecodeRowsT<BITS, false>(W, a, nt, xp, xp_stride, cx, r0, r1, Y);
 }
-
 
 // ---- several tokens ---------------------------------------------------------------------------------------------
 
@@ -261,15 +267,22 @@ bool AffineMulti(const WeightMatrix* const* Ws, size_t m, const float* X, size_t
   };
   hwy::AlignedFreeUniquePtr<int32_t[]> cx4, cx8;
   if (!tiled) {
-    if (n_tokens != 1) return false;
-    QuantizeToken(X, 0, a, nullptr);
+    if (n_tokens > kStreamTokens) return false;
+    const size_t stride = a.blocks16 * kBlock;
     hwy::AlignedFreeUniquePtr<int16_t[]> xp4, xp8;
-    if (has4) cx4 = CentreTerms(a, 4), xp4 = hwy::AllocateAligned<int16_t>(a.blocks16 * kBlock), DecodeLayout<4>(a, 0, xp4.get());
-    if (has8) cx8 = CentreTerms(a, 8), xp8 = hwy::AllocateAligned<int16_t>(a.blocks16 * kBlock), DecodeLayout<8>(a, 0, xp8.get());
+    if (has4) xp4 = hwy::AllocateAligned<int16_t>(n_tokens * stride);
+    if (has8) xp8 = hwy::AllocateAligned<int16_t>(n_tokens * stride);
+    for (size_t t = 0; t < n_tokens; ++t) {
+      QuantizeToken(X + t * cols, t, a, nullptr);
+      if (has4) DecodeLayout<4>(a, t, xp4.get() + t * stride);
+      if (has8) DecodeLayout<8>(a, t, xp8.get() + t * stride);
+    }
+    if (has4) cx4 = CentreTerms(a, 4);
+    if (has8) cx8 = CentreTerms(a, 8);
     pool.parallel_for(offset[m], grain, [&](size_t r0, size_t r1) {
       for_rows(r0, r1, [&](size_t k, size_t lo, size_t hi) {
-        if (Ws[k]->bits == 4) DecodeRows<4>(*Ws[k], a, xp4.get(), cx4.get(), lo, hi, Ys[k]);
-        else DecodeRows<8>(*Ws[k], a, xp8.get(), cx8.get(), lo, hi, Ys[k]);
+        if (Ws[k]->bits == 4) DecodeRows<4>(*Ws[k], a, n_tokens, xp4.get(), stride, cx4.get(), lo, hi, Ys[k]);
+        else DecodeRows<8>(*Ws[k], a, n_tokens, xp8.get(), stride, cx8.get(), lo, hi, Ys[k]);
       });
     });
     return true;
@@ -292,7 +305,7 @@ bool AffineMulti(const WeightMatrix* const* Ws, size_t m, const float* X, size_t
 
 bool AffineMultiT(const WeightMatrix* const* Ws, size_t m, const float* X, size_t n_tokens, float* const* Ys,
                   ThreadPool& pool) {
-  return AffineMulti(Ws, m, X, n_tokens, Ys, pool, n_tokens > 1);
+  return AffineMulti(Ws, m, X, n_tokens, Ys, pool, n_tokens > kStreamTokens);
 }
 
 bool AffineMatmulT(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, ThreadPool& pool) {
