@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #undef HWY_TARGET_INCLUDE
@@ -94,7 +95,7 @@ void DecodeRowsT(const WeightMatrix& W, const q16::Activations& a, size_t nt, co
   float* sblk = Scratch<float>(a.blocks16, 0);
   float* bias = Scratch<float>(a.groups16, 1);
   uint8_t* tail = Scratch<uint8_t>(seg_bytes, 2);
-  HWY_ALIGN int32_t isum[kLanes];
+  HWY_ALIGN int32_t isum[2 * kLanes];
   HWY_ALIGN float lanesF[kLanes], lanesB[kLanes];
   // The bundles' case (F16 scales, groups of 32, whole segments): scales and biases are converted where they are
   // used, the bias term accumulates alongside (same operations in the same order as LoadRowScales + BiasLanes).
@@ -106,46 +107,57 @@ void DecodeRowsT(const WeightMatrix& W, const q16::Activations& a, size_t nt, co
     const auto* bp = reinterpret_cast<const hwy::float16_t*>(static_cast<const uint8_t*>(W.biases) + r * W.scale_row_bytes);
     if constexpr (!direct) LoadRowScales(W, r, a.blocks16, a.groups16, sblk, bias);
     const uint8_t* row = static_cast<const uint8_t*>(W.data) + r * W.row_bytes;
-    for (size_t t = 0; t < nt; ++t) {
-      const float* d = &a.d[t * a.blocks16];
-      const float* xsum = &a.xsum[t * a.groups16];
-      const int16_t* xt = xp + t * xp_stride;
-      const int32_t* ct = cx + t * a.blocks16;
-      VF acc[kLanes], accB[kLanes];
-      for (size_t u = 0; u < kLanes / N; ++u) acc[u] = hn::Zero(df), accB[u] = hn::Zero(df);
+    // Tokens two at a time: the codes are cut out of the row once for both (SegmentBlockSums with two vectors).
+    auto tokens = [&](size_t t0, auto nx) HWY_ATTR {
+      constexpr size_t NX = decltype(nx)::value;
+      const float* d[NX];
+      const float* xsum[NX];
+      const int32_t* ct[NX];
+      for (size_t j = 0; j < NX; ++j)
+        d[j] = &a.d[(t0 + j) * a.blocks16], xsum[j] = &a.xsum[(t0 + j) * a.groups16], ct[j] = cx + (t0 + j) * a.blocks16;
+      const int16_t* xt = xp + t0 * xp_stride;
+      VF acc[NX][kLanes], accB[NX][kLanes];
+      for (size_t j = 0; j < NX; ++j)
+        for (size_t u = 0; u < kLanes / N; ++u) acc[j][u] = hn::Zero(df), accB[j][u] = hn::Zero(df);
       for (size_t s = 0; s < segs; ++s) {
         const uint8_t* p = row + s * seg_bytes;
         // Keep misses in flight while the segment's shuffle tree runs: fetch the same segment of the row kAhead on.
-        if (t == 0 && r + kAhead < r1)
+        if (t0 == 0 && r + kAhead < r1)
           for (size_t l = 0; l < seg_bytes; l += 64) __builtin_prefetch(p + kAhead * W.row_bytes + l);
         if (s >= full_segs) {  // last, partial segment: zero-padded copy
           std::memset(tail, 0, seg_bytes);
           std::memcpy(tail, p, (blocks - s * kLanes) * kBlock * BITS / 8);
           p = tail;
         }
-        SegmentBlockSums<BITS>(p, xt + s * kBlock * kLanes, isum);
-        for (size_t u = 0; u < kLanes / N; ++u) {
-          const size_t b = s * kLanes + u * N;
-          const VI centred = hn::Sub(hn::Load(di, isum + u * N), hn::LoadU(di, ct + b));
-          if constexpr (direct) {
-            const VF sv = hn::PromoteTo(df, hn::LoadU(dh, sp + b));
-            acc[u] = hn::MulAdd(hn::ConvertTo(df, centred), hn::Mul(sv, hn::LoadU(df, d + b)), acc[u]);
-            const VF bias_c = hn::MulAdd(centre, sv, hn::PromoteTo(df, hn::LoadU(dh, bp + b)));
-            accB[u] = hn::MulAdd(bias_c, hn::LoadU(df, xsum + b), accB[u]);
-          } else {
-            const VF m = hn::Mul(hn::Load(df, sblk + b), hn::LoadU(df, d + b));
-            acc[u] = hn::MulAdd(hn::ConvertTo(df, centred), m, acc[u]);
+        SegmentBlockSums<BITS, NX>(p, xt + s * kBlock * kLanes, isum, xp_stride);
+        for (size_t j = 0; j < NX; ++j)
+          for (size_t u = 0; u < kLanes / N; ++u) {
+            const size_t b = s * kLanes + u * N;
+            const VI centred = hn::Sub(hn::Load(di, isum + j * kLanes + u * N), hn::LoadU(di, ct[j] + b));
+            if constexpr (direct) {
+              const VF sv = hn::PromoteTo(df, hn::LoadU(dh, sp + b));
+              acc[j][u] = hn::MulAdd(hn::ConvertTo(df, centred), hn::Mul(sv, hn::LoadU(df, d[j] + b)), acc[j][u]);
+              const VF bias_c = hn::MulAdd(centre, sv, hn::PromoteTo(df, hn::LoadU(dh, bp + b)));
+              accB[j][u] = hn::MulAdd(bias_c, hn::LoadU(df, xsum[j] + b), accB[j][u]);
+            } else {
+              const VF m = hn::Mul(hn::Load(df, sblk + b), hn::LoadU(df, d[j] + b));
+              acc[j][u] = hn::MulAdd(hn::ConvertTo(df, centred), m, acc[j][u]);
+            }
           }
+      }
+      for (size_t j = 0; j < NX; ++j) {
+        for (size_t u = 0; u < kLanes / N; ++u) hn::Store(acc[j][u], df, lanesF + u * N);
+        if constexpr (direct) {
+          for (size_t u = 0; u < kLanes / N; ++u) hn::Store(accB[j][u], df, lanesB + u * N);
+        } else {
+          BiasLanes(bias, xsum[j], a.groups16, lanesB);
         }
+        Y[(t0 + j) * rows + r] = Reduce16(lanesF, lanesB);
       }
-      for (size_t u = 0; u < kLanes / N; ++u) hn::Store(acc[u], df, lanesF + u * N);
-      if constexpr (direct) {
-        for (size_t u = 0; u < kLanes / N; ++u) hn::Store(accB[u], df, lanesB + u * N);
-      } else {
-        BiasLanes(bias, xsum, a.groups16, lanesB);
-      }
-      Y[t * rows + r] = Reduce16(lanesF, lanesB);
-    }
+    };
+    size_t t = 0;
+    for (; t + 2 <= nt; t += 2) tokens(t, std::integral_constant<size_t, 2>());
+    if (t < nt) tokens(t, std::integral_constant<size_t, 1>());
   }
 }
 
