@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #undef HWY_TARGET_INCLUDE
@@ -95,42 +96,56 @@ HWY_INLINE VF BlockSumsToFloat(VI sh, VI sl) {
 // Row scales norm_r · invK.
 HWY_INLINE float RowScale(const WeightMatrix& W, size_t r, float inv_k) { return f16_to_f32(W.norms[r]) * inv_k; }
 
-// ---- one token --------------------------------------------------------------------------------------------------
+// ---- one token (or a few) --------------------------------------------------------------------------------------------------
 
-// Rows [r0, r1) for one token; xs holds xh then xl (stride blocks16·32 each) in the 4-bit decode layout.
-void DecodeRows(const WeightMatrix& W, const CodebookMap& map, float inv_k, const q16::Activations& a,
+// Rows [r0, r1) for nt tokens (one, or a few: a batched decode step), each row read from memory once. Token t's xh
+// and xl are at xs + 2t·stride and xs + (2t+1)·stride (stride = blocks16·32) in the 4-bit decode layout; its
+// outputs at Y + t·rows. Tokens go two at a time, sharing the code extraction, with the one-token arithmetic.
+void DecodeRows(const WeightMatrix& W, const CodebookMap& map, float inv_k, const q16::Activations& a, size_t nt,
                 const int16_t* xs, size_t r0, size_t r1, float* Y) {
   const DF df;
   const DI di;
   const size_t N = hn::Lanes(df);
   const size_t seg_bytes = kBlock * kLanes / 2, blocks = a.blocks, segs = a.blocks16 / kLanes;
-  const size_t full_segs = blocks / kLanes, stride = a.blocks16 * kBlock;
+  const size_t full_segs = blocks / kLanes, stride = a.blocks16 * kBlock, rows = W.rows;
   uint8_t* tail = Scratch<uint8_t>(seg_bytes, 2);
-  HWY_ALIGN int32_t isum[2 * kLanes];
+  HWY_ALIGN int32_t isum[4 * kLanes];
   HWY_ALIGN float lanes[kLanes];
-  const float* d = &a.d[0];
   for (size_t r = r0; r < r1; ++r) {
     const uint8_t* row = W.row(static_cast<int64_t>(r));
-    VF acc[kLanes];
-    for (size_t u = 0; u < kLanes / N; ++u) acc[u] = hn::Zero(df);
-    for (size_t s = 0; s < segs; ++s) {
-      const uint8_t* p = row + s * seg_bytes;
-      // Keep misses in flight while the segment's shuffle tree runs: fetch the same segment of the row kAhead on.
-      if (r + kAhead < r1)
-        for (size_t l = 0; l < seg_bytes; l += 64) __builtin_prefetch(p + kAhead * W.row_bytes + l);
-      if (s >= full_segs) {  // last, partial segment: zero-padded copy (index 0 meets xq = 0 there)
-        std::memset(tail, 0, seg_bytes);
-        std::memcpy(tail, p, (blocks - s * kLanes) * kBlock / 2);
-        p = tail;
+    auto tokens = [&](size_t t0, auto nx) HWY_ATTR {
+      constexpr size_t NT = decltype(nx)::value;
+      VF acc[NT][kLanes];
+      for (size_t j = 0; j < NT; ++j)
+        for (size_t u = 0; u < kLanes / N; ++u) acc[j][u] = hn::Zero(df);
+      for (size_t s = 0; s < segs; ++s) {
+        const uint8_t* p = row + s * seg_bytes;
+        // Keep misses in flight while the segment's shuffle tree runs: fetch the same segment of the row kAhead on.
+        if (t0 == 0 && r + kAhead < r1)
+          for (size_t l = 0; l < seg_bytes; l += 64) __builtin_prefetch(p + kAhead * W.row_bytes + l);
+        if (s >= full_segs) {  // last, partial segment: zero-padded copy (index 0 meets xq = 0 there)
+          std::memset(tail, 0, seg_bytes);
+          std::memcpy(tail, p, (blocks - s * kLanes) * kBlock / 2);
+          p = tail;
+        }
+        SegmentBlockSums<4, 2 * NT>(p, xs + 2 * t0 * stride + s * kBlock * kLanes, isum, stride, map);
+        for (size_t j = 0; j < NT; ++j) {
+          const float* d = &a.d[(t0 + j) * a.blocks16];
+          for (size_t u = 0; u < kLanes / N; ++u) {
+            const VF f = BlockSumsToFloat(hn::Load(di, isum + 2 * j * kLanes + u * N),
+                                          hn::Load(di, isum + (2 * j + 1) * kLanes + u * N));
+            acc[j][u] = hn::MulAdd(f, hn::LoadU(df, d + s * kLanes + u * N), acc[j][u]);
+          }
+        }
       }
-      SegmentBlockSums<4, 2>(p, xs + s * kBlock * kLanes, isum, stride, map);
-      for (size_t u = 0; u < kLanes / N; ++u) {
-        const VF f = BlockSumsToFloat(hn::Load(di, isum + u * N), hn::Load(di, isum + kLanes + u * N));
-        acc[u] = hn::MulAdd(f, hn::LoadU(df, d + s * kLanes + u * N), acc[u]);
+      for (size_t j = 0; j < NT; ++j) {
+        for (size_t u = 0; u < kLanes / N; ++u) hn::Store(acc[j][u], df, lanes + u * N);
+        Y[(t0 + j) * rows + r] = Reduce16(lanes) * RowScale(W, r, inv_k);
       }
-    }
-    for (size_t u = 0; u < kLanes / N; ++u) hn::Store(acc[u], df, lanes + u * N);
-    Y[r] = Reduce16(lanes) * RowScale(W, r, inv_k);
+    };
+    size_t t = 0;
+    for (; t + 2 <= nt; t += 2) tokens(t, std::integral_constant<size_t, 2>());
+    if (t < nt) tokens(t, std::integral_constant<size_t, 1>());
   }
 }
 
@@ -228,16 +243,18 @@ bool MxtqMulti(const WeightMatrix* const* Ws, size_t m, const float* X, size_t n
     }
   };
   if (!tiled) {
-    if (n_tokens != 1) return false;
+    if (n_tokens > kStreamTokens) return false;
     std::vector<float> xr(cols);
-    quant::mxtq_rotate(X, static_cast<int64_t>(cols), signs, xr.data());
-    QuantizeToken(xr.data(), 0, a, nullptr);
-    auto xp = hwy::AllocateAligned<int16_t>(stride), xs = hwy::AllocateAligned<int16_t>(2 * stride);
-    DecodeLayout<4>(a, 0, xp.get());
-    SplitActivations(xp.get(), stride, xs.get(), xs.get() + stride);
+    auto xp = hwy::AllocateAligned<int16_t>(stride), xs = hwy::AllocateAligned<int16_t>(2 * stride * n_tokens);
+    for (size_t t = 0; t < n_tokens; ++t) {
+      quant::mxtq_rotate(X + t * cols, static_cast<int64_t>(cols), signs, xr.data());
+      QuantizeToken(xr.data(), t, a, nullptr);
+      DecodeLayout<4>(a, t, xp.get());
+      SplitActivations(xp.get(), stride, xs.get() + 2 * t * stride, xs.get() + (2 * t + 1) * stride);
+    }
     pool.parallel_for(offset[m], grain, [&](size_t r0, size_t r1) {
       for_rows(r0, r1, [&](size_t k, size_t lo, size_t hi) {
-        DecodeRows(*Ws[k], CodebookMap(cbs[k]), cbs[k].inv_k, a, xs.get(), lo, hi, Ys[k]);
+        DecodeRows(*Ws[k], CodebookMap(cbs[k]), cbs[k].inv_k, a, n_tokens, xs.get(), lo, hi, Ys[k]);
       });
     });
     return true;
@@ -265,7 +282,7 @@ bool MxtqMulti(const WeightMatrix* const* Ws, size_t m, const float* X, size_t n
 
 bool MxtqMultiT(const WeightMatrix* const* Ws, size_t m, const float* X, size_t n_tokens, float* const* Ys,
                 ThreadPool& pool) {
-  return MxtqMulti(Ws, m, X, n_tokens, Ys, pool, n_tokens > 1);
+  return MxtqMulti(Ws, m, X, n_tokens, Ys, pool, n_tokens > kStreamTokens);
 }
 
 // Forces one path (tests): 0 = the one-token path, token by token; 1 = the tiled path for all tokens.
