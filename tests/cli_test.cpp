@@ -89,7 +89,7 @@ TEST(Cli, ErrorsGoToStderrWithNonZeroExit) {
 // parts add up to the step and whose products read the weights a decode step needs.
 TEST(Cli, BenchReportsStartupAndProfile) {
   std::string out, err;
-  ASSERT_EQ(test::run_command(zaya_cli() + " bench --json --cold --profile -p 8 -n 4 -r 1 --bw-gib 0.01 -m " + tiny_a(),
+  ASSERT_EQ(test::run_command(zaya_cli() + " bench --json --cold --profile --batch 3 -p 8 -n 4 -r 1 --bw-gib 0.01 -m " + tiny_a(),
                               &out, &err), 0) << err;
   auto j = nlohmann::json::parse(out);
   ASSERT_EQ(j["startup"].size(), 2u);
@@ -116,4 +116,18 @@ TEST(Cli, BenchReportsStartupAndProfile) {
   const double bpt_mb = j["bytes_per_token"].get<double>() / 1e6;
   EXPECT_LE(kernel_mb, bpt_mb);
   EXPECT_GT(kernel_mb, 0.5 * bpt_mb);
+  // Thread time: a share of threads × step, and the loops that used the workers.
+  EXPECT_GE(p["thread_busy_share"].get<double>(), 0.0);
+  EXPECT_LE(p["thread_busy_share"].get<double>(), 1.0 + 1e-9);
+  EXPECT_GE(p["caller_wait_ms_per_step"].get<double>(), 0.0);
+  EXPECT_EQ(p["threads"].get<size_t>(), j["threads"].get<size_t>());
+  // One prefill broken down the same way, and --batch: 3 sequences decoded together, with their own breakdown.
+  ASSERT_EQ(j["prefill_profile"]["parts"].size(), 5u);
+  EXPECT_EQ(j["prefill_profile"]["tokens"], 1);
+  ASSERT_TRUE(j.contains("batch"));
+  EXPECT_EQ(j["batch"]["sequences"], 3);
+  EXPECT_GT(j["batch"]["aggregate_gen_tok_s"].get<double>(), 0.0);
+  EXPECT_NEAR(j["batch"]["vs_one_stream"].get<double>(),
+              j["batch"]["aggregate_gen_tok_s"].get<double>() / j["gen_tok_s"].get<double>(), 1e-9);
+  ASSERT_EQ(j["batch"]["profile"]["parts"].size(), 5u);
 }

@@ -39,6 +39,10 @@ struct ProfileRow {
 };
 struct ProfileReport {
   double seconds = 0;              // wall time from profile_begin to profile_end
+  size_t threads = 1;              // threads of the pool
+  uint64_t parallel_regions = 0;   // parallel loops that used the worker threads
+  double busy_seconds = 0;         // time all threads spent running parallel work (threads × seconds at most)
+  double wait_seconds = 0;         // time the calling thread waited for the others at the end of parallel loops
   std::vector<ProfileRow> parts;   // attention, MoE router, experts, lm_head, other (the rest of the wall time)
   std::vector<ProfileRow> kernels; // per product kernel (format table name), in order of first use
 };

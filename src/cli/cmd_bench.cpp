@@ -102,6 +102,10 @@ void print_profile(const ProfileReport& r, int tokens, const std::string& what, 
   };
   j["step_ms"] = 1e3 * step;
   j["tokens"] = tokens;
+  j["threads"] = r.threads;
+  j["parallel_regions_per_step"] = static_cast<double>(r.parallel_regions) / tokens;
+  j["thread_busy_share"] = r.busy_seconds / (static_cast<double>(r.threads) * r.seconds);
+  j["caller_wait_ms_per_step"] = 1e3 * r.wait_seconds / tokens;
   for (const auto& p : r.parts) j["parts"].push_back(row_json(p));
   for (const auto& k : r.kernels) j["kernels"].push_back(row_json(k));
   if (!print) return;
@@ -123,6 +127,12 @@ void print_profile(const ProfileReport& r, int tokens, const std::string& what, 
   }
   std::printf("| (outside the products) | | %.3f | %.1f %% | | |\n", 1e3 * (r.seconds - products) / tokens,
               100 * (r.seconds - products) / r.seconds);
+  // Thread time: what the pool's threads did with threads × the step.
+  const double thread_s = static_cast<double>(r.threads) * r.seconds;
+  std::printf("\n| threads | parallel loops/step | thread time in parallel work | idle (serial work elsewhere, waits) | "
+              "caller waiting at loop ends, ms/step |\n|---|---|---|---|---|\n| %zu | %.1f | %.1f %% | %.1f %% | %.3f |\n",
+              r.threads, static_cast<double>(r.parallel_regions) / tokens, 100 * r.busy_seconds / thread_s,
+              100 * (1 - r.busy_seconds / thread_s), 1e3 * r.wait_seconds / tokens);
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <mutex>
 
 #include "tensor/weight_matrix.h"
+#include "util/thread_pool.h"
 #include "zaya/runtime.h"
 
 namespace zaya {
@@ -106,6 +107,7 @@ void profile_begin() {
   }
   s.part = -1;
   s.product_open = false;
+  default_pool().set_stats(true);
   s.t0 = profile::now_ns();
   profile::g_enabled = true;
 }
@@ -115,6 +117,13 @@ ProfileReport profile_end() {
   profile::g_enabled = false;
   ProfileReport r;
   r.seconds = static_cast<double>(profile::now_ns() - s.t0) * 1e-9;
+  ThreadPool& pool = default_pool();
+  pool.set_stats(false);
+  const PoolStats ps = pool.stats();
+  r.threads = pool.size();
+  r.parallel_regions = ps.regions;
+  r.busy_seconds = static_cast<double>(ps.busy_ns) * 1e-9;
+  r.wait_seconds = static_cast<double>(ps.wait_ns) * 1e-9;
   static const char* const kNames[profile::kParts] = {"attention (CCA)", "MoE router", "experts", "lm_head"};
   double parts_s = 0;
   for (int i = 0; i < profile::kParts; ++i) {

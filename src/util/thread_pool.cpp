@@ -18,6 +18,10 @@ namespace zaya {
 
 namespace {
 thread_local bool t_inside_pool = false;
+uint64_t now_ns() {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count());
+}
 // A decode step issues hundreds of short parallel loops; workers spin this long before sleeping so that waking them
 // costs nothing while a forward pass runs, and they still sleep when the model is idle.
 constexpr auto kSpin = std::chrono::microseconds(200);
@@ -44,7 +48,13 @@ void ThreadPool::run_chunks() {
     const size_t c = next_chunk_.fetch_add(1, std::memory_order_acq_rel);
     if (c >= n_chunks_) return;
     const size_t b = c * job_chunk_, e = std::min(job_n_, b + job_chunk_);
-    (*job)(b, e);
+    if (stats_on_.load(std::memory_order_relaxed)) {
+      const uint64_t t0 = now_ns();
+      (*job)(b, e);
+      busy_ns_.fetch_add(now_ns() - t0, std::memory_order_relaxed);
+    } else {
+      (*job)(b, e);
+    }
     if (chunks_done_.fetch_add(1, std::memory_order_acq_rel) + 1 == n_chunks_) {
       std::lock_guard<std::mutex> lk(mu_);
       cv_done_.notify_all();
@@ -109,13 +119,28 @@ void ThreadPool::parallel_for(size_t n, size_t grain, const std::function<void(s
   t_inside_pool = true;
   run_chunks();
   t_inside_pool = false;
+  const bool stats = stats_on_.load(std::memory_order_relaxed);
+  const uint64_t t_wait = stats ? now_ns() : 0;
   // Spin for the stragglers first: chunks are short.
   const auto until = std::chrono::steady_clock::now() + kSpin;
   while (chunks_done_.load(std::memory_order_acquire) != n_chunks_ && std::chrono::steady_clock::now() < until)
     ZAYA_CPU_RELAX();
-  std::unique_lock<std::mutex> lk(mu_);
-  cv_done_.wait(lk, [&] { return chunks_done_.load(std::memory_order_acquire) == n_chunks_; });
+  {
+    std::unique_lock<std::mutex> lk(mu_);
+    cv_done_.wait(lk, [&] { return chunks_done_.load(std::memory_order_acquire) == n_chunks_; });
+  }
+  if (stats) {
+    wait_ns_.fetch_add(now_ns() - t_wait, std::memory_order_relaxed);
+    regions_.fetch_add(1, std::memory_order_relaxed);
+  }
 }
+
+void ThreadPool::set_stats(bool on) {
+  if (on) regions_ = 0, busy_ns_ = 0, wait_ns_ = 0;
+  stats_on_ = on;
+}
+
+PoolStats ThreadPool::stats() const { return {regions_.load(), busy_ns_.load(), wait_ns_.load()}; }
 
 namespace {
 std::unique_ptr<ThreadPool>& pool_slot() {
