@@ -262,8 +262,10 @@ HWY_INLINE void Q8Tile(const uint32_t* const* codes, const uint32_t* const* x, c
     for (size_t i = 0; i < R; ++i) {
       const Q8VF sv = hn::Load(df, sblk[i] + b);
       for (size_t j = 0; j < T; ++j) {
+        // The lanes start at +0 (the first segment adds to a zero register instead of a zeroed array).
         float* l = lanes[i][j] + b % kQ8Lanes;
-        hn::Store(hn::MulAdd(hn::ConvertTo(df, isum[i][j]), hn::Mul(sv, dv[j]), hn::Load(df, l)), df, l);
+        const Q8VF prev = b < kQ8Lanes ? hn::Zero(df) : hn::Load(df, l);
+        hn::Store(hn::MulAdd(hn::ConvertTo(df, isum[i][j]), hn::Mul(sv, dv[j]), prev), df, l);
       }
     }
   }
@@ -280,6 +282,32 @@ HWY_INLINE void Q8TileTokens(size_t nt, const uint32_t* const* codes, const uint
     default: Q8Tile<R, 1>(codes, x, ncx, sblk, d, blocks16, lanes); break;
   }
 }
+
+#if HWY_TARGET <= HWY_AVX3
+// The 16 outputs of a full 4 × 4 tile at once: lanes F + B of pair p = 4i + j, then q16::reduce16 transposed — the
+// same pairs (i, i+8), (i, i+4), (i, i+2), (i, i+1) of every pair's lanes, 16 pairs per vector add. Lane k of the
+// result is pair kTreeOrder[k].
+HWY_INLINE void Q8TileOutputs(const float (*lanes)[kQ8TileTokens][kQ8Lanes], const float* const* bias,
+                              const float* const* xsum, size_t groups16, float* out) {
+  __m512 S[16];
+  for (size_t i = 0; i < 4; ++i)
+    for (size_t j = 0; j < 4; ++j) {
+      __m512 b = _mm512_setzero_ps();
+      for (size_t g = 0; g < groups16; g += kQ8Lanes)
+        b = _mm512_fmadd_ps(_mm512_load_ps(bias[i] + g), _mm512_loadu_ps(xsum[j] + g), b);
+      S[4 * i + j] = _mm512_add_ps(_mm512_load_ps(lanes[i][j]), b);
+    }
+  __m512 C[8], D[4], E[2];
+  for (int q = 0; q < 8; ++q)
+    C[q] = _mm512_add_ps(_mm512_shuffle_f32x4(S[2 * q], S[2 * q + 1], 0x44), _mm512_shuffle_f32x4(S[2 * q], S[2 * q + 1], 0xEE));
+  for (int q = 0; q < 4; ++q)
+    D[q] = _mm512_add_ps(_mm512_shuffle_f32x4(C[2 * q], C[2 * q + 1], 0x88), _mm512_shuffle_f32x4(C[2 * q], C[2 * q + 1], 0xDD));
+  for (int q = 0; q < 2; ++q)
+    E[q] = _mm512_add_ps(_mm512_shuffle_ps(D[2 * q], D[2 * q + 1], 0x44), _mm512_shuffle_ps(D[2 * q], D[2 * q + 1], 0xEE));
+  _mm512_store_ps(out, _mm512_add_ps(_mm512_shuffle_ps(E[0], E[1], 0x88), _mm512_shuffle_ps(E[0], E[1], 0xDD)));
+}
+constexpr uint8_t kTreeOrder[16] = {0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15};
+#endif
 
 // Rows [r0, r1) of W for every token of `a`; xs: the tokens in the segment layout; ncx: −c·Σxq per token and block.
 template <int BITS>
@@ -309,12 +337,23 @@ void Q8TiledRows(const WeightMatrix& W, const q8::Activations& a, const uint32_t
         const int32_t* np[kQ8TileTokens] = {};
         for (size_t j = 0; j < nt; ++j)
           xp[j] = xs + (t + j) * seg_words, dp[j] = &a.d[(t + j) * a.blocks16], np[j] = ncx + (t + j) * a.blocks16;
-        HWY_ALIGN float lanes[kQ8TileRows][kQ8TileTokens][kQ8Lanes] = {};
+        HWY_ALIGN float lanes[kQ8TileRows][kQ8TileTokens][kQ8Lanes];  // written by the first segment
         if (nr == kQ8TileRows) {
           Q8TileTokens<kQ8TileRows>(nt, cp, xp, np, sp, dp, a.blocks16, lanes);
         } else {
           for (size_t i = 0; i < nr; ++i) Q8TileTokens<1>(nt, &cp[i], xp, np, &sp[i], dp, a.blocks16, &lanes[i]);
         }
+#if HWY_TARGET <= HWY_AVX3
+        if (nr == 4 && nt == 4) {
+          const float* bp[4] = {bias, bias + a.groups16, bias + 2 * a.groups16, bias + 3 * a.groups16};
+          const float* sp2[4];
+          for (size_t j = 0; j < 4; ++j) sp2[j] = &a.xsum[(t + j) * a.groups16];
+          HWY_ALIGN float out[16];
+          Q8TileOutputs(lanes, bp, sp2, a.groups16, out);
+          for (size_t k = 0; k < 16; ++k) Y[(t + kTreeOrder[k] % 4) * rows + r + kTreeOrder[k] / 4] = out[k];
+          continue;
+        }
+#endif
         for (size_t i = 0; i < nr; ++i)
           for (size_t j = 0; j < nt; ++j) {
             Q8BiasLanes(bias + i * a.groups16, &a.xsum[(t + j) * a.groups16], a.groups16, lanesB);
