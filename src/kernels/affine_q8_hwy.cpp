@@ -181,6 +181,43 @@ void Q8TokenLayout(const q8::Activations& a, size_t t, uint32_t* out) {
     for (size_t k = 0; k < kQ8Quads; ++k) std::memcpy(out + Q8LayoutOffset(b, k, N), x + b * kQ8Block + 4 * k, 4);
 }
 
+#if HWY_TARGET == HWY_AVX3_DL
+// Index vectors of the segment transpose in Q8CodesLayout, found by following labels (block·8 + quad) through the
+// three levels: pairs of inputs → 4 blocks × 4 quads, → 8 blocks × 2 quads, → 16 blocks × 1 quad (the layout).
+struct Q8TransposePlan {
+  alignas(64) int32_t idx[24][16];
+  explicit Q8TransposePlan(int bits) {
+    int in[8][16], L1[8][16], L2[8][16], out[8][16];
+    for (int c = 0; c < 8; ++c)
+      for (int d = 0; d < 16; ++d)
+        in[c][d] = bits == 8 ? (2 * c + d / 8) * 8 + d % 8                         // 2 blocks of 8 dwords
+                             : (4 * (c / 2) + d / 4) * 8 + 4 * (c % 2) + d % 4;  // lane q: block 4(c/2)+q
+    int p = 0;
+    auto make = [&](const int* A, const int* B, int* res, auto&& want) {
+      for (int l = 0; l < 16; ++l) {
+        res[l] = want(l);
+        int at = -1;
+        for (int m = 0; m < 16; ++m) at = A[m] == res[l] ? m : B[m] == res[l] ? 16 + m : at;
+        idx[p][l] = at;
+      }
+      ++p;
+    };
+    for (int a = 0; a < 4; ++a)
+      for (int h = 0; h < 2; ++h)
+        make(in[2 * a], in[2 * a + 1], L1[2 * a + h], [&](int l) { return (4 * a + l % 4) * 8 + 4 * h + l / 4; });
+    for (int G = 0; G < 2; ++G)
+      for (int h = 0; h < 2; ++h)
+        for (int e = 0; e < 2; ++e)
+          make(L1[4 * G + h], L1[4 * G + 2 + h], L2[4 * G + 2 * h + e],
+               [&](int l) { return (8 * G + l % 8) * 8 + 4 * h + 2 * e + l / 8; });
+    for (int h = 0; h < 2; ++h)
+      for (int e = 0; e < 2; ++e)
+        for (int f = 0; f < 2; ++f)
+          make(L2[2 * h + e], L2[4 + 2 * h + e], out[4 * h + 2 * e + f], [&](int l) { return l * 8 + 4 * h + 2 * e + f; });
+  }
+};
+#endif
+
 template <int BITS>
 void Q8CodesLayout(const WeightMatrix& W, size_t r, size_t blocks16, uint32_t* out) {
   const size_t N = hn::Lanes(Q8DI());
@@ -188,28 +225,36 @@ void Q8CodesLayout(const WeightMatrix& W, size_t r, size_t blocks16, uint32_t* o
   const uint8_t* row = static_cast<const uint8_t*>(W.data) + r * W.row_bytes;
   size_t b = 0;
 #if HWY_TARGET == HWY_AVX3_DL
-  // Whole segments by gathers: output vector k of a segment takes 32 bits (8-bit) or 16 bits (4-bit) of each block.
-  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  // Whole segments by a 3-level transpose of 8 vectors (24 vpermt2d): code bytes 64c.. as 16 dwords (8-bit), or the
+  // 4-bit nibbles spread to bytes in column order first (unpack of low/high nibbles: one block per 128-bit lane).
+  static const Q8TransposePlan kPlan(BITS);
   for (; b + kQ8Lanes <= blocks; b += kQ8Lanes) {
     const uint8_t* seg = row + b * block_bytes;
-    uint32_t* o = out + b * kQ8Quads;
-    for (size_t k = 0; k < kQ8Quads; ++k) {
-      if constexpr (BITS == 8) {
-        const __m512i idx = _mm512_add_epi32(_mm512_slli_epi32(lane, 3), _mm512_set1_epi32(static_cast<int>(k)));
-        _mm512_store_si512(o + 16 * k, _mm512_i32gather_epi32(idx, seg, 4));
-      } else {
-        // Bytes 2k, 2k+1 of block j (columns 4k..4k+3) sit in dword 4j + k/2, half k%2; nibble i → byte i.
-        const __m512i idx = _mm512_add_epi32(_mm512_slli_epi32(lane, 2), _mm512_set1_epi32(static_cast<int>(k / 2)));
-        __m512i w = _mm512_i32gather_epi32(idx, seg, 4);
-        if (k % 2) w = _mm512_srli_epi32(w, 16);
-        const __m512i m = _mm512_set1_epi32(0xF);
-        __m512i v = _mm512_and_si512(w, m);
-        v = _mm512_or_si512(v, _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(w, 4), m), 8));
-        v = _mm512_or_si512(v, _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(w, 8), m), 16));
-        v = _mm512_or_si512(v, _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(w, 12), m), 24));
-        _mm512_store_si512(o + 16 * k, v);
+    __m512i v[8], L1[8], L2[8];
+    if constexpr (BITS == 8) {
+      for (int c = 0; c < 8; ++c) v[c] = _mm512_loadu_si512(seg + 64 * c);
+    } else {
+      const __m512i m4 = _mm512_set1_epi8(0x0F);
+      for (int c = 0; c < 4; ++c) {
+        const __m512i z = _mm512_loadu_si512(seg + 64 * c);
+        const __m512i lo = _mm512_and_si512(z, m4), hi = _mm512_and_si512(_mm512_srli_epi16(z, 4), m4);
+        v[2 * c] = _mm512_unpacklo_epi8(lo, hi), v[2 * c + 1] = _mm512_unpackhi_epi8(lo, hi);
       }
     }
+    const __m512i* idx = reinterpret_cast<const __m512i*>(kPlan.idx);
+    int p = 0;
+    for (int a = 0; a < 4; ++a)
+      for (int h = 0; h < 2; ++h) L1[2 * a + h] = _mm512_permutex2var_epi32(v[2 * a], idx[p++], v[2 * a + 1]);
+    for (int G = 0; G < 2; ++G)
+      for (int h = 0; h < 2; ++h)
+        for (int e = 0; e < 2; ++e)
+          L2[4 * G + 2 * h + e] = _mm512_permutex2var_epi32(L1[4 * G + h], idx[p++], L1[4 * G + 2 + h]);
+    uint32_t* o = out + b * kQ8Quads;
+    for (int h = 0; h < 2; ++h)
+      for (int e = 0; e < 2; ++e)
+        for (int f = 0; f < 2; ++f)
+          _mm512_store_si512(o + 16 * (4 * h + 2 * e + f),
+                             _mm512_permutex2var_epi32(L2[2 * h + e], idx[p++], L2[4 + 2 * h + e]));
   }
 #endif
   for (; b < blocks16; ++b)
