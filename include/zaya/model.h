@@ -42,8 +42,8 @@ struct LoadOptions {
   // Affine 4/8-bit products with fp32 activations, exactly the reference's arithmetic (slower prefill); default: int16
   // activations (see src/kernels/affine_q16.h).
   bool exact = false;
-  // Opt-in: affine 4/8-bit products with int8 activations (src/kernels/affine_q8.h): about twice the int16 prefill
-  // speed on AVX-512 VNNI, at a measured accuracy cost (docs/bundles.md). Ignored when `exact` is set.
+  // Opt-in: affine 4/8-bit products with int8 activations (src/kernels/affine_q8.h): ~1.5x the int16 prefill speed
+  // on AVX-512 VNNI, at a measured accuracy cost (docs/bundles.md). Ignored when `exact` is set.
   bool int8 = false;
   AttentionMask mask = AttentionMask::ZyphraPrefix;  // ZAYA1-VL only
   WeightMemory memory = WeightMemory::Auto;

@@ -11,6 +11,7 @@
 #define HWY_WANT_AVX3_DL 1
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <limits>
 #include <vector>
