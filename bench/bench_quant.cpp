@@ -73,7 +73,7 @@ void BM_Affine4_Expert(benchmark::State& state) {
   state.counters["tok/s"] = benchmark::Counter(static_cast<double>(state.iterations() * tokens), benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_Affine4_Expert)
-    ->ArgsProduct({{1}, {1, 2}, {0, 1, 2}})
+    ->ArgsProduct({{1, 4}, {1, 2}, {0, 1, 2}})
     ->ArgsProduct({{64, 512}, {1, 2}, {0, 1, 2}})
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);

@@ -94,7 +94,7 @@ TEST(AffineQ8, PathsMatchScalarReference) {
       for (int group : {32, 64, 128})
         for (int64_t cols : {128, 384, 512, 2048 + 128, 2048 + 512})
           for (int64_t rows : {1, 5, 34})
-            for (size_t tokens : {1, 2, 5, 9}) {
+            for (size_t tokens : {1, 2, 5, 8, 9}) {
               if (cols % group) continue;
               auto q = make_affine(rows, cols, bits, group, rng);
               auto X = randn(tokens * cols, rng);

@@ -409,115 +409,160 @@ void Q8TiledRows(const WeightMatrix& W, const q8::Activations& a, const uint32_t
     }
 }
 
-// ---- one token (AVX-512 VNNI) -------------------------------------------------------------------------------------
+// ---- one to a few tokens (AVX-512 VNNI) ---------------------------------------------------------------------------
 
 #if HWY_TARGET == HWY_AVX3_DL
+// Up to this many tokens stream the packed rows (decode, batched decode): each row is read once and meets the
+// tokens two at a time while it sits in L1; more tokens go to the tiles.
+constexpr size_t kQ8StreamMax = 8;
+
 HWY_INLINE __m512i Q8Dp(__m512i acc, __m512i u, __m512i s) {
   asm("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(u), "v"(s));
   return acc;
 }
 
-// The 16 block sums of one 512-column segment of packed codes `p` against the activations in the decode layout.
-// 8-bit: a 64-byte load is columns 64c..64c+63 in order, so lanes 0..7 of V[c] sum block 2c and lanes 8..15 block
-// 2c+1. 4-bit: a 64-byte load holds 128 columns, low nibbles the even ones and high nibbles the odd ones (the
-// activations are split to match), so lane j sums columns 8j..8j+7 and quarter q of V[c] is block 4c+q.
-template <int BITS>
-HWY_INLINE __m512i Q8SegmentSums(const uint8_t* HWY_RESTRICT p, const int8_t* HWY_RESTRICT x) {
+// The 16 block sums of one 512-column segment of packed codes `p` against NX tokens' activations in the decode
+// layout (x[n] + off). 8-bit: a 64-byte load is columns 64c..64c+63 in order, so lanes 0..7 of V[c] sum block 2c and
+// lanes 8..15 block 2c+1. 4-bit: a 64-byte load holds 128 columns, low nibbles the even ones and high nibbles the
+// odd ones (the activations are split to match), so lane j sums columns 8j..8j+7 and quarter q of V[c] is block
+// 4c+q. The codes are cut out once for all NX tokens.
+template <int BITS, size_t NX>
+HWY_INLINE void Q8SegmentSums(const uint8_t* HWY_RESTRICT p, const int8_t* const* x, size_t off, __m512i* out) {
   const __m512i zero = _mm512_setzero_si512();
   if constexpr (BITS == 4) {
     const __m512i m4 = _mm512_set1_epi8(0x0F);
-    __m512i V[4];
+    __m512i V[NX][4];
     for (int c = 0; c < 4; ++c) {
       const __m512i w = _mm512_loadu_si512(p + 64 * c);
       const __m512i lo = _mm512_and_si512(w, m4), hi = _mm512_and_si512(_mm512_srli_epi16(w, 4), m4);
-      V[c] = Q8Dp(Q8Dp(zero, lo, _mm512_load_si512(x + 128 * c)), hi, _mm512_load_si512(x + 128 * c + 64));
+      for (size_t n = 0; n < NX; ++n)
+        V[n][c] = Q8Dp(Q8Dp(zero, lo, _mm512_load_si512(x[n] + off + 128 * c)), hi,
+                       _mm512_load_si512(x[n] + off + 128 * c + 64));
     }
-    const __m512i W01 = _mm512_add_epi32(_mm512_unpacklo_epi32(V[0], V[1]), _mm512_unpackhi_epi32(V[0], V[1]));
-    const __m512i W23 = _mm512_add_epi32(_mm512_unpacklo_epi32(V[2], V[3]), _mm512_unpackhi_epi32(V[2], V[3]));
-    // X lane 4q+m = Σ quarter q of V[m] = block 4m+q.
-    const __m512i X = _mm512_add_epi32(_mm512_unpacklo_epi64(W01, W23), _mm512_unpackhi_epi64(W01, W23));
-    const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-    return _mm512_permutexvar_epi32(order, X);
+    for (size_t n = 0; n < NX; ++n) {
+      const __m512i W01 = _mm512_add_epi32(_mm512_unpacklo_epi32(V[n][0], V[n][1]), _mm512_unpackhi_epi32(V[n][0], V[n][1]));
+      const __m512i W23 = _mm512_add_epi32(_mm512_unpacklo_epi32(V[n][2], V[n][3]), _mm512_unpackhi_epi32(V[n][2], V[n][3]));
+      // X lane 4q+m = Σ quarter q of V[m] = block 4m+q.
+      const __m512i X = _mm512_add_epi32(_mm512_unpacklo_epi64(W01, W23), _mm512_unpackhi_epi64(W01, W23));
+      const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+      out[n] = _mm512_permutexvar_epi32(order, X);
+    }
   } else {
-    __m512i V[8], W[4], X[2];
-    for (int c = 0; c < 8; ++c) V[c] = Q8Dp(zero, _mm512_loadu_si512(p + 64 * c), _mm512_load_si512(x + 64 * c));
-    for (int i = 0; i < 4; ++i)
-      W[i] = _mm512_add_epi32(_mm512_unpacklo_epi32(V[2 * i], V[2 * i + 1]), _mm512_unpackhi_epi32(V[2 * i], V[2 * i + 1]));
-    for (int i = 0; i < 2; ++i)
-      X[i] = _mm512_add_epi32(_mm512_unpacklo_epi64(W[2 * i], W[2 * i + 1]), _mm512_unpackhi_epi64(W[2 * i], W[2 * i + 1]));
-    // Per 128-bit quarter q, X[i] lane m = Σ of quarter q of V[4i+m]; blocks 2c are quarters 0+1, blocks 2c+1 are 2+3.
-    const __m512i S = _mm512_add_epi32(_mm512_shuffle_i32x4(X[0], X[1], 0x88), _mm512_shuffle_i32x4(X[0], X[1], 0xDD));
-    const __m512i order = _mm512_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7, 8, 12, 9, 13, 10, 14, 11, 15);
-    return _mm512_permutexvar_epi32(order, S);
+    __m512i V[NX][8];
+    for (int c = 0; c < 8; ++c) {
+      const __m512i w = _mm512_loadu_si512(p + 64 * c);
+      for (size_t n = 0; n < NX; ++n) V[n][c] = Q8Dp(zero, w, _mm512_load_si512(x[n] + off + 64 * c));
+    }
+    for (size_t n = 0; n < NX; ++n) {
+      __m512i W[4], X[2];
+      for (int i = 0; i < 4; ++i)
+        W[i] = _mm512_add_epi32(_mm512_unpacklo_epi32(V[n][2 * i], V[n][2 * i + 1]),
+                                _mm512_unpackhi_epi32(V[n][2 * i], V[n][2 * i + 1]));
+      for (int i = 0; i < 2; ++i)
+        X[i] = _mm512_add_epi32(_mm512_unpacklo_epi64(W[2 * i], W[2 * i + 1]), _mm512_unpackhi_epi64(W[2 * i], W[2 * i + 1]));
+      // Per quarter q, X[i] lane m = Σ of quarter q of V[4i+m]; blocks 2c are quarters 0+1, blocks 2c+1 are 2+3.
+      const __m512i S = _mm512_add_epi32(_mm512_shuffle_i32x4(X[0], X[1], 0x88), _mm512_shuffle_i32x4(X[0], X[1], 0xDD));
+      const __m512i order = _mm512_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7, 8, 12, 9, 13, 10, 14, 11, 15);
+      out[n] = _mm512_permutexvar_epi32(order, S);
+    }
   }
 }
 
-// The activations of token 0 in the decode layout: 8-bit in column order; 4-bit per 128 columns, the even columns
-// then the odd ones.
+// The activations of every token in the decode layout ([n][blocks16 · 32]): 8-bit in column order; 4-bit per 128
+// columns, the even columns then the odd ones.
 template <int BITS>
 hwy::AlignedFreeUniquePtr<int8_t[]> Q8DecodeLayout(const q8::Activations& a) {
-  const size_t n = a.blocks16 * kQ8Block;
-  auto out = hwy::AllocateAligned<int8_t>(n);
-  const int8_t* x = a.xq.data();
-  if constexpr (BITS == 8) {
-    std::memcpy(out.get(), x, n);
-  } else {
-    for (size_t c = 0; c < n; c += 128)
-      for (size_t i = 0; i < 64; ++i) out[c + i] = x[c + 2 * i], out[c + 64 + i] = x[c + 2 * i + 1];
+  const size_t stride = a.blocks16 * kQ8Block;
+  auto out = hwy::AllocateAligned<int8_t>(a.n * stride);
+  for (size_t t = 0; t < a.n; ++t) {
+    const int8_t* x = &a.xq[t * stride];
+    int8_t* o = out.get() + t * stride;
+    if constexpr (BITS == 8) {
+      std::memcpy(o, x, stride);
+    } else {
+      for (size_t c = 0; c < stride; c += 128)
+        for (size_t i = 0; i < 64; ++i) o[c + i] = x[c + 2 * i], o[c + 64 + i] = x[c + 2 * i + 1];
+    }
   }
   return out;
 }
 
 constexpr size_t kQ8Ahead = 4;  // rows of software prefetch
 
-// Rows [r0, r1) of W for token 0 of `a`: the same integer block sums and fp32 sequence as Q8TiledRows.
+// Row r for tokens t0 … t0+NX−1: the same integer block sums and fp32 sequence per token as Q8TiledRows.
+// kDirect (F16 scales, groups of 32, whole segments): scales and biases are converted where they are used and the
+// bias term accumulates alongside (the operations of Q8RowScales + Q8BiasLanes, in the same order).
+template <int BITS, bool kDirect, size_t NX>
+HWY_INLINE void Q8DecodeRowTokens(const WeightMatrix& W, const q8::Activations& a, size_t r, const uint8_t* row,
+                                  const uint8_t* tail, const int8_t* xp, const int32_t* ncx, const float* sblk,
+                                  const float* bias, size_t t0, float* Y) {
+  const Q8DF df;
+  const Q8DH dh;
+  const size_t seg_bytes = kQ8Block * kQ8Lanes * BITS / 8, segs = a.blocks16 / kQ8Lanes;
+  const size_t full_segs = a.blocks / kQ8Lanes, stride = a.blocks16 * kQ8Block;
+  const auto* sp = reinterpret_cast<const hwy::float16_t*>(static_cast<const uint8_t*>(W.scales) + r * W.scale_row_bytes);
+  const auto* bp = reinterpret_cast<const hwy::float16_t*>(static_cast<const uint8_t*>(W.biases) + r * W.scale_row_bytes);
+  const Q8VF centre = hn::Set(df, static_cast<float>(q16::code_centre(BITS)));
+  const int8_t* x[NX];
+  const float *d[NX], *xsum[NX];
+  const int32_t* nc[NX];
+  Q8VF acc[NX], accB[NX];
+  for (size_t j = 0; j < NX; ++j) {
+    const size_t t = t0 + j;
+    x[j] = xp + t * stride, d[j] = &a.d[t * a.blocks16], xsum[j] = &a.xsum[t * a.groups16];
+    nc[j] = ncx + t * a.blocks16;
+    acc[j] = hn::Zero(df), accB[j] = hn::Zero(df);
+  }
+  for (size_t s = 0; s < segs; ++s) {
+    const size_t b = s * kQ8Lanes;
+    __m512i isum[NX];
+    Q8SegmentSums<BITS, NX>(s < full_segs ? row + s * seg_bytes : tail, x, s * kQ8Block * kQ8Lanes, isum);
+    if constexpr (kDirect) {
+      const Q8VF sv = hn::PromoteTo(df, hn::LoadU(dh, sp + b));
+      const Q8VF bias_c = hn::MulAdd(centre, sv, hn::PromoteTo(df, hn::LoadU(dh, bp + b)));
+      for (size_t j = 0; j < NX; ++j) {
+        const Q8VF f = hn::ConvertTo(df, Q8VI{_mm512_add_epi32(isum[j], _mm512_loadu_si512(nc[j] + b))});
+        acc[j] = hn::MulAdd(f, hn::Mul(sv, hn::LoadU(df, d[j] + b)), acc[j]);
+        accB[j] = hn::MulAdd(bias_c, hn::LoadU(df, xsum[j] + b), accB[j]);
+      }
+    } else {
+      const Q8VF sv = hn::Load(df, sblk + b);
+      for (size_t j = 0; j < NX; ++j) {
+        const Q8VF f = hn::ConvertTo(df, Q8VI{_mm512_add_epi32(isum[j], _mm512_loadu_si512(nc[j] + b))});
+        acc[j] = hn::MulAdd(f, hn::Mul(sv, hn::LoadU(df, d[j] + b)), acc[j]);
+      }
+    }
+  }
+  HWY_ALIGN float lanesF[kQ8Lanes], lanesB[kQ8Lanes];
+  for (size_t j = 0; j < NX; ++j) {
+    hn::Store(acc[j], df, lanesF);
+    if constexpr (kDirect) hn::Store(accB[j], df, lanesB);
+    else Q8BiasLanes(bias, xsum[j], a.groups16, lanesB);
+    Y[(t0 + j) * W.rows + r] = Q8Reduce16(lanesF, lanesB);
+  }
+}
+
+// Rows [r0, r1) of W for the (≤ kQ8StreamMax) tokens of `a`, two at a time per row.
 template <int BITS, bool kDirect>
 void Q8DecodeRowsT(const WeightMatrix& W, const q8::Activations& a, const int8_t* xp, const int32_t* ncx, size_t r0,
                    size_t r1, float* Y) {
-  const Q8DF df;
-  const Q8DH dh;
-  const size_t seg_bytes = kQ8Block * kQ8Lanes * BITS / 8, blocks = a.blocks, segs = a.blocks16 / kQ8Lanes;
-  const size_t full_segs = blocks / kQ8Lanes;
+  const size_t seg_bytes = kQ8Block * kQ8Lanes * BITS / 8, full_segs = a.blocks / kQ8Lanes;
   float* sblk = Q8Scratch<float>(a.blocks16, 0);
   float* bias = Q8Scratch<float>(a.groups16, 1);
   uint8_t* tail = Q8Scratch<uint8_t>(seg_bytes, 2);
-  HWY_ALIGN float lanesF[kQ8Lanes], lanesB[kQ8Lanes];
-  const float* d = a.d.data();
-  const float* xsum = a.xsum.data();
-  const Q8VF centre = hn::Set(df, static_cast<float>(q16::code_centre(BITS)));
   for (size_t r = r0; r < r1; ++r) {
-    // kDirect (F16 scales, groups of 32, whole segments): scales and biases are converted where they are used, the
-    // bias term alongside (the operations of Q8RowScales + Q8BiasLanes, in the same order).
-    const auto* sp = reinterpret_cast<const hwy::float16_t*>(static_cast<const uint8_t*>(W.scales) + r * W.scale_row_bytes);
-    const auto* bp = reinterpret_cast<const hwy::float16_t*>(static_cast<const uint8_t*>(W.biases) + r * W.scale_row_bytes);
-    if constexpr (!kDirect) Q8RowScales(W, r, a.blocks16, a.groups16, sblk, bias);
     const uint8_t* row = static_cast<const uint8_t*>(W.data) + r * W.row_bytes;
-    Q8VF acc = hn::Zero(df), accB = hn::Zero(df);
-    for (size_t s = 0; s < segs; ++s) {
-      const uint8_t* p = row + s * seg_bytes;
-      if (r + kQ8Ahead < r1)
-        for (size_t l = 0; l < seg_bytes; l += 64) __builtin_prefetch(p + kQ8Ahead * W.row_bytes + l);
-      if (s >= full_segs) {  // last, partial segment: zero-padded copy
-        std::memset(tail, 0, seg_bytes);
-        std::memcpy(tail, p, (blocks - s * kQ8Lanes) * kQ8Block * BITS / 8);
-        p = tail;
-      }
-      const size_t b = s * kQ8Lanes;
-      const __m512i isum = _mm512_add_epi32(Q8SegmentSums<BITS>(p, xp + s * kQ8Block * kQ8Lanes),
-                                            _mm512_loadu_si512(ncx + b));
-      const Q8VF f = hn::ConvertTo(df, Q8VI{isum});
-      if constexpr (kDirect) {
-        const Q8VF sv = hn::PromoteTo(df, hn::LoadU(dh, sp + b));
-        acc = hn::MulAdd(f, hn::Mul(sv, hn::LoadU(df, d + b)), acc);
-        accB = hn::MulAdd(hn::MulAdd(centre, sv, hn::PromoteTo(df, hn::LoadU(dh, bp + b))), hn::LoadU(df, xsum + b), accB);
-      } else {
-        acc = hn::MulAdd(f, hn::Mul(hn::Load(df, sblk + b), hn::LoadU(df, d + b)), acc);
-      }
+    // Keep misses in flight while this row's shuffle trees run.
+    if (r + kQ8Ahead < r1)
+      for (size_t l = 0; l < W.row_bytes; l += 64) __builtin_prefetch(row + kQ8Ahead * W.row_bytes + l);
+    if (full_segs * kQ8Lanes < a.blocks16) {  // last, partial segment: zero-padded copy
+      std::memset(tail, 0, seg_bytes);
+      std::memcpy(tail, row + full_segs * seg_bytes, (a.blocks - full_segs * kQ8Lanes) * kQ8Block * BITS / 8);
     }
-    hn::Store(acc, df, lanesF);
-    if constexpr (kDirect) hn::Store(accB, df, lanesB);
-    else Q8BiasLanes(bias, xsum, a.groups16, lanesB);
-    Y[r] = Q8Reduce16(lanesF, lanesB);
+    if constexpr (!kDirect) Q8RowScales(W, r, a.blocks16, a.groups16, sblk, bias);
+    size_t t = 0;
+    for (; t + 2 <= a.n; t += 2) Q8DecodeRowTokens<BITS, kDirect, 2>(W, a, r, row, tail, xp, ncx, sblk, bias, t, Y);
+    if (t < a.n) Q8DecodeRowTokens<BITS, kDirect, 1>(W, a, r, row, tail, xp, ncx, sblk, bias, t, Y);
   }
 }
 
@@ -566,8 +611,8 @@ bool Q8Multi(const WeightMatrix* const* Ws, size_t m, const float* X, size_t n_t
   hwy::AlignedFreeUniquePtr<int32_t[]> ncx4, ncx8;
 #if HWY_TARGET == HWY_AVX3_DL
   if (!tiled) {
-    if (n_tokens != 1) return false;
-    Q8QuantizeToken(X, 0, a);
+    if (n_tokens > kQ8StreamMax) return false;
+    for (size_t t = 0; t < n_tokens; ++t) Q8QuantizeToken(X + t * cols, t, a);
     hwy::AlignedFreeUniquePtr<int8_t[]> xp4, xp8;
     if (has4) ncx4 = Q8CentreTerms(a, 4), xp4 = Q8DecodeLayout<4>(a);
     if (has8) ncx8 = Q8CentreTerms(a, 8), xp8 = Q8DecodeLayout<8>(a);
@@ -598,7 +643,11 @@ bool Q8Multi(const WeightMatrix* const* Ws, size_t m, const float* X, size_t n_t
 
 bool Q8MultiT(const WeightMatrix* const* Ws, size_t m, const float* X, size_t n_tokens, float* const* Ys,
               ThreadPool& pool) {
+#if HWY_TARGET == HWY_AVX3_DL
+  return Q8Multi(Ws, m, X, n_tokens, Ys, pool, n_tokens > kQ8StreamMax);
+#else
   return Q8Multi(Ws, m, X, n_tokens, Ys, pool, n_tokens > 1);
+#endif
 }
 
 // Forces one path (tests): 0 = the one-token path, token by token; 1 = the tiled path for all tokens.
