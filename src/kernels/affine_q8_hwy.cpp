@@ -6,8 +6,9 @@
 //  * several tokens (prefill): rows are re-laid out once per L2 block of tokens so that lane j of every vector holds
 //    4 columns of block j of a 16-block segment; an R-row × 4-token register tile then accumulates a whole block per
 //    lane in 8 steps before its single fp32 step.
-//  * one token (decode, AVX-512 VNNI): the packed row is streamed in its natural order and the per-lane sums are
-//    folded into block sums by a shuffle tree. Other targets run one token through the tile.
+//  * up to 8 tokens (decode, batched decode; AVX-512 VNNI): the packed row is streamed in its natural order, two
+//    tokens at a time, and the per-lane sums are folded into block sums by a shuffle tree. Other targets run few
+//    tokens through the tile.
 #define HWY_WANT_AVX3_DL 1
 
 #include <algorithm>
