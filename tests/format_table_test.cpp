@@ -165,7 +165,7 @@ TEST(FormatTable, EveryKernelMatchesItsReference) {
     for (const Case& c : kCases) {
       Stored s = make(c.f, 13, c.cols, c.bits, rng);
       const FormatRow& row = format_row(c.f);
-      for (const ProductKernel* k : {&row.fp32, &row.reduced, &row.portable}) {
+      for (const ProductKernel* k : {&row.fp32, &row.reduced, &row.portable, &row.int8}) {
         if (!k->run || (k->accepts && !k->accepts(s.W))) continue;
         SCOPED_TRACE(testing::Message() << k->name << " on " << weight_format_name(c.f) << " bits " << c.bits
                                         << " target " << simd_target_name());

@@ -256,6 +256,25 @@ TEST(Perplexity, CliKldAgainstReference) {
   EXPECT_NE(out.find("KL(ref||model) mean "), std::string::npos) << out;
 }
 
+// --int8 (int8 activations in the affine products) against the same bundle with fp32 activations (--ref-exact): a
+// small but non-zero divergence; without --ref-exact the reference runs the same arithmetic, so none at all.
+TEST(Perplexity, CliInt8AgainstExactOnOneBundle) {
+  test::TempDir dir("ppl_int8");
+  write_file(dir / "t.txt", test::read_file(valid_txt()).substr(0, 4000));
+  auto kld = [&](const std::string& flags) {
+    std::string out, err;
+    EXPECT_EQ(test::run_command(zaya_cli() + " perplexity -q -m " + q8_bundle() + " --kld-ref " + q8_bundle() + " -f " +
+                                    (dir / "t.txt") + " --ctx 200 --json " + flags, &out, &err), 0) << err;
+    return json::parse(out);
+  };
+  const json int8 = kld("--int8 --ref-exact"), same = kld("--int8"), fast = kld("--fast --ref-exact");
+  EXPECT_GT(int8["kld_mean"].get<double>(), 1e-5);
+  EXPECT_LT(int8["kld_mean"].get<double>(), 5e-3);
+  EXPECT_GT(int8["top1_agree"].get<double>(), 0.95);
+  EXPECT_EQ(same["kld_mean"].get<double>(), 0.0);
+  EXPECT_LT(fast["kld_mean"].get<double>(), int8["kld_mean"].get<double>() / 20);
+}
+
 TEST(Perplexity, CliBadInputs) {
   test::TempDir dir("ppl_bad");
   write_file(dir / "empty.txt", "");

@@ -42,6 +42,9 @@ struct LoadOptions {
   // Affine 4/8-bit products with fp32 activations, exactly the reference's arithmetic (slower prefill); default: int16
   // activations (see src/kernels/affine_q16.h).
   bool exact = false;
+  // Opt-in: affine 4/8-bit products with int8 activations (src/kernels/affine_q8.h): ~1.5x the int16 prefill speed
+  // on AVX-512 VNNI, at a measured accuracy cost (docs/bundles.md). Ignored when `exact` is set.
+  bool int8 = false;
   AttentionMask mask = AttentionMask::ZyphraPrefix;  // ZAYA1-VL only
   WeightMemory memory = WeightMemory::Auto;
 };
@@ -102,6 +105,7 @@ class Model {
   // row, the whole lm_head): what a decode step must stream from memory.
   size_t weight_bytes_per_token() const;
   bool exact() const { return exact_; }
+  bool int8() const { return int8_ && !exact_; }
   bool weights_copied() const;  // the weights were read into anonymous memory (WeightMemory), not mapped
   AttentionMask attention_mask() const { return mask_; }
   void set_attention_mask(AttentionMask m) { mask_ = m; }
@@ -111,6 +115,7 @@ class Model {
   ModelConfig cfg_;
   SkipRoute skip_route_ = SkipRoute::ScaledInput;
   bool exact_ = false;
+  bool int8_ = false;
   AttentionMask mask_ = AttentionMask::ZyphraPrefix;
   std::unique_ptr<TensorStore> store_;
   std::unique_ptr<ModelWeights> weights_;

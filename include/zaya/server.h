@@ -36,6 +36,7 @@ struct ServerOptions {
   bool log_requests = true;        // one line per request on stderr
   bool verbose_load = false;
   bool exact = false;  // affine products with fp32 activations (LoadOptions::exact)
+  bool int8 = false;   // affine products with int8 activations (LoadOptions::int8)
   AttentionMask mask = AttentionMask::ZyphraPrefix;  // ZAYA1-VL: how a prompt with images attends (LoadOptions::mask)
   WeightMemory memory = WeightMemory::Auto;  // LoadOptions::memory
   bool allow_local_files = false;  // ZAYA1-VL: accept file:// image URLs (paths on the server's machine)

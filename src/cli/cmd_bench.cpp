@@ -279,7 +279,7 @@ Runner add_bench(CLI::App& app) {
     j["threads"] = num_threads();
     j["simd"] = simd_target_name();
     j["quant_kernel"] = quant_simd_target_name();
-    j["activations"] = o->model.exact ? "fp32" : "int16";
+    j["activations"] = o->model.exact ? "fp32" : o->model.int8 ? "int8" : "int16";
     j["load_s"] = load_s;
     j["first_token_s"] = startups.back().first_token_s;
     for (const auto& su : startups)
@@ -318,7 +318,8 @@ Runner add_bench(CLI::App& app) {
       std::printf("%s\n", j.dump(2).c_str());
       return 0;
     }
-    const std::string kernels = cat(quant_simd_target_name(), o->model.exact ? ", fp32 act." : ", int16 act.");
+    const std::string kernels = cat(quant_simd_target_name(), o->model.exact  ? ", fp32 act."
+                                                           : o->model.int8 ? ", int8 act." : ", int16 act.");
     std::printf("\n| model | threads | kernels | test | tok/s | weight bytes/token | GB/s | %% of %.1f GB/s read |\n",
                 machine_gbs);
     std::printf("|---|---|---|---|---|---|---|---|\n");

@@ -48,6 +48,7 @@ Runner add_perplexity(CLI::App& app) {
     std::string text, ref;
     int64_t ctx = 512;
     bool json = false;
+    bool ref_exact = false;
   };
   auto o = std::make_shared<Opts>();
   auto* sub = app.add_subcommand("perplexity", "perplexity over a text; with --kld-ref, KL divergence from a reference model");
@@ -57,6 +58,8 @@ Runner add_perplexity(CLI::App& app) {
   sub->add_option("-f,--file", o->text, "UTF-8 text file to score")->required();
   sub->add_option("-c,--ctx", o->ctx, "positions per window, <bos> included (chunks of ctx-1 tokens)");
   sub->add_option("--kld-ref", o->ref, "reference model folder: adds KL(ref||model), top-1 agreement and the PPL ratio");
+  sub->add_flag("--ref-exact", o->ref_exact,
+                "load the --kld-ref model with fp32 activations whatever this model's arithmetic (--int8 vs exact on one model)");
   sub->add_flag("--json", o->json, "print the result as one JSON object on stdout");
   return [o]() {
     const std::string text = read_text(o->text);
@@ -67,6 +70,7 @@ Runner add_perplexity(CLI::App& app) {
     if (!o->ref.empty()) {
       ModelOptions r = o->model;
       r.dir = o->ref;
+      if (o->ref_exact) r.exact = true, r.int8 = false;
       ref = load_model(r);
     }
     PerplexityOptions po;

@@ -50,6 +50,7 @@ Runner add_serve(CLI::App& app) {
   sub->add_option("-t,--threads", o->threads, "worker threads (0 = all cores)")->check(CLI::NonNegativeNumber);
   sub->add_flag("-q,--quiet", o->quiet, "no per-request log lines");
   sub->add_flag("--exact", o->s.exact, "quantized products with fp32 activations, the reference arithmetic (slower prefill)");
+  sub->add_flag("--int8", o->s.int8, "affine 4/8-bit products with int8 activations (faster prefill, less accurate)");
   add_mask_option(sub, o->mask);
   add_memory_options(sub, o->s.memory);
   sub->add_flag("--allow-local-files", o->s.allow_local_files,

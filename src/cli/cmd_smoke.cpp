@@ -52,6 +52,7 @@ Runner add_smoke(CLI::App& app) {
     so.strict = o->strict;
     so.seed = o->seed;
     so.load.exact = o->model.exact;
+    so.load.int8 = o->model.int8;
     if (!o->model.skip_route.empty()) {
       so.load.override_skip_route = true;
       so.load.skip_route = o->model.skip_route == "zero" ? SkipRoute::Zero : SkipRoute::ScaledInput;

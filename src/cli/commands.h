@@ -41,6 +41,7 @@ struct ModelOptions {
   // Affine products with fp32 activations (the reference arithmetic) instead of int16 activations. `zaya logits`,
   // the comparison tool, defaults to exact (--fast turns it off); everything else defaults to fast (--exact).
   bool exact = false;
+  bool int8 = false;  // --int8: int8 activations in the affine products (opt-in, LoadOptions::int8)
   std::string mask = "zyphra-fa2-prefix";  // ZAYA1-VL attention mask policy (--mask)
   WeightMemory memory = WeightMemory::Auto;  // --mmap / --no-mmap
   void add_to(CLI::App* sub, bool exact_by_default = false);

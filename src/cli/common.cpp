@@ -53,11 +53,15 @@ void ModelOptions::add_to(CLI::App* sub, bool exact_by_default) {
   add_mask_option(sub, mask);
   add_memory_options(sub, memory);
   exact = exact_by_default;
+  CLI::Option* other = nullptr;
   if (exact_by_default)
-    sub->add_flag_callback("--fast", [this] { exact = false; },
-                           "quantized products with int16 activations (the default of generate/run/serve)");
+    other = sub->add_flag_callback("--fast", [this] { exact = false; },
+                                   "quantized products with int16 activations (the default of generate/run/serve)");
   else
-    sub->add_flag("--exact", exact, "quantized products with fp32 activations, the reference arithmetic (slower prefill)");
+    other = sub->add_flag("--exact", exact, "quantized products with fp32 activations, the reference arithmetic (slower prefill)");
+  sub->add_flag_callback("--int8", [this] { int8 = true, exact = false; },
+                         "affine 4/8-bit products with int8 activations (faster prefill, less accurate; docs/bundles.md)")
+      ->excludes(other);
 }
 
 }  // namespace zaya::cli

@@ -11,6 +11,7 @@ inline LoadOptions model_load_options(const ModelOptions& o) {
   LoadOptions lo;
   lo.verbose = !o.quiet;
   lo.exact = o.exact;
+  lo.int8 = o.int8;
   lo.mask = parse_attention_mask(o.mask);
   lo.memory = o.memory;
   if (!o.skip_route.empty()) {

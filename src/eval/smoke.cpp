@@ -199,7 +199,9 @@ class Smoke {
                     {"threads", num_threads()},
                     {"simd", quant_simd_target_name()},
                     {"os", os},
-                    {"arithmetic", o_.load.exact ? "fp32 activations (--exact)" : "int16 activations (default)"}};
+                    {"arithmetic", o_.load.exact  ? "fp32 activations (--exact)"
+                                    : o_.load.int8 ? "int8 activations (--int8)"
+                                                   : "int16 activations (default)"}};
   }
 
   // verify's checks, then loading. False when the model cannot be run at all.

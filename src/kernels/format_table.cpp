@@ -109,23 +109,24 @@ constexpr ProductKernel kGrouped{"grouped", grouped_product, nullptr, nullptr, m
 constexpr ProductKernel kNone{};
 
 const FormatRow kFormats[kWeightFormatCount] = {
-    {WeightFormat::F32, float_row_bytes<4>, f32_row, nullptr, nullptr, kF32, kNone, kF32},
-    {WeightFormat::F16, float_row_bytes<2>, f16_row, nullptr, nullptr, kF16, kNone, kF16},
+    {WeightFormat::F32, float_row_bytes<4>, f32_row, nullptr, nullptr, kF32, kNone, kF32, kNone},
+    {WeightFormat::F16, float_row_bytes<2>, f16_row, nullptr, nullptr, kF16, kNone, kF16, kNone},
     {WeightFormat::BF16, float_row_bytes<2>, bf16_row, nullptr, nullptr, kBF16,
-     {"bf16-dot", bf16_dot_product, nullptr, bf16_dot_accepts, bf16_dot_reference}, kBF16},
+     {"bf16-dot", bf16_dot_product, nullptr, bf16_dot_accepts, bf16_dot_reference}, kBF16, kNone},
     {WeightFormat::Affine, affine_row_bytes, affine_row, affine_codes, affine_scales,
      {"affine-f32", affine_f32_product, nullptr, affine_f32_accepts, matmul_ref},
-     {"affine-int16", affine_q16_product, affine_q16_multi, affine_q16_accepts, affine_q16_reference}, kGrouped},
+     {"affine-int16", affine_q16_product, affine_q16_multi, affine_q16_accepts, affine_q16_reference}, kGrouped,
+     {"affine-int8", affine_q8_product, affine_q8_multi, affine_q8_accepts, affine_q8_reference}},
     {WeightFormat::MxFp4, fp_row_bytes, fp_row<WeightFormat::MxFp4>, e2m1_codes, fp_scales<WeightFormat::MxFp4>,
-     kGrouped, kNone, kGrouped},
+     kGrouped, kNone, kGrouped, kNone},
     {WeightFormat::NvFp4, fp_row_bytes, fp_row<WeightFormat::NvFp4>, e2m1_codes, fp_scales<WeightFormat::NvFp4>,
-     kGrouped, kNone, kGrouped},
+     kGrouped, kNone, kGrouped, kNone},
     {WeightFormat::MxFp8, fp_row_bytes, fp_row<WeightFormat::MxFp8>, e4m3_codes, fp_scales<WeightFormat::MxFp8>,
-     kGrouped, kNone, kGrouped},
+     kGrouped, kNone, kGrouped, kNone},
     {WeightFormat::Mxtq, mxtq_row_bytes, mxtq_row, mxtq_codes, nullptr,
      {"mxtq-rotated", mxtq_product, nullptr, nullptr, matmul_ref},
      {"mxtq-int16", mxtq_q16_product, mxtq_q16_multi, mxtq_q16_accepts, mxtq_q16_reference},
-     {"mxtq-rotated", mxtq_product, nullptr, nullptr, matmul_ref}},
+     {"mxtq-rotated", mxtq_product, nullptr, nullptr, matmul_ref}, kNone},
 };
 
 bool takes(const ProductKernel& k, const WeightMatrix& W) { return k.run && (!k.accepts || k.accepts(W)); }
@@ -140,7 +141,8 @@ const FormatRow& format_row(WeightFormat f) {
 
 const ProductKernel& pick_kernel(const WeightMatrix& W, Precision precision) {
   const FormatRow& row = format_row(W.format);
-  if (precision == Precision::Fast && takes(row.reduced, W)) return row.reduced;
+  if (precision == Precision::Int8 && takes(row.int8, W)) return row.int8;
+  if (precision != Precision::Exact && takes(row.reduced, W)) return row.reduced;
   if (takes(row.fp32, W)) return row.fp32;
   return row.portable;
 }

@@ -42,12 +42,13 @@ struct FormatRow {
   ProductKernel fp32;     // products with fp32 activations (Precision::Exact, and Fast where `reduced` is absent)
   ProductKernel reduced;  // Precision::Fast: reduced-precision activations (affine, MXTQ: int16; bf16: bf16)
   ProductKernel portable;  // the fallback for matrices the fast kernels do not accept
+  ProductKernel int8;      // Precision::Int8: int8 activations (affine 4/8-bit); absent = the Fast choice
 };
 
 const FormatRow& format_row(WeightFormat f);
 
-// The product kernel for W under `precision`: the reduced-precision kernel when asked for and accepted, else the
-// fp32 one when accepted, else the portable one.
+// The product kernel for W under `precision`: under Int8 the int8 kernel when accepted, else as Fast; under Fast the
+// reduced-precision kernel when accepted; else the fp32 one when accepted, else the portable one.
 const ProductKernel& pick_kernel(const WeightMatrix& W, Precision precision);
 
 // Row r of W dequantized to fp32 (throws for r out of range).

@@ -19,6 +19,8 @@ enum class Precision {
   Fast,   // reduced-precision activations where the format has such a kernel (affine 4/8-bit and MXTQ 4-bit: int16,
           // affine_q16.h and mxtq_q16.h; BF16 weights: bf16 activations and AVX-512 BF16 dot products, bf16_dot_hwy.cpp)
   Exact,  // fp32 activations everywhere: the reference's arithmetic
+  Int8,   // opt-in (--int8): int8 activations for the affine 4/8-bit products (affine_q8.h, VNNI vpdpbusd); formats
+          // without an int8 kernel use their Fast kernel
 };
 
 // Where and how a product runs. Converts from a ThreadPool* so call sites can pass just a pool.

@@ -31,6 +31,17 @@ bool affine_q16_multi(const WeightMatrix* const* Ws, size_t m, const float* X, s
                       ThreadPool& pool);
 void affine_q16_reference(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y);
 
+// Affine 4/8-bit in the opt-in int8-activation arithmetic (affine_q8.h, affine_q8_hwy.cpp; Precision::Int8): VNNI
+// vpdpbusd where the CPU has it, an exact emulation elsewhere, the scalar reference without SIMD.
+bool affine_q8_accepts(const WeightMatrix& W);
+void affine_q8_product(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, ThreadPool& pool);
+bool affine_q8_multi(const WeightMatrix* const* Ws, size_t m, const float* X, size_t n_tokens, float* const* Ys,
+                     ThreadPool& pool);
+void affine_q8_reference(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y);
+// Tests: the int8 kernel with a forced path (0 = one token at a time, 1 = multi-token tiles) on `pool`; false where
+// the target has no SIMD path.
+bool affine_q8_path(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, int path, ThreadPool& pool);
+
 // Affine 4/8-bit with fp32 activations (affine_f32_hwy.cpp); the portable kernel where the target has no SIMD path.
 bool affine_f32_accepts(const WeightMatrix& W);
 void affine_f32_product(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, ThreadPool& pool);

@@ -10,6 +10,7 @@ ServerContext::ServerContext(ServerOptions options)
   LoadOptions lo;
   lo.verbose = opt.verbose_load;
   lo.exact = opt.exact;
+  lo.int8 = opt.int8;
   lo.mask = opt.mask;
   lo.memory = opt.memory;
   model = Model::load(opt.model_dir, lo);

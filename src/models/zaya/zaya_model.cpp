@@ -50,6 +50,7 @@ std::unique_ptr<Model> Model::load(const std::string& dir, const LoadOptions& op
   const double read_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   m->weights_ = std::make_unique<ModelWeights>(ModelWeights::load(*m->store_, m->cfg_));
   m->exact_ = opts.exact;
+  m->int8_ = opts.int8;
   m->mask_ = opts.mask;
   m->skip_route_ = opts.override_skip_route ? opts.skip_route : m->cfg_.default_skip_route();
   if (opts.verbose) {
@@ -176,7 +177,7 @@ void Model::forward_batch(std::span<BatchItem> items, ForwardTrace* trace) const
   const size_t H = cfg_.hidden, V = cfg_.vocab;
   const float eps = static_cast<float>(cfg_.norm_eps);
   const ModelWeights& w = *weights_;
-  const Compute compute(nullptr, exact_ ? Precision::Exact : Precision::Fast);
+  const Compute compute(nullptr, exact_ ? Precision::Exact : int8_ ? Precision::Int8 : Precision::Fast);
   const Rope rope(cfg_);
   ZayaActivations act;
   act.reserve(cfg_, n, items.size());

@@ -86,7 +86,7 @@ std::unique_ptr<VisionEncoder> VisionEncoder::load(const std::string& dir, const
   // products are compute-bound.
   m.store = std::make_unique<TensorStore>(TensorStore::open(dir, FileAccess::Populate));
   m.weights = vit::VisionWeights::load(*m.store, m.cfg);
-  m.compute = Compute(nullptr, opts.exact ? Precision::Exact : Precision::Fast);
+  m.compute = Compute(nullptr, opts.exact ? Precision::Exact : opts.int8 ? Precision::Int8 : Precision::Fast);
   return v;
 }
 
