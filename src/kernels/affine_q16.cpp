@@ -7,7 +7,8 @@
 
 namespace zaya::q16 {
 
-void prepare_activations(size_t n, size_t cols, size_t group_size, Activations& a) {
+template <class Q>
+void prepare_block_activations(size_t n, size_t cols, size_t group_size, BlockActivations<Q>& a) {
   a.n = n;
   a.cols = cols;
   a.group_size = group_size;
@@ -21,8 +22,9 @@ void prepare_activations(size_t n, size_t cols, size_t group_size, Activations& 
   a.xqsum.assign(n * a.blocks16, 0);
 }
 
-void quantize_token(const float* x, size_t t, Activations& a) {
-  int16_t* q = &a.xq[t * a.blocks16 * kBlock];
+template <class Q>
+void quantize_block_token(const float* x, size_t t, float qmax, BlockActivations<Q>& a) {
+  Q* q = &a.xq[t * a.blocks16 * kBlock];
   for (size_t b = 0; b < a.blocks; ++b) {
     const float* xb = x + b * kBlock;
     float amax = 0.0f;
@@ -37,17 +39,22 @@ void quantize_token(const float* x, size_t t, Activations& a) {
       continue;
     }
     if (amax == 0.0f) continue;
-    d = amax / kQMax;
-    const float id = kQMax / amax;
+    d = amax / qmax;
+    const float id = qmax / amax;
     int32_t sum = 0;
     for (size_t i = 0; i < kBlock; ++i) {
-      q[b * kBlock + i] = static_cast<int16_t>(std::lrintf(xb[i] * id));
+      q[b * kBlock + i] = static_cast<Q>(std::lrintf(xb[i] * id));  // |x·id| ≤ qmax (+1 ulp): no clamp needed
       sum += q[b * kBlock + i];
     }
     a.xqsum[t * a.blocks16 + b] = sum;
   }
   for (size_t g = 0; g < a.groups; ++g) a.xsum[t * a.groups16 + g] = group_sum(x + g * a.group_size, a.group_size);
 }
+
+template void prepare_block_activations(size_t, size_t, size_t, BlockActivations<int16_t>&);
+template void prepare_block_activations(size_t, size_t, size_t, BlockActivations<int8_t>&);
+template void quantize_block_token(const float*, size_t, float, BlockActivations<int16_t>&);
+template void quantize_block_token(const float*, size_t, float, BlockActivations<int8_t>&);
 
 void quantize_activations(const float* X, size_t n, size_t cols, size_t group_size, Activations& a) {
   prepare_activations(n, cols, group_size, a);

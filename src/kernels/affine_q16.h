@@ -30,27 +30,39 @@ constexpr float kQMax = 32767.0f;
 
 inline size_t round_up(size_t n, size_t m) { return (n + m - 1) / m * m; }
 
-// Quantized activations of n tokens of `cols` columns. Arrays are padded with zeros to whole 16-block segments
-// (blocks) and 16-group lanes (groups) so kernels never need a tail case.
-struct Activations {
+// Quantized activations of n tokens of `cols` columns, as integers of type Q (int16 here; int8 in affine_q8.h).
+// Arrays are padded with zeros to whole 16-block segments (blocks) and 16-group lanes (groups) so kernels never need
+// a tail case.
+template <class Q>
+struct BlockActivations {
   size_t n = 0, cols = 0, group_size = 0;
   size_t blocks = 0, blocks16 = 0;  // cols/32 and rounded up to 16
   size_t groups = 0, groups16 = 0;  // cols/group_size and rounded up to 16
-  std::vector<int16_t> xq;          // [n][blocks16 · 32]
+  std::vector<Q> xq;                // [n][blocks16 · 32]
   std::vector<float> d;             // [n][blocks16]
   std::vector<float> xsum;          // [n][groups16]
   std::vector<int32_t> xqsum;       // [n][blocks16]: Σ xq per block
 };
+using Activations = BlockActivations<int16_t>;
+
+// Sizes and zero-fills `a` for n tokens.
+template <class Q>
+void prepare_block_activations(size_t n, size_t cols, size_t group_size, BlockActivations<Q>& a);
+// Token t: per block d = amax/qmax and xq = round-to-nearest(x·qmax/amax), so |xq| ≤ qmax; a block with a non-finite
+// value gets d = NaN so the outputs it touches are NaN (never a silent finite answer); the group sums.
+template <class Q>
+void quantize_block_token(const float* x, size_t t, float qmax, BlockActivations<Q>& a);
 
 // The code centre c of a bits-wide affine code.
 inline int32_t code_centre(int bits) { return 1 << (bits - 1); }
 
-// Rounds x to the nearest xq with |xq| ≤ 32767 per block; a block with a non-finite value gets d = NaN so the
-// outputs it touches are NaN (never a silent finite answer).
+// Rounds x to the nearest xq with |xq| ≤ 32767 per block.
 void quantize_activations(const float* X, size_t n, size_t cols, size_t group_size, Activations& a);
 // The same in two steps (kernels quantize tokens in parallel, with SIMD): sizes and zero-fills `a`, then token t.
-void prepare_activations(size_t n, size_t cols, size_t group_size, Activations& a);
-void quantize_token(const float* x, size_t t, Activations& a);
+inline void prepare_activations(size_t n, size_t cols, size_t group_size, Activations& a) {
+  prepare_block_activations(n, cols, group_size, a);
+}
+inline void quantize_token(const float* x, size_t t, Activations& a) { quantize_block_token(x, t, kQMax, a); }
 
 // xsum of one group (n a multiple of 8) in the canonical order above.
 float group_sum(const float* x, size_t n);

@@ -8,48 +8,6 @@
 
 namespace zaya::q8 {
 
-void prepare_activations(size_t n, size_t cols, size_t group_size, Activations& a) {
-  a.n = n;
-  a.cols = cols;
-  a.group_size = group_size;
-  a.blocks = cols / kBlock;
-  a.blocks16 = q16::round_up(a.blocks, kLanes);
-  a.groups = cols / group_size;
-  a.groups16 = q16::round_up(a.groups, kLanes);
-  a.xq.assign(n * a.blocks16 * kBlock, 0);
-  a.d.assign(n * a.blocks16, 0.0f);
-  a.xsum.assign(n * a.groups16, 0.0f);
-  a.xqsum.assign(n * a.blocks16, 0);
-}
-
-void quantize_token(const float* x, size_t t, Activations& a) {
-  int8_t* q = &a.xq[t * a.blocks16 * kBlock];
-  for (size_t b = 0; b < a.blocks; ++b) {
-    const float* xb = x + b * kBlock;
-    float amax = 0.0f;
-    bool finite = true;
-    for (size_t i = 0; i < kBlock; ++i) {
-      finite = finite && std::isfinite(xb[i]);
-      amax = std::max(amax, std::fabs(xb[i]));
-    }
-    float& d = a.d[t * a.blocks16 + b];
-    if (!finite) {
-      d = std::numeric_limits<float>::quiet_NaN();
-      continue;
-    }
-    if (amax == 0.0f) continue;
-    d = amax / kQMax;
-    const float id = kQMax / amax;
-    int32_t sum = 0;
-    for (size_t i = 0; i < kBlock; ++i) {
-      q[b * kBlock + i] = static_cast<int8_t>(std::lrintf(xb[i] * id));  // |x·id| ≤ 127 (+1 ulp): no clamp needed
-      sum += q[b * kBlock + i];
-    }
-    a.xqsum[t * a.blocks16 + b] = sum;
-  }
-  for (size_t g = 0; g < a.groups; ++g) a.xsum[t * a.groups16 + g] = q16::group_sum(x + g * a.group_size, a.group_size);
-}
-
 void quantize_activations(const float* X, size_t n, size_t cols, size_t group_size, Activations& a) {
   prepare_activations(n, cols, group_size, a);
   for (size_t t = 0; t < n; ++t) quantize_token(X + t * cols, t, a);

@@ -27,20 +27,14 @@ using q16::kBlock;
 using q16::kLanes;
 constexpr float kQMax = 127.0f;
 
-// Quantized activations of n tokens (as q16::Activations, int8 values): arrays padded with zeros to whole 16-block
-// segments and 16-group lanes.
-struct Activations {
-  size_t n = 0, cols = 0, group_size = 0;
-  size_t blocks = 0, blocks16 = 0;
-  size_t groups = 0, groups16 = 0;
-  std::vector<int8_t> xq;      // [n][blocks16 · 32]
-  std::vector<float> d;        // [n][blocks16]
-  std::vector<float> xsum;     // [n][groups16]
-  std::vector<int32_t> xqsum;  // [n][blocks16]: Σ xq per block
-};
+// Quantized activations of n tokens: q16's layout with int8 values (padded to whole 16-block segments and 16-group
+// lanes).
+using Activations = q16::BlockActivations<int8_t>;
 
-void prepare_activations(size_t n, size_t cols, size_t group_size, Activations& a);
-void quantize_token(const float* x, size_t t, Activations& a);
+inline void prepare_activations(size_t n, size_t cols, size_t group_size, Activations& a) {
+  q16::prepare_block_activations(n, cols, group_size, a);
+}
+inline void quantize_token(const float* x, size_t t, Activations& a) { q16::quantize_block_token(x, t, kQMax, a); }
 void quantize_activations(const float* X, size_t n, size_t cols, size_t group_size, Activations& a);
 
 // Affine 4- or 8-bit with a group size that is a multiple of 32 (the widths with kernels).

@@ -24,6 +24,7 @@
 #include <hwy/aligned_allocator.h>
 
 #include "kernels/affine_q8.h"
+#include "kernels/q16_simd-inl.h"
 #include "kernels/quant_matmul.h"
 #include "util/thread_pool.h"
 
@@ -35,7 +36,8 @@ namespace hn = hwy::HWY_NAMESPACE;
 #if HWY_TARGET != HWY_SCALAR
 
 // Names carry a Q8 prefix: these functions have external linkage in the same per-target namespace as the int16
-// kernels' (one definition each across the program).
+// kernels' (one definition each across the program). The pieces both arithmetics share (scratch, row scales, the
+// bias lanes, the reduction tree, the token block) come from q16_simd-inl.h.
 using Q8DI = hn::ScalableTag<int32_t>;
 using Q8DF = hn::Repartition<float, Q8DI>;
 using Q8DH = hn::Rebind<hwy::float16_t, Q8DF>;
@@ -44,24 +46,12 @@ using Q8VF = hn::Vec<Q8DF>;
 
 constexpr size_t kQ8Block = q8::kBlock, kQ8Lanes = q8::kLanes;
 constexpr size_t kQ8Quads = kQ8Block / 4;  // 32-bit lanes (4 columns each) per block
-// Activation bytes of the tokens a tiled pass keeps in L2 while the rows stream past (as the int16 kernels).
-constexpr size_t kQ8TokenBlockBytes = size_t(256) << 10;
 #if HWY_TARGET <= HWY_AVX3
 constexpr size_t kQ8TileRows = 4;  // 4 rows × 4 tokens: 16 integer accumulators of 32 registers
 #else
 constexpr size_t kQ8TileRows = 1;
 #endif
 constexpr size_t kQ8TileTokens = 4;
-
-// Per-thread scratch that grows to the largest size asked for (kernels run once per pool chunk: no allocation).
-template <class T>
-T* Q8Scratch(size_t n, int slot) {
-  thread_local hwy::AlignedFreeUniquePtr<uint8_t[]> buf[4];
-  thread_local size_t cap[4] = {};
-  const size_t bytes = n * sizeof(T) + 64;
-  if (cap[slot] < bytes) buf[slot] = hwy::AllocateAligned<uint8_t>(bytes), cap[slot] = bytes;
-  return reinterpret_cast<T*>(buf[slot].get());
-}
 
 // acc + Σ of the four products (unsigned byte of a) · (signed byte of b) in every 32-bit lane.
 HWY_INLINE Q8VI Q8DotQuads(Q8VI a, Q8VI b, Q8VI acc) {
@@ -78,57 +68,6 @@ HWY_INLINE Q8VI Q8DotQuads(Q8VI a, Q8VI b, Q8VI acc) {
   acc = hn::Add(acc, hn::Mul(hn::And(hn::ShiftRight<16>(a), m8), hn::ShiftRight<24>(hn::ShiftLeft<8>(b))));
   return hn::Add(acc, hn::Mul(hn::And(hn::ShiftRight<24>(a), m8), hn::ShiftRight<24>(b)));
 #endif
-}
-
-// q16::reduce16 of lanes F + B, with 4-lane vectors: (i, i+8), (i, i+4), then (0, 2)(1, 3), then (0, 1).
-HWY_INLINE float Q8Reduce16(const float* HWY_RESTRICT f, const float* HWY_RESTRICT b) {
-  const hn::FixedTag<float, 4> d4;
-  using V4 = hn::Vec<decltype(d4)>;
-  V4 v[4];
-  for (int i = 0; i < 4; ++i) v[i] = hn::Add(hn::Load(d4, f + 4 * i), hn::Load(d4, b + 4 * i));
-  const V4 c = hn::Add(hn::Add(v[0], v[2]), hn::Add(v[1], v[3]));
-  const V4 e = hn::Add(c, hn::Shuffle1032(c));
-  return hn::GetLane(hn::Add(e, hn::Shuffle2301(e)));
-}
-
-// Per-row fp32 block scales (one per 32 columns) and centred biases fma(c, s, b) per group, zero-padded.
-HWY_INLINE void Q8RowScales(const WeightMatrix& W, size_t r, size_t blocks16, size_t groups16, float* sblk,
-                            float* bias) {
-  const float c = static_cast<float>(q16::code_centre(W.bits));
-  const size_t G = W.group_size, groups = W.cols / G, per_group = G / kQ8Block;
-  const uint8_t* sp = static_cast<const uint8_t*>(W.scales) + r * W.scale_row_bytes;
-  const uint8_t* bp = static_cast<const uint8_t*>(W.biases) + r * W.scale_row_bytes;
-  const Q8DF df;
-  const size_t N = hn::Lanes(df);
-  size_t g = 0;
-  if (W.scale_dtype == DType::F16 && per_group == 1) {
-    const Q8DH dh;
-    for (; g + N <= groups; g += N) {
-      const Q8VF s = hn::PromoteTo(df, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(sp) + g));
-      const Q8VF b = hn::PromoteTo(df, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(bp) + g));
-      hn::Store(s, df, sblk + g);
-      hn::Store(hn::MulAdd(hn::Set(df, c), s, b), df, bias + g);
-    }
-  }
-  for (; g < groups; ++g) {
-    const float s = stored_scale(sp, W.scale_dtype, g);
-    for (size_t k = 0; k < per_group; ++k) sblk[g * per_group + k] = s;
-    bias[g] = std::fma(c, s, stored_scale(bp, W.scale_dtype, g));
-  }
-  std::fill(sblk + groups * per_group, sblk + blocks16, 0.0f);
-  std::fill(bias + groups, bias + groups16, 0.0f);
-}
-
-// Σ over groups of bias·xsum into the 16 virtual lanes (B of affine_q8.h).
-HWY_INLINE void Q8BiasLanes(const float* bias, const float* xsum, size_t groups16, float* lanes) {
-  const Q8DF df;
-  const size_t N = hn::Lanes(df);
-  Q8VF acc[kQ8Lanes];
-  for (size_t u = 0; u < kQ8Lanes / N; ++u) acc[u] = hn::Zero(df);
-  for (size_t g = 0; g < groups16; g += kQ8Lanes)
-    for (size_t u = 0; u < kQ8Lanes / N; ++u)
-      acc[u] = hn::MulAdd(hn::Load(df, bias + g + u * N), hn::LoadU(df, xsum + g + u * N), acc[u]);
-  for (size_t u = 0; u < kQ8Lanes / N; ++u) hn::Store(acc[u], df, lanes + u * N);
 }
 
 // Token t of `a` from x (SIMD; the same numbers as q8::quantize_token: max and the scaling are exact IEEE
@@ -361,11 +300,11 @@ template <int BITS>
 void Q8TiledRows(const WeightMatrix& W, const q8::Activations& a, const uint32_t* xs, const int32_t* ncx, size_t r0,
                  size_t r1, float* Y) {
   const size_t rows = W.rows, n = a.n, seg_words = a.blocks16 * kQ8Quads;
-  uint32_t* codes = Q8Scratch<uint32_t>(kQ8TileRows * seg_words, 0);
-  float* sblk = Q8Scratch<float>(kQ8TileRows * a.blocks16, 1);
-  float* bias = Q8Scratch<float>(kQ8TileRows * a.groups16, 2);
+  uint32_t* codes = Scratch<uint32_t>(kQ8TileRows * seg_words, 0);
+  float* sblk = Scratch<float>(kQ8TileRows * a.blocks16, 1);
+  float* bias = Scratch<float>(kQ8TileRows * a.groups16, 2);
   HWY_ALIGN float lanesB[kQ8Lanes];
-  const size_t token_block = std::max<size_t>(kQ8TileTokens, kQ8TokenBlockBytes / (seg_words * sizeof(uint32_t)));
+  const size_t token_block = std::max<size_t>(kQ8TileTokens, kTokenBlockBytes / (seg_words * sizeof(uint32_t)));
   for (size_t tb = 0; tb < n; tb += token_block)
     for (size_t r = r0; r < r1; r += kQ8TileRows) {
       const size_t nr = std::min(kQ8TileRows, r1 - r), t_end = std::min(n, tb + token_block);
@@ -373,7 +312,7 @@ void Q8TiledRows(const WeightMatrix& W, const q8::Activations& a, const uint32_t
       const float* sp[kQ8TileRows] = {};
       for (size_t i = 0; i < nr; ++i) {
         Q8CodesLayout<BITS>(W, r + i, a.blocks16, codes + i * seg_words);
-        Q8RowScales(W, r + i, a.blocks16, a.groups16, sblk + i * a.blocks16, bias + i * a.groups16);
+        LoadRowScales(W, r + i, a.blocks16, a.groups16, sblk + i * a.blocks16, bias + i * a.groups16);
         cp[i] = codes + i * seg_words;
         sp[i] = sblk + i * a.blocks16;
       }
@@ -403,8 +342,8 @@ void Q8TiledRows(const WeightMatrix& W, const q8::Activations& a, const uint32_t
 #endif
         for (size_t i = 0; i < nr; ++i)
           for (size_t j = 0; j < nt; ++j) {
-            Q8BiasLanes(bias + i * a.groups16, &a.xsum[(t + j) * a.groups16], a.groups16, lanesB);
-            Y[(t + j) * rows + r + i] = Q8Reduce16(lanes[i][j], lanesB);
+            BiasLanes(bias + i * a.groups16, &a.xsum[(t + j) * a.groups16], a.groups16, lanesB);
+            Y[(t + j) * rows + r + i] = Reduce16(lanes[i][j], lanesB);
           }
       }
     }
@@ -492,7 +431,7 @@ constexpr size_t kQ8Ahead = 4;  // rows of software prefetch
 
 // Row r for tokens t0 … t0+NX−1: the same integer block sums and fp32 sequence per token as Q8TiledRows.
 // kDirect (F16 scales, groups of 32, whole segments): scales and biases are converted where they are used and the
-// bias term accumulates alongside (the operations of Q8RowScales + Q8BiasLanes, in the same order).
+// bias term accumulates alongside (the operations of LoadRowScales + BiasLanes, in the same order).
 template <int BITS, bool kDirect, size_t NX>
 HWY_INLINE void Q8DecodeRowTokens(const WeightMatrix& W, const q8::Activations& a, size_t r, const uint8_t* row,
                                   const uint8_t* tail, const int8_t* xp, const int32_t* ncx, const float* sblk,
@@ -538,8 +477,8 @@ HWY_INLINE void Q8DecodeRowTokens(const WeightMatrix& W, const q8::Activations& 
   for (size_t j = 0; j < NX; ++j) {
     hn::Store(acc[j], df, lanesF);
     if constexpr (kDirect) hn::Store(accB[j], df, lanesB);
-    else Q8BiasLanes(bias, xsum[j], a.groups16, lanesB);
-    Y[(t0 + j) * W.rows + r] = Q8Reduce16(lanesF, lanesB);
+    else BiasLanes(bias, xsum[j], a.groups16, lanesB);
+    Y[(t0 + j) * W.rows + r] = Reduce16(lanesF, lanesB);
   }
 }
 
@@ -548,9 +487,9 @@ template <int BITS, bool kDirect>
 void Q8DecodeRowsT(const WeightMatrix& W, const q8::Activations& a, const int8_t* xp, const int32_t* ncx, size_t r0,
                    size_t r1, float* Y) {
   const size_t seg_bytes = kQ8Block * kQ8Lanes * BITS / 8, full_segs = a.blocks / kQ8Lanes;
-  float* sblk = Q8Scratch<float>(a.blocks16, 0);
-  float* bias = Q8Scratch<float>(a.groups16, 1);
-  uint8_t* tail = Q8Scratch<uint8_t>(seg_bytes, 2);
+  float* sblk = Scratch<float>(a.blocks16, 0);
+  float* bias = Scratch<float>(a.groups16, 1);
+  uint8_t* tail = Scratch<uint8_t>(seg_bytes, 2);
   for (size_t r = r0; r < r1; ++r) {
     const uint8_t* row = static_cast<const uint8_t*>(W.data) + r * W.row_bytes;
     // Keep misses in flight while this row's shuffle trees run.
@@ -560,7 +499,7 @@ void Q8DecodeRowsT(const WeightMatrix& W, const q8::Activations& a, const int8_t
       std::memset(tail, 0, seg_bytes);
       std::memcpy(tail, row + full_segs * seg_bytes, (a.blocks - full_segs * kQ8Lanes) * kQ8Block * BITS / 8);
     }
-    if constexpr (!kDirect) Q8RowScales(W, r, a.blocks16, a.groups16, sblk, bias);
+    if constexpr (!kDirect) LoadRowScales(W, r, a.blocks16, a.groups16, sblk, bias);
     size_t t = 0;
     for (; t + 2 <= a.n; t += 2) Q8DecodeRowTokens<BITS, kDirect, 2>(W, a, r, row, tail, xp, ncx, sblk, bias, t, Y);
     if (t < a.n) Q8DecodeRowTokens<BITS, kDirect, 1>(W, a, r, row, tail, xp, ncx, sblk, bias, t, Y);

@@ -100,6 +100,49 @@ HWY_INLINE float Reduce16(const float* HWY_RESTRICT f) {
   return hn::GetLane(hn::Add(e, hn::Shuffle2301(e)));
 }
 
+// Per-row scale/bias arrays as fp32: scales expanded to one per 32-column block, biases one per group; both
+// zero-padded to the 16-lane segments.
+HWY_INLINE void LoadRowScales(const WeightMatrix& W, size_t r, size_t blocks16, size_t groups16, float* sblk,
+                              float* bias) {
+  const float c = static_cast<float>(q16::code_centre(W.bits));
+  const size_t G = W.group_size, groups = W.cols / G, per_group = G / kBlock;
+  const uint8_t* sp = static_cast<const uint8_t*>(W.scales) + r * W.scale_row_bytes;
+  const uint8_t* bp = static_cast<const uint8_t*>(W.biases) + r * W.scale_row_bytes;
+  const DF df;
+  const size_t N = hn::Lanes(df);
+  size_t g = 0;
+  if (W.scale_dtype == DType::F16 && per_group == 1) {
+    const DH dh;
+    for (; g + N <= groups; g += N) {
+      const VF s = hn::PromoteTo(df, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(sp) + g));
+      hn::Store(s, df, sblk + g);
+      hn::Store(hn::MulAdd(hn::Set(df, c), s, hn::PromoteTo(df, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(bp) + g))), df, bias + g);
+    }
+  }
+  for (; g < groups; ++g) {
+    const float s = stored_scale(sp, W.scale_dtype, g);
+    for (size_t k = 0; k < per_group; ++k) sblk[g * per_group + k] = s;
+    bias[g] = std::fma(c, s, stored_scale(bp, W.scale_dtype, g));
+  }
+  std::fill(sblk + groups * per_group, sblk + blocks16, 0.0f);
+  std::fill(bias + groups, bias + groups16, 0.0f);
+}
+
+// Σ over groups of bias·xsum into the 16 virtual lanes (B of affine_q16.h).
+HWY_INLINE void BiasLanes(const float* bias, const float* xsum, size_t groups16, float* lanes) {
+  const DF df;
+  const size_t N = hn::Lanes(df);
+  VF acc[kLanes];
+  for (size_t u = 0; u < kLanes / N; ++u) acc[u] = hn::Zero(df);
+  for (size_t g = 0; g < groups16; g += kLanes)
+    for (size_t u = 0; u < kLanes / N; ++u)
+      acc[u] = hn::MulAdd(hn::Load(df, bias + g + u * N), hn::LoadU(df, xsum + g + u * N), acc[u]);
+  for (size_t u = 0; u < kLanes / N; ++u) hn::Store(acc[u], df, lanes + u * N);
+}
+
+
+
+
 // ---- one token --------------------------------------------------------------------------------------------------
 
 #if HWY_TARGET <= HWY_AVX3
