@@ -82,7 +82,8 @@ bool supported(const WeightMatrix& W) {
          W.group_size % static_cast<int>(kBlock) == 0 && W.cols % W.group_size == 0;
 }
 
-void matmul_ref(const WeightMatrix& W, const Activations& a, float* Y) {
+template <class Q>
+void block_matmul_ref(const WeightMatrix& W, const BlockActivations<Q>& a, float* Y) {
   const size_t rows = W.rows, cols = W.cols, G = W.group_size, stride = a.blocks16 * kBlock;
   const size_t blocks_per_group = G / kBlock;
   const int32_t c = code_centre(W.bits);
@@ -93,7 +94,7 @@ void matmul_ref(const WeightMatrix& W, const Activations& a, float* Y) {
     const uint8_t* sp = static_cast<const uint8_t*>(W.scales) + r * W.scale_row_bytes;
     const uint8_t* bp = static_cast<const uint8_t*>(W.biases) + r * W.scale_row_bytes;
     for (size_t t = 0; t < a.n; ++t) {
-      const int16_t* xq = &a.xq[t * stride];
+      const Q* xq = &a.xq[t * stride];
       float accF[kLanes] = {}, accB[kLanes] = {};
       for (size_t b = 0; b < a.blocks16; ++b) {
         int32_t isum = 0;
@@ -115,6 +116,11 @@ void matmul_ref(const WeightMatrix& W, const Activations& a, float* Y) {
     }
   }
 }
+
+template void block_matmul_ref(const WeightMatrix&, const BlockActivations<int16_t>&, float*);
+template void block_matmul_ref(const WeightMatrix&, const BlockActivations<int8_t>&, float*);
+
+void matmul_ref(const WeightMatrix& W, const Activations& a, float* Y) { block_matmul_ref(W, a, Y); }
 
 void matmul_ref(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y) {
   Activations a;

@@ -75,6 +75,9 @@ bool supported(const WeightMatrix& W);
 
 // Scalar reference (and the fallback on targets without a SIMD path): Y[t, r] as defined above.
 void matmul_ref(const WeightMatrix& W, const Activations& a, float* Y);
+// The same for activations of any integer type (int8 in affine_q8.h): one definition of the arithmetic.
+template <class Q>
+void block_matmul_ref(const WeightMatrix& W, const BlockActivations<Q>& a, float* Y);
 void matmul_ref(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y);
 
 }  // namespace zaya::q16

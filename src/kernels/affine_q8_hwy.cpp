@@ -70,41 +70,9 @@ HWY_INLINE Q8VI Q8DotQuads(Q8VI a, Q8VI b, Q8VI acc) {
 #endif
 }
 
-// Token t of `a` from x (SIMD; the same numbers as q8::quantize_token: max and the scaling are exact IEEE
-// operations, NearestInt rounds half to even like lrintf).
-void Q8QuantizeToken(const float* HWY_RESTRICT x, size_t t, q8::Activations& a) {
-  const Q8DF df;
-  const Q8DI di;
-  const hn::Rebind<int8_t, Q8DI> d8;
-  const size_t N = hn::Lanes(df);
-  int8_t* q = &a.xq[t * a.blocks16 * kQ8Block];
-  for (size_t b = 0; b < a.blocks; ++b) {
-    const float* xb = x + b * kQ8Block;
-    Q8VF vmax = hn::Zero(df);
-    auto finite = hn::FirstN(df, N);
-    for (size_t i = 0; i < kQ8Block; i += N) {
-      const Q8VF v = hn::LoadU(df, xb + i);
-      finite = hn::And(finite, hn::IsFinite(v));
-      vmax = hn::Max(vmax, hn::Abs(v));
-    }
-    float& d = a.d[t * a.blocks16 + b];
-    if (!hn::AllTrue(df, finite)) {
-      d = std::numeric_limits<float>::quiet_NaN();
-      continue;
-    }
-    const float amax = hn::GetLane(hn::MaxOfLanes(df, vmax));
-    if (amax == 0.0f) continue;
-    d = amax / q8::kQMax;
-    const Q8VF id = hn::Set(df, q8::kQMax / amax);
-    Q8VI sum = hn::Zero(di);
-    for (size_t i = 0; i < kQ8Block; i += N) {
-      const Q8VI v = hn::NearestInt(hn::Mul(hn::LoadU(df, xb + i), id));
-      sum = hn::Add(sum, v);
-      hn::StoreU(hn::DemoteTo(d8, v), d8, q + b * kQ8Block + i);
-    }
-    a.xqsum[t * a.blocks16 + b] = hn::GetLane(hn::SumOfLanes(di, sum));
-  }
-  for (size_t g = 0; g < a.groups; ++g) a.xsum[t * a.groups16 + g] = q16::group_sum(x + g * a.group_size, a.group_size);
+// Token t of `a` from x (SIMD; the same numbers as q8::quantize_token).
+HWY_INLINE void Q8QuantizeToken(const float* HWY_RESTRICT x, size_t t, q8::Activations& a) {
+  QuantizeBlocks(x, t, q8::kQMax, a);
 }
 
 // ---- several tokens ---------------------------------------------------------------------------------------------

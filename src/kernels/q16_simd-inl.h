@@ -290,14 +290,15 @@ HWY_INLINE void SegmentBlockSums(const uint8_t* HWY_RESTRICT p, const int16_t* H
 #endif
 }
 
-// Token t of `a` from x (SIMD; the same numbers as q16::quantize_token). With `seg` set, also writes the token's
-// activations in the segment layout of the multi-token path.
-inline void QuantizeToken(const float* HWY_RESTRICT x, size_t t, q16::Activations& a, uint32_t* HWY_RESTRICT seg) {
+// Token t's blocks and group sums in `a` from x (SIMD; the same numbers as q16::quantize_block_token: the max and
+// the scaling are exact IEEE operations, NearestInt rounds half to even like lrintf). Q = int16_t or int8_t.
+template <class Q>
+HWY_INLINE void QuantizeBlocks(const float* HWY_RESTRICT x, size_t t, float qmax, q16::BlockActivations<Q>& a) {
   const DF df;
   const DI di;
-  const hn::Rebind<int16_t, DI> d16h;
-  const size_t N = hn::Lanes(df), N32 = N;
-  int16_t* q = &a.xq[t * a.blocks16 * kBlock];
+  const hn::Rebind<Q, DI> dq;
+  const size_t N = hn::Lanes(df);
+  Q* q = &a.xq[t * a.blocks16 * kBlock];
   for (size_t b = 0; b < a.blocks; ++b) {
     const float* xb = x + b * kBlock;
     VF vmax = hn::Zero(df);
@@ -314,13 +315,13 @@ inline void QuantizeToken(const float* HWY_RESTRICT x, size_t t, q16::Activation
     }
     const float amax = hn::GetLane(hn::MaxOfLanes(df, vmax));
     if (amax == 0.0f) continue;
-    d = amax / q16::kQMax;
-    const VF id = hn::Set(df, q16::kQMax / amax);
+    d = amax / qmax;
+    const VF id = hn::Set(df, qmax / amax);
     VI sum = hn::Zero(di);
     for (size_t i = 0; i < kBlock; i += N) {
       const VI v = hn::NearestInt(hn::Mul(hn::LoadU(df, xb + i), id));
       sum = hn::Add(sum, v);
-      hn::StoreU(hn::DemoteTo(d16h, v), d16h, q + b * kBlock + i);
+      hn::StoreU(hn::DemoteTo(dq, v), dq, q + b * kBlock + i);
     }
     a.xqsum[t * a.blocks16 + b] = hn::GetLane(hn::SumOfLanes(di, sum));
   }
@@ -338,7 +339,15 @@ inline void QuantizeToken(const float* HWY_RESTRICT x, size_t t, q16::Activation
     for (size_t l = 0; l < 4; ++l) p[l] += p[l + 4];
     a.xsum[t * a.groups16 + g] = (p[0] + p[2]) + (p[1] + p[3]);
   }
+}
+
+// Token t of `a` from x (SIMD; the same numbers as q16::quantize_token). With `seg` set, also writes the token's
+// activations in the segment layout of the multi-token path.
+inline void QuantizeToken(const float* HWY_RESTRICT x, size_t t, q16::Activations& a, uint32_t* HWY_RESTRICT seg) {
+  QuantizeBlocks(x, t, q16::kQMax, a);
   if (!seg) return;
+  const size_t N32 = hn::Lanes(DI());
+  const int16_t* q = &a.xq[t * a.blocks16 * kBlock];
   // Segment layout: pair k of block (s·16 + u·N32 + j) at ((s·16 + u·N32)·16 + k·N32 + j).
   const uint32_t* pairs = reinterpret_cast<const uint32_t*>(q);
   for (size_t b = 0; b < a.blocks16; ++b) {
