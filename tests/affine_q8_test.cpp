@@ -17,6 +17,7 @@
 #include "kernels/kernels_testing.h"
 #include "kernels/quant_matmul.h"
 #include "tensor/quant_formats.h"
+#include "quant_test_util.h"
 #include "test_util.h"
 #include "util/thread_pool.h"
 #include "zaya/model.h"
@@ -25,46 +26,9 @@ using namespace zaya;
 
 namespace {
 
-struct Affine {
-  std::vector<uint32_t> packed;
-  std::vector<uint16_t> scales, biases;
-  WeightMatrix W;
-};
-
-std::vector<float> randn(size_t n, std::mt19937& rng, float scale = 1.0f) {
-  std::normal_distribution<float> d(0.0f, scale);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
-
-Affine make_affine(int64_t rows, int64_t cols, int bits, int group, std::mt19937& rng) {
-  Affine q;
-  const int64_t words = cols * bits / 32, groups = cols / group;
-  q.packed.resize(rows * words);
-  q.scales.resize(rows * groups);
-  q.biases.resize(rows * groups);
-  auto w = randn(rows * cols, rng, 0.05f);
-  std::vector<float> s(groups), b(groups);
-  for (int64_t r = 0; r < rows; ++r) {
-    quant::affine_quantize_row(&w[r * cols], cols, bits, group, true, &q.packed[r * words], s.data(), b.data());
-    for (int64_t g = 0; g < groups; ++g) q.scales[r * groups + g] = f32_to_f16(s[g]), q.biases[r * groups + g] = f32_to_f16(b[g]);
-  }
-  WeightMatrix& W = q.W;
-  W.format = WeightFormat::Affine;
-  W.rows = rows;
-  W.cols = cols;
-  W.bits = bits;
-  W.group_size = group;
-  W.data = q.packed.data();
-  W.row_bytes = words * 4;
-  W.scales = q.scales.data();
-  W.biases = q.biases.data();
-  W.scale_dtype = DType::F16;
-  W.scale_row_bytes = groups * 2;
-  W.name = "affine";
-  return q;
-}
+using test::AffineMatrix;
+using test::make_affine;
+using test::random_floats;
 
 bool fma_target(const std::string& target) { return target != "SSE4" && target != "EMU128"; }
 
@@ -97,7 +61,7 @@ TEST(AffineQ8, PathsMatchScalarReference) {
             for (size_t tokens : {1, 2, 5, 8, 9}) {
               if (cols % group) continue;
               auto q = make_affine(rows, cols, bits, group, rng);
-              auto X = randn(tokens * cols, rng);
+              auto X = random_floats(tokens * cols, rng);
               std::vector<float> ref(tokens * rows), y0(tokens * rows), y1(tokens * rows);
               q8::matmul_ref(q.W, X.data(), tokens, ref.data());
               const auto y = int8_matmul(q.W, X.data(), tokens, &pool);
@@ -131,7 +95,7 @@ TEST(AffineQ8, TiledPathAcrossTokenBlocks) {
   const size_t n = 230;
   for (int bits : {4, 8}) {
     auto q = make_affine(rows, cols, bits, 32, rng);
-    auto X = randn(n * cols, rng);
+    auto X = random_floats(n * cols, rng);
     std::vector<float> y0(n * rows), y1(n * rows), ref(n * rows);
     q8::matmul_ref(q.W, X.data(), n, ref.data());
     if (!affine_q8_path(q.W, X.data(), n, y0.data(), 0, pool)) GTEST_SKIP() << "no SIMD path on this CPU";
@@ -151,7 +115,7 @@ TEST(AffineQ8, ThreadAndBatchInvariant) {
     auto q = make_affine(67, 1024, bits, 32, rng);
     auto q2 = make_affine(9, 1024, bits == 4 ? 8 : 4, 32, rng);
     const size_t n = 13;
-    auto X = randn(n * 1024, rng);
+    auto X = random_floats(n * 1024, rng);
     ThreadPool one(1);
     const auto want = int8_matmul(q.W, X.data(), n, &one);
     for (size_t threads : {2, 3}) {
@@ -179,7 +143,7 @@ TEST(AffineQ8, NonFiniteActivationsGiveNaN) {
   std::mt19937 rng(34);
   for (int bits : {4, 8}) {
     auto q = make_affine(21, 640, bits, 64, rng);
-    auto X = randn(3 * 640, rng);
+    auto X = random_floats(3 * 640, rng);
     const auto clean = int8_matmul(q.W, X.data(), 3);
     for (float bad : {std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity(),
                       std::numeric_limits<float>::quiet_NaN()}) {
@@ -214,7 +178,7 @@ TEST(AffineQ8, ErrorWithinTheInt8RoundingBound) {
     const int64_t rows = 16, cols = 512, G = 64;
     auto q = make_affine(rows, cols, bits, G, rng);
     const size_t n = 4;
-    auto X = randn(n * cols, rng);
+    auto X = random_floats(n * cols, rng);
     const auto y8 = int8_matmul(q.W, X.data(), n);
     std::vector<float> y16(n * rows), exact(n * rows), codes(cols), s(cols / G), b(cols / G), w(cols);
     matmul(q.W, X.data(), n, y16.data(), Compute(Precision::Fast));

@@ -23,6 +23,7 @@
 #include "kernels/mxtq_q16.h"
 #include "kernels/quant_matmul.h"
 #include "tensor/quant_formats.h"
+#include "quant_test_util.h"
 #include "test_util.h"
 #include "util/thread_pool.h"
 #include "zaya/model.h"
@@ -37,12 +38,7 @@ struct Mxtq {
   WeightMatrix W;
 };
 
-std::vector<float> random_floats(size_t n, std::mt19937& rng, float scale = 1.0f) {
-  std::normal_distribution<float> d(0.0f, scale);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
+using test::random_floats;
 
 std::shared_ptr<const MxtqTables> tables(int64_t cols, int bits = 4) {
   auto t = std::make_shared<MxtqTables>();

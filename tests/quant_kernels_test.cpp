@@ -13,6 +13,7 @@
 #include "kernels/kernels.h"
 #include "tensor/quant_formats.h"
 #include "io/safetensors.h"
+#include "quant_test_util.h"
 #include "util/thread_pool.h"
 
 using namespace zaya;
@@ -27,37 +28,15 @@ struct QuantMatrix {
   WeightMatrix W;
 };
 
-std::vector<float> random_floats(size_t n, std::mt19937& rng, float scale = 1.0f) {
-  std::normal_distribution<float> d(0.0f, scale);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
+using test::random_floats;
 
 QuantMatrix make_affine(int64_t rows, int64_t cols, int bits, int group, std::mt19937& rng) {
+  test::AffineMatrix a = test::make_affine(rows, cols, bits, group, rng);
   QuantMatrix q;
-  const int64_t words = cols * bits / 32, groups = cols / group;
-  q.packed.resize(rows * words);
-  q.scales.resize(rows * groups);
-  q.biases.resize(rows * groups);
-  auto w = random_floats(rows * cols, rng, 0.05f);
-  std::vector<float> s(groups), b(groups);
-  for (int64_t r = 0; r < rows; ++r) {
-    quant::affine_quantize_row(&w[r * cols], cols, bits, group, true, &q.packed[r * words], s.data(), b.data());
-    for (int64_t g = 0; g < groups; ++g) q.scales[r * groups + g] = f32_to_f16(s[g]), q.biases[r * groups + g] = f32_to_f16(b[g]);
-  }
-  q.W.format = WeightFormat::Affine;
-  q.W.rows = rows;
-  q.W.cols = cols;
-  q.W.bits = bits;
-  q.W.group_size = group;
-  q.W.data = q.packed.data();
-  q.W.row_bytes = words * 4;
-  q.W.scales = q.scales.data();
-  q.W.biases = q.biases.data();
-  q.W.scale_dtype = DType::F16;
-  q.W.scale_row_bytes = groups * 2;
-  q.W.name = "affine";
+  q.packed = std::move(a.packed);  // moved buffers stay where W points
+  q.scales = std::move(a.scales);
+  q.biases = std::move(a.biases);
+  q.W = a.W;
   return q;
 }
 

@@ -321,13 +321,7 @@ void mxtq_q16_product(const WeightMatrix& W, const float* X, size_t n_tokens, fl
   const WeightMatrix* w = &W;
   if (HWY_DYNAMIC_DISPATCH(MxtqMultiT)(&w, 1, X, n_tokens, &Y, pool)) return;
   // A target without the SIMD path still uses the canonical arithmetic (same results everywhere on this machine).
-  pool.parallel_for(W.rows, 16, [&](size_t r0, size_t r1) {
-    WeightMatrix part = W.slice_rows(static_cast<int64_t>(r0), static_cast<int64_t>(r1 - r0));
-    std::vector<float> y((r1 - r0) * n_tokens);
-    mxtq16::matmul_ref(part, X, n_tokens, y.data());
-    for (size_t t = 0; t < n_tokens; ++t)
-      std::memcpy(Y + t * W.rows + r0, &y[t * (r1 - r0)], (r1 - r0) * sizeof(float));
-  });
+  reference_by_rows(W, X, n_tokens, Y, pool, mxtq_q16_reference);
 }
 
 bool mxtq_q16_multi(const WeightMatrix* const* Ws, size_t m, const float* X, size_t n_tokens, float* const* Ys,

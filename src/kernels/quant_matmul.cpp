@@ -15,6 +15,18 @@
 
 namespace zaya {
 
+void reference_by_rows(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, ThreadPool& pool,
+                       void (*reference)(const WeightMatrix&, const float*, size_t, float*)) {
+  pool.parallel_for(W.rows, 16, [&](size_t r0, size_t r1) {
+    WeightMatrix part = W.slice_rows(static_cast<int64_t>(r0), static_cast<int64_t>(r1 - r0));
+    std::vector<float> y((r1 - r0) * n_tokens);
+    reference(part, X, n_tokens, y.data());
+    for (size_t t = 0; t < n_tokens; ++t)
+      std::copy(y.begin() + static_cast<std::ptrdiff_t>(t * (r1 - r0)),
+                y.begin() + static_cast<std::ptrdiff_t>((t + 1) * (r1 - r0)), Y + t * W.rows + r0);
+  });
+}
+
 void mxtq_product(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, ThreadPool& pool) {
   const size_t rows = W.rows, cols = W.cols;
   const RowDecodeFn codes_of = format_row(W.format).decode_codes;

@@ -48,6 +48,11 @@ void affine_f32_product(const WeightMatrix& W, const float* X, size_t n_tokens, 
 
 // Affine (any width) and the MLX fp modes: row codes and group scales from the format table, SIMD dot per group.
 void grouped_product(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, ThreadPool& pool);
+// A kernel's scalar reference run in parallel over slices of rows: the fallback of targets without its SIMD path,
+// which still computes the canonical arithmetic (a row's result does not depend on the slice it is in).
+void reference_by_rows(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, ThreadPool& pool,
+                       void (*reference)(const WeightMatrix&, const float*, size_t, float*));
+
 // MXTQ: activations rotated once per token (x̃ = H(s ⊙ x)), then norm · Σ c[idx]·x̃ per row.
 void mxtq_product(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, ThreadPool& pool);
 

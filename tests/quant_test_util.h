@@ -1,0 +1,56 @@
+#pragma once
+// Random inputs and small affine matrices for the quantized-kernel tests (one definition for every test file).
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "io/dtype.h"
+#include "tensor/quant_formats.h"
+#include "tensor/weight_matrix.h"
+
+namespace zaya::test {
+
+inline std::vector<float> random_floats(size_t n, std::mt19937& rng, float scale = 1.0f) {
+  std::normal_distribution<float> d(0.0f, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+// An MLX affine matrix (F16 scales and biases) of random N(0, 0.05²) weights; W points into the vectors, which keep
+// their buffers when the struct is moved.
+struct AffineMatrix {
+  std::vector<uint32_t> packed;
+  std::vector<uint16_t> scales, biases;
+  WeightMatrix W;
+};
+
+inline AffineMatrix make_affine(int64_t rows, int64_t cols, int bits, int group, std::mt19937& rng) {
+  AffineMatrix q;
+  const int64_t words = cols * bits / 32, groups = cols / group;
+  q.packed.resize(rows * words);
+  q.scales.resize(rows * groups);
+  q.biases.resize(rows * groups);
+  auto w = random_floats(rows * cols, rng, 0.05f);
+  std::vector<float> s(groups), b(groups);
+  for (int64_t r = 0; r < rows; ++r) {
+    quant::affine_quantize_row(&w[r * cols], cols, bits, group, true, &q.packed[r * words], s.data(), b.data());
+    for (int64_t g = 0; g < groups; ++g) q.scales[r * groups + g] = f32_to_f16(s[g]), q.biases[r * groups + g] = f32_to_f16(b[g]);
+  }
+  WeightMatrix& W = q.W;
+  W.format = WeightFormat::Affine;
+  W.rows = rows;
+  W.cols = cols;
+  W.bits = bits;
+  W.group_size = group;
+  W.data = q.packed.data();
+  W.row_bytes = words * 4;
+  W.scales = q.scales.data();
+  W.biases = q.biases.data();
+  W.scale_dtype = DType::F16;
+  W.scale_row_bytes = groups * 2;
+  W.name = "affine";
+  return q;
+}
+
+}  // namespace zaya::test
