@@ -28,7 +28,8 @@ AttentionMask parse_attention_mask(const std::string& name);
 
 // Where the weights live while the model runs.
 enum class WeightMemory {
-  Auto,    // read into memory when the files fit in half the available memory, else mapped (the default)
+  Auto,    // read into memory when the files fit in half the available memory (MemAvailable, or a container's cgroup
+           // limit if lower), else mapped (the default)
   Mapped,  // mmap of the files, shared with the page cache: the fastest start, but streaming page-cache pages is
            // ~25 % slower than anonymous memory on the dev VM, and generation streams every weight once per token
   Copied,  // always read into anonymous memory (an error when it cannot be allocated)

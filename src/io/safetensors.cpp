@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -38,14 +39,29 @@ std::string TensorView::shape_str() const {
 // ---- mmap ------------------------------------------------------------------------------------------------------
 
 size_t available_memory_bytes() {
-  std::ifstream in("/proc/meminfo");
-  std::string key, unit;
-  size_t kb = 0;
-  while (in >> key >> kb) {
-    std::getline(in, unit);
-    if (key == "MemAvailable:") return kb * 1024;
+  size_t avail = 0;
+  {
+    std::ifstream in("/proc/meminfo");
+    std::string key, unit;
+    size_t kb = 0;
+    while (in >> key >> kb) {
+      std::getline(in, unit);
+      if (key == "MemAvailable:") {
+        avail = kb * 1024;
+        break;
+      }
+    }
   }
-  return 0;
+  // In a container the cgroup's limit (v2) is the real ceiling, not the machine's free memory.
+  std::ifstream max_file("/sys/fs/cgroup/memory.max"), cur_file("/sys/fs/cgroup/memory.current");
+  std::string max_text;
+  size_t current = 0;
+  if (avail > 0 && max_file >> max_text && max_text != "max" && cur_file >> current) {
+    char* end = nullptr;
+    const unsigned long long limit = std::strtoull(max_text.c_str(), &end, 10);
+    if (end && *end == '\0') avail = std::min<size_t>(avail, limit > current ? limit - current : 0);
+  }
+  return avail;
 }
 
 namespace {

@@ -29,7 +29,8 @@ struct TensorView {
 
 class MappedFile;
 
-// Available memory as the kernel estimates it (free + reclaimable page cache); 0 when unknown.
+// Available memory as the kernel estimates it (free + reclaimable page cache), capped by the cgroup v2 limit of a
+// container; 0 when unknown.
 size_t available_memory_bytes();
 
 // How a file's bytes reach memory.
