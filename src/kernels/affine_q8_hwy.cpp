@@ -498,24 +498,14 @@ bool Q8Multi(const WeightMatrix* const* Ws, size_t m, const float* X, size_t n_t
   if (m == 0) return true;
   const size_t cols = Ws[0]->cols, G = Ws[0]->group_size;
   bool has4 = false, has8 = false;
-  std::vector<size_t> offset(m + 1, 0);
   for (size_t k = 0; k < m; ++k) {
     const WeightMatrix& W = *Ws[k];
     if (!q8::supported(W) || static_cast<size_t>(W.cols) != cols || static_cast<size_t>(W.group_size) != G) return false;
     (W.bits == 4 ? has4 : has8) = true;
-    offset[k + 1] = offset[k] + W.rows;
   }
   q8::Activations a;
   q8::prepare_activations(n_tokens, cols, G, a);
-  size_t grain = std::max<size_t>(4, 65536 / std::max<size_t>(1, cols * n_tokens));
-  if (!tiled) grain = std::max(grain, offset[m] / (pool.size() * 4));  // long prefetch streams per thread
-  grain = (grain + kQ8TileRows - 1) / kQ8TileRows * kQ8TileRows;
-  auto for_rows = [&](size_t r0, size_t r1, auto&& fn) {
-    for (size_t k = 0; k < m; ++k) {
-      const size_t lo = std::max(r0, offset[k]), hi = std::min(r1, offset[k + 1]);
-      if (lo < hi) fn(k, lo - offset[k], hi - offset[k]);
-    }
-  };
+  const StackedRows rows(Ws, m, cols * n_tokens, !tiled, pool.size(), kQ8TileRows);
   hwy::AlignedFreeUniquePtr<int32_t[]> ncx4, ncx8;
 #if HWY_TARGET == HWY_AVX3_DL
   if (!tiled) {
@@ -524,11 +514,9 @@ bool Q8Multi(const WeightMatrix* const* Ws, size_t m, const float* X, size_t n_t
     hwy::AlignedFreeUniquePtr<int8_t[]> xp4, xp8;
     if (has4) ncx4 = Q8CentreTerms(a, 4), xp4 = Q8DecodeLayout<4>(a);
     if (has8) ncx8 = Q8CentreTerms(a, 8), xp8 = Q8DecodeLayout<8>(a);
-    pool.parallel_for(offset[m], grain, [&](size_t r0, size_t r1) {
-      for_rows(r0, r1, [&](size_t k, size_t lo, size_t hi) {
-        if (Ws[k]->bits == 4) Q8DecodeRows<4>(*Ws[k], a, xp4.get(), ncx4.get(), lo, hi, Ys[k]);
-        else Q8DecodeRows<8>(*Ws[k], a, xp8.get(), ncx8.get(), lo, hi, Ys[k]);
-      });
+    rows.run(pool, [&](size_t k, size_t lo, size_t hi) {
+      if (Ws[k]->bits == 4) Q8DecodeRows<4>(*Ws[k], a, xp4.get(), ncx4.get(), lo, hi, Ys[k]);
+      else Q8DecodeRows<8>(*Ws[k], a, xp8.get(), ncx8.get(), lo, hi, Ys[k]);
     });
     return true;
   }
@@ -540,11 +528,9 @@ bool Q8Multi(const WeightMatrix* const* Ws, size_t m, const float* X, size_t n_t
   });
   if (has4) ncx4 = Q8CentreTerms(a, 4);
   if (has8) ncx8 = Q8CentreTerms(a, 8);
-  pool.parallel_for(offset[m], grain, [&](size_t r0, size_t r1) {
-    for_rows(r0, r1, [&](size_t k, size_t lo, size_t hi) {
-      if (Ws[k]->bits == 4) Q8TiledRows<4>(*Ws[k], a, xs.get(), ncx4.get(), lo, hi, Ys[k]);
-      else Q8TiledRows<8>(*Ws[k], a, xs.get(), ncx8.get(), lo, hi, Ys[k]);
-    });
+  rows.run(pool, [&](size_t k, size_t lo, size_t hi) {
+    if (Ws[k]->bits == 4) Q8TiledRows<4>(*Ws[k], a, xs.get(), ncx4.get(), lo, hi, Ys[k]);
+    else Q8TiledRows<8>(*Ws[k], a, xs.get(), ncx8.get(), lo, hi, Ys[k]);
   });
   return true;
 }
@@ -560,15 +546,7 @@ bool Q8MultiT(const WeightMatrix* const* Ws, size_t m, const float* X, size_t n_
 
 // Forces one path (tests): 0 = the one-token path, token by token; 1 = the tiled path for all tokens.
 bool Q8PathT(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, int path, ThreadPool& pool) {
-  const WeightMatrix* w = &W;
-  if (path == 1) return Q8Multi(&w, 1, X, n_tokens, &Y, pool, true);
-  std::vector<float> y(W.rows);
-  for (size_t t = 0; t < n_tokens; ++t) {
-    float* yp = y.data();
-    if (!Q8Multi(&w, 1, X + t * W.cols, 1, &yp, pool, false)) return false;
-    std::copy(y.begin(), y.end(), Y + t * W.rows);
-  }
-  return true;
+  return ForcedPath(Q8Multi, W, X, n_tokens, Y, path, pool);
 }
 
 #else  // HWY_SCALAR: the scalar reference is the kernel.

@@ -220,28 +220,17 @@ bool MxtqMulti(const WeightMatrix* const* Ws, size_t m, const float* X, size_t n
   if (!mxtq16::supported(*Ws[0])) return false;
   const size_t cols = Ws[0]->cols;
   const float* signs = Ws[0]->mxtq->signs.data();
-  std::vector<size_t> offset(m + 1, 0);
   std::vector<mxtq16::Codebook> cbs;  // plain arrays: the vector maps are built where they run
   for (size_t k = 0; k < m; ++k) {
     const WeightMatrix& W = *Ws[k];
     if (!mxtq16::supported(W) || static_cast<size_t>(W.cols) != cols) return false;
     if (W.mxtq != Ws[0]->mxtq && !std::equal(signs, signs + cols, W.mxtq->signs.begin())) return false;
     cbs.push_back(mxtq16::int16_codebook(W));
-    offset[k + 1] = offset[k] + W.rows;
   }
   q16::Activations a;
   q16::prepare_activations(n_tokens, cols, cols, a);
   const size_t stride = a.blocks16 * kBlock;
-  size_t grain = std::max<size_t>(4, 65536 / std::max<size_t>(1, cols * n_tokens));
-  // One token: a few long runs of rows per thread (see AffineMulti).
-  if (!tiled) grain = std::max(grain, offset[m] / (pool.size() * 4));
-  grain = (grain + kTileRows - 1) / kTileRows * kTileRows;
-  auto for_rows = [&](size_t r0, size_t r1, auto&& fn) {
-    for (size_t k = 0; k < m; ++k) {
-      const size_t lo = std::max(r0, offset[k]), hi = std::min(r1, offset[k + 1]);
-      if (lo < hi) fn(k, lo - offset[k], hi - offset[k]);
-    }
-  };
+  const StackedRows rows(Ws, m, cols * n_tokens, !tiled, pool.size(), kTileRows);
   if (!tiled) {
     if (n_tokens > kStreamTokens) return false;
     std::vector<float> xr(cols);
@@ -252,10 +241,8 @@ bool MxtqMulti(const WeightMatrix* const* Ws, size_t m, const float* X, size_t n
       DecodeLayout<4>(a, t, xp.get());
       SplitActivations(xp.get(), stride, xs.get() + 2 * t * stride, xs.get() + (2 * t + 1) * stride);
     }
-    pool.parallel_for(offset[m], grain, [&](size_t r0, size_t r1) {
-      for_rows(r0, r1, [&](size_t k, size_t lo, size_t hi) {
-        DecodeRows(*Ws[k], CodebookMap(cbs[k]), cbs[k].inv_k, a, n_tokens, xs.get(), lo, hi, Ys[k]);
-      });
+    rows.run(pool, [&](size_t k, size_t lo, size_t hi) {
+      DecodeRows(*Ws[k], CodebookMap(cbs[k]), cbs[k].inv_k, a, n_tokens, xs.get(), lo, hi, Ys[k]);
     });
     return true;
   }
@@ -272,10 +259,8 @@ bool MxtqMulti(const WeightMatrix* const* Ws, size_t m, const float* X, size_t n
                        reinterpret_cast<int16_t*>(o + seg_words));
     }
   });
-  pool.parallel_for(offset[m], grain, [&](size_t r0, size_t r1) {
-    for_rows(r0, r1, [&](size_t k, size_t lo, size_t hi) {
-      TiledRows(*Ws[k], CodebookMap(cbs[k]), cbs[k].inv_k, a, xs.get(), lo, hi, Ys[k]);
-    });
+  rows.run(pool, [&](size_t k, size_t lo, size_t hi) {
+    TiledRows(*Ws[k], CodebookMap(cbs[k]), cbs[k].inv_k, a, xs.get(), lo, hi, Ys[k]);
   });
   return true;
 }
@@ -287,16 +272,7 @@ bool MxtqMultiT(const WeightMatrix* const* Ws, size_t m, const float* X, size_t 
 
 // Forces one path (tests): 0 = the one-token path, token by token; 1 = the tiled path for all tokens.
 bool MxtqMatmulPathT(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, int path) {
-  const WeightMatrix* w = &W;
-  ThreadPool& pool = default_pool();
-  if (path == 1) return MxtqMulti(&w, 1, X, n_tokens, &Y, pool, true);
-  std::vector<float> y(W.rows);
-  for (size_t t = 0; t < n_tokens; ++t) {
-    float* yp = y.data();
-    if (!MxtqMulti(&w, 1, X + t * W.cols, 1, &yp, pool, false)) return false;
-    std::copy(y.begin(), y.end(), Y + t * W.rows);
-  }
-  return true;
+  return ForcedPath(MxtqMulti, W, X, n_tokens, Y, path, default_pool());
 }
 
 #else  // HWY_SCALAR: the scalar reference is the kernel.

@@ -12,12 +12,14 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
+#include <vector>
 
 #include <hwy/highway.h>
 #include <hwy/aligned_allocator.h>
 
 #include "kernels/affine_q16.h"
 #include "tensor/weight_matrix.h"
+#include "util/thread_pool.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace zaya {
@@ -142,6 +144,50 @@ HWY_INLINE void BiasLanes(const float* bias, const float* xsum, size_t groups16,
 
 
 
+
+// The rows of m matrices that share one activation, as one parallel loop (a row's result does not depend on how the
+// rows are split). Grain: enough work per pool chunk; streaming (a few tokens) gets a few long runs of rows per
+// thread, so the prefetch stream is rarely restarted (each pool chunk starts cold), with enough chunks left to even
+// out a late thread; whole tiles of tile_rows.
+struct StackedRows {
+  std::vector<size_t> offset;  // [m + 1]: first row of each matrix
+  size_t grain = 0;
+  StackedRows(const WeightMatrix* const* Ws, size_t m, size_t work_per_row, bool streaming, size_t threads,
+              size_t tile_rows)
+      : offset(m + 1, 0) {
+    for (size_t k = 0; k < m; ++k) offset[k + 1] = offset[k] + Ws[k]->rows;
+    grain = std::max<size_t>(4, 65536 / std::max<size_t>(1, work_per_row));
+    if (streaming) grain = std::max(grain, offset[m] / (threads * 4));
+    grain = (grain + tile_rows - 1) / tile_rows * tile_rows;
+  }
+  // fn(k, lo, hi) for every run of rows [lo, hi) of matrix k, in parallel.
+  template <class Fn>
+  void run(ThreadPool& pool, const Fn& fn) const {
+    const size_t m = offset.size() - 1;
+    pool.parallel_for(offset[m], grain, [&](size_t r0, size_t r1) {
+      for (size_t k = 0; k < m; ++k) {
+        const size_t lo = std::max(r0, offset[k]), hi = std::min(r1, offset[k + 1]);
+        if (lo < hi) fn(k, lo - offset[k], hi - offset[k]);
+      }
+    });
+  }
+};
+
+// Forces one path of a Multi(Ws, m, X, n, Ys, pool, tiled) kernel (tests): 0 = the one-token path, token by token;
+// 1 = the tiled path for all tokens.
+template <class Multi>
+bool ForcedPath(const Multi& multi, const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, int path,
+                ThreadPool& pool) {
+  const WeightMatrix* w = &W;
+  if (path == 1) return multi(&w, 1, X, n_tokens, &Y, pool, true);
+  std::vector<float> y(W.rows);
+  for (size_t t = 0; t < n_tokens; ++t) {
+    float* yp = y.data();
+    if (!multi(&w, 1, X + t * W.cols, 1, &yp, pool, false)) return false;
+    std::copy(y.begin(), y.end(), Y + t * W.rows);
+  }
+  return true;
+}
 
 // ---- one token --------------------------------------------------------------------------------------------------
 

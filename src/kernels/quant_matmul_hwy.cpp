@@ -212,28 +212,14 @@ bool AffineMulti(const WeightMatrix* const* Ws, size_t m, const float* X, size_t
   if (m == 0) return true;
   const size_t cols = Ws[0]->cols, G = Ws[0]->group_size;
   bool has4 = false, has8 = false;
-  std::vector<size_t> offset(m + 1, 0);
   for (size_t k = 0; k < m; ++k) {
     const WeightMatrix& W = *Ws[k];
     if (!Q16Eligible(W) || static_cast<size_t>(W.cols) != cols || static_cast<size_t>(W.group_size) != G) return false;
     (W.bits == 4 ? has4 : has8) = true;
-    offset[k + 1] = offset[k] + W.rows;
   }
   q16::Activations a;
   q16::prepare_activations(n_tokens, cols, G, a);
-  const size_t work = cols * n_tokens;
-  size_t grain = std::max<size_t>(4, 65536 / std::max<size_t>(1, work));
-  // One token: a few long runs of rows per thread, so the prefetch stream is rarely restarted (each pool chunk starts
-  // cold), with enough chunks left to even out a late thread.
-  if (!tiled) grain = std::max(grain, offset[m] / (pool.size() * 4));
-  grain = (grain + kTileRows - 1) / kTileRows * kTileRows;
-  // Calls fn(k, lo, hi) for the rows [lo, hi) of matrix k inside the pool chunk [r0, r1).
-  auto for_rows = [&](size_t r0, size_t r1, auto&& fn) {
-    for (size_t k = 0; k < m; ++k) {
-      const size_t lo = std::max(r0, offset[k]), hi = std::min(r1, offset[k + 1]);
-      if (lo < hi) fn(k, lo - offset[k], hi - offset[k]);
-    }
-  };
+  const StackedRows rows(Ws, m, cols * n_tokens, !tiled, pool.size(), kTileRows);
   hwy::AlignedFreeUniquePtr<int32_t[]> cx4, cx8;
   if (!tiled) {
     if (n_tokens > kStreamTokens) return false;
@@ -248,11 +234,9 @@ bool AffineMulti(const WeightMatrix* const* Ws, size_t m, const float* X, size_t
     }
     if (has4) cx4 = CentreTerms(a, 4);
     if (has8) cx8 = CentreTerms(a, 8);
-    pool.parallel_for(offset[m], grain, [&](size_t r0, size_t r1) {
-      for_rows(r0, r1, [&](size_t k, size_t lo, size_t hi) {
-        if (Ws[k]->bits == 4) DecodeRows<4>(*Ws[k], a, n_tokens, xp4.get(), stride, cx4.get(), lo, hi, Ys[k]);
-        else DecodeRows<8>(*Ws[k], a, n_tokens, xp8.get(), stride, cx8.get(), lo, hi, Ys[k]);
-      });
+    rows.run(pool, [&](size_t k, size_t lo, size_t hi) {
+      if (Ws[k]->bits == 4) DecodeRows<4>(*Ws[k], a, n_tokens, xp4.get(), stride, cx4.get(), lo, hi, Ys[k]);
+      else DecodeRows<8>(*Ws[k], a, n_tokens, xp8.get(), stride, cx8.get(), lo, hi, Ys[k]);
     });
     return true;
   }
@@ -263,11 +247,9 @@ bool AffineMulti(const WeightMatrix* const* Ws, size_t m, const float* X, size_t
   });
   if (has4) cx4 = CentreTerms(a, 4);
   if (has8) cx8 = CentreTerms(a, 8);
-  pool.parallel_for(offset[m], grain, [&](size_t r0, size_t r1) {
-    for_rows(r0, r1, [&](size_t k, size_t lo, size_t hi) {
-      if (Ws[k]->bits == 4) TiledRows<4>(*Ws[k], a, xs.get(), cx4.get(), lo, hi, Ys[k]);
-      else TiledRows<8>(*Ws[k], a, xs.get(), cx8.get(), lo, hi, Ys[k]);
-    });
+  rows.run(pool, [&](size_t k, size_t lo, size_t hi) {
+    if (Ws[k]->bits == 4) TiledRows<4>(*Ws[k], a, xs.get(), cx4.get(), lo, hi, Ys[k]);
+    else TiledRows<8>(*Ws[k], a, xs.get(), cx8.get(), lo, hi, Ys[k]);
   });
   return true;
 }
@@ -284,16 +266,7 @@ bool AffineMatmulT(const WeightMatrix& W, const float* X, size_t n_tokens, float
 
 // Forces one path (tests): 0 = the one-token path, token by token; 1 = the tiled path for all tokens.
 bool AffineMatmulPathT(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, int path) {
-  const WeightMatrix* w = &W;
-  ThreadPool& pool = default_pool();
-  if (path == 1) return AffineMulti(&w, 1, X, n_tokens, &Y, pool, true);
-  std::vector<float> y(W.rows);
-  for (size_t t = 0; t < n_tokens; ++t) {
-    float* yp = y.data();
-    if (!AffineMulti(&w, 1, X + t * W.cols, 1, &yp, pool, false)) return false;
-    std::copy(y.begin(), y.end(), Y + t * W.rows);
-  }
-  return true;
+  return ForcedPath(AffineMulti, W, X, n_tokens, Y, path, default_pool());
 }
 
 // MXTQ 4-bit row decode: 16 codebook values per step (vpermps over the 16-entry codebook). Same values as the
