@@ -165,7 +165,7 @@ TEST(FormatTable, EveryKernelMatchesItsReference) {
     for (const Case& c : kCases) {
       Stored s = make(c.f, 13, c.cols, c.bits, rng);
       const FormatRow& row = format_row(c.f);
-      for (const ProductKernel* k : {&row.fp32, &row.reduced, &row.portable, &row.int8}) {
+      for (const ProductKernel* k : {&row.fp32, &row.reduced, &row.portable, &row.int8, &row.matrix}) {
         if (!k->run || (k->accepts && !k->accepts(s.W))) continue;
         SCOPED_TRACE(testing::Message() << k->name << " on " << weight_format_name(c.f) << " bits " << c.bits
                                         << " target " << simd_target_name());
@@ -198,8 +198,9 @@ TEST(FormatTable, PickKernelFollowsPrecision) {
   EXPECT_STREQ(pick_kernel(a4.W, Precision::Fast).name, "affine-int16");
   EXPECT_STREQ(pick_kernel(a4.W, Precision::Exact).name, "affine-f32");
   EXPECT_STREQ(pick_kernel(a3.W, Precision::Fast).name, "grouped");  // no int16 or fp32 SIMD path for 3 bits
-  // BF16 arithmetic only where the CPU has AVX512_BF16; fp32 tiles elsewhere and always under Exact.
-  EXPECT_STREQ(pick_kernel(f.W, Precision::Fast).name, bf16_dot_accepts(f.W) ? "bf16-dot" : "bf16-tiles");
+  // BF16 arithmetic only where the CPU has AMX-BF16 or AVX512_BF16; fp32 tiles elsewhere and always under Exact.
+  EXPECT_STREQ(pick_kernel(f.W, Precision::Fast).name,
+               bf16_amx_accepts(f.W) ? "bf16-amx" : bf16_dot_accepts(f.W) ? "bf16-dot" : "bf16-tiles");
   EXPECT_STREQ(pick_kernel(f.W, Precision::Exact).name, "bf16-tiles");
 }
 

@@ -109,24 +109,25 @@ constexpr ProductKernel kGrouped{"grouped", grouped_product, nullptr, nullptr, m
 constexpr ProductKernel kNone{};
 
 const FormatRow kFormats[kWeightFormatCount] = {
-    {WeightFormat::F32, float_row_bytes<4>, f32_row, nullptr, nullptr, kF32, kNone, kF32, kNone},
-    {WeightFormat::F16, float_row_bytes<2>, f16_row, nullptr, nullptr, kF16, kNone, kF16, kNone},
+    {WeightFormat::F32, float_row_bytes<4>, f32_row, nullptr, nullptr, kF32, kNone, kF32, kNone, kNone},
+    {WeightFormat::F16, float_row_bytes<2>, f16_row, nullptr, nullptr, kF16, kNone, kF16, kNone, kNone},
     {WeightFormat::BF16, float_row_bytes<2>, bf16_row, nullptr, nullptr, kBF16,
-     {"bf16-dot", bf16_dot_product, nullptr, bf16_dot_accepts, bf16_dot_reference}, kBF16, kNone},
+     {"bf16-dot", bf16_dot_product, nullptr, bf16_dot_accepts, bf16_dot_reference}, kBF16, kNone,
+     {"bf16-amx", bf16_amx_product, nullptr, bf16_amx_accepts, bf16_amx_reference}},
     {WeightFormat::Affine, affine_row_bytes, affine_row, affine_codes, affine_scales,
      {"affine-f32", affine_f32_product, nullptr, affine_f32_accepts, matmul_ref},
      {"affine-int16", affine_q16_product, affine_q16_multi, affine_q16_accepts, affine_q16_reference}, kGrouped,
-     {"affine-int8", affine_q8_product, affine_q8_multi, affine_q8_accepts, affine_q8_reference}},
+     {"affine-int8", affine_q8_product, affine_q8_multi, affine_q8_accepts, affine_q8_reference}, kNone},
     {WeightFormat::MxFp4, fp_row_bytes, fp_row<WeightFormat::MxFp4>, e2m1_codes, fp_scales<WeightFormat::MxFp4>,
-     kGrouped, kNone, kGrouped, kNone},
+     kGrouped, kNone, kGrouped, kNone, kNone},
     {WeightFormat::NvFp4, fp_row_bytes, fp_row<WeightFormat::NvFp4>, e2m1_codes, fp_scales<WeightFormat::NvFp4>,
-     kGrouped, kNone, kGrouped, kNone},
+     kGrouped, kNone, kGrouped, kNone, kNone},
     {WeightFormat::MxFp8, fp_row_bytes, fp_row<WeightFormat::MxFp8>, e4m3_codes, fp_scales<WeightFormat::MxFp8>,
-     kGrouped, kNone, kGrouped, kNone},
+     kGrouped, kNone, kGrouped, kNone, kNone},
     {WeightFormat::Mxtq, mxtq_row_bytes, mxtq_row, mxtq_codes, nullptr,
      {"mxtq-rotated", mxtq_product, nullptr, nullptr, matmul_ref},
      {"mxtq-int16", mxtq_q16_product, mxtq_q16_multi, mxtq_q16_accepts, mxtq_q16_reference},
-     {"mxtq-rotated", mxtq_product, nullptr, nullptr, matmul_ref}, kNone},
+     {"mxtq-rotated", mxtq_product, nullptr, nullptr, matmul_ref}, kNone, kNone},
 };
 
 bool takes(const ProductKernel& k, const WeightMatrix& W) { return k.run && (!k.accepts || k.accepts(W)); }
@@ -142,6 +143,7 @@ const FormatRow& format_row(WeightFormat f) {
 const ProductKernel& pick_kernel(const WeightMatrix& W, Precision precision) {
   const FormatRow& row = format_row(W.format);
   if (precision == Precision::Int8 && takes(row.int8, W)) return row.int8;
+  if (precision != Precision::Exact && takes(row.matrix, W)) return row.matrix;
   if (precision != Precision::Exact && takes(row.reduced, W)) return row.reduced;
   if (takes(row.fp32, W)) return row.fp32;
   return row.portable;

@@ -43,12 +43,16 @@ struct FormatRow {
   ProductKernel reduced;  // Precision::Fast: reduced-precision activations (affine, MXTQ: int16; bf16: bf16)
   ProductKernel portable;  // the fallback for matrices the fast kernels do not accept
   ProductKernel int8;      // Precision::Int8: int8 activations (affine 4/8-bit); absent = the Fast choice
+  // A matrix engine (AMX) in the `reduced` arithmetic's activations: preferred over `reduced` under Fast and Int8
+  // where accepted. Its reference is not bitwise (see quant_matmul.h); batch and thread invariance still hold.
+  ProductKernel matrix;
 };
 
 const FormatRow& format_row(WeightFormat f);
 
 // The product kernel for W under `precision`: under Int8 the int8 kernel when accepted, else as Fast; under Fast the
-// reduced-precision kernel when accepted; else the fp32 one when accepted, else the portable one.
+// matrix-engine kernel, else the reduced-precision kernel when accepted; else the fp32 one when accepted, else the
+// portable one.
 const ProductKernel& pick_kernel(const WeightMatrix& W, Precision precision);
 
 // Row r of W dequantized to fp32 (throws for r out of range).

@@ -21,6 +21,13 @@ bool bf16_dot_accepts(const WeightMatrix& W);
 void bf16_dot_product(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, ThreadPool& pool);
 void bf16_dot_reference(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y);
 
+// BF16 weights on the AMX matrix engine (bf16_amx_hwy.cpp): the same bf16 activations, TDPBF16PS tiles for every
+// token count; accepted only where the CPU and OS run AMX-BF16. Its reference is exact per 32-column chunk; the
+// engine adds a chunk's products more precisely than fp32 in an undocumented way, so the two agree to an error bound.
+bool bf16_amx_accepts(const WeightMatrix& W);
+void bf16_amx_product(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, ThreadPool& pool);
+void bf16_amx_reference(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y);
+
 // Affine 4/8-bit in the canonical int16-activation arithmetic (affine_q16.h, quant_matmul_hwy.cpp); a target without
 // the SIMD path runs the scalar reference of the same arithmetic, so every target gives the same bits.
 bool affine_q16_accepts(const WeightMatrix& W);
