@@ -207,6 +207,18 @@ Runner add_bench(CLI::App& app) {
       start("as found");
     }
     const double load_s = startups.back().load_s;
+    // The product kernels a decode step runs (format table names, most weight bytes first): what the table's
+    // "kernels" column and --json "products" report.
+    std::string products;
+    {
+      DecodeState st = model->new_state();
+      profile_begin();
+      (void)model->forward(std::span(prompt).first(1), st, LogitsMode::Last);
+      ProfileReport r = profile_end();
+      std::sort(r.kernels.begin(), r.kernels.end(),
+                [](const ProfileRow& a, const ProfileRow& b) { return a.weight_bytes > b.weight_bytes; });
+      for (const auto& k : r.kernels) products += (products.empty() ? "" : " ") + k.name;
+    }
     ReadBandwidth bandwidth(static_cast<size_t>(o->bw_gib * (1ull << 30)));
     const size_t bpt = model->weight_bytes_per_token();
 
@@ -280,6 +292,7 @@ Runner add_bench(CLI::App& app) {
     j["simd"] = simd_target_name();
     j["quant_kernel"] = quant_simd_target_name();
     j["activations"] = o->model.exact ? "fp32" : o->model.int8 ? "int8" : "int16";
+    j["products"] = products;
     j["load_s"] = load_s;
     j["first_token_s"] = startups.back().first_token_s;
     for (const auto& su : startups)
@@ -318,8 +331,7 @@ Runner add_bench(CLI::App& app) {
       std::printf("%s\n", j.dump(2).c_str());
       return 0;
     }
-    const std::string kernels = cat(quant_simd_target_name(), o->model.exact  ? ", fp32 act."
-                                                           : o->model.int8 ? ", int8 act." : ", int16 act.");
+    const std::string kernels = cat(quant_simd_target_name(), ": ", products);
     std::printf("\n| model | threads | kernels | test | tok/s | weight bytes/token | GB/s | %% of %.1f GB/s read |\n",
                 machine_gbs);
     std::printf("|---|---|---|---|---|---|---|---|\n");

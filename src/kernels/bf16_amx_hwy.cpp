@@ -28,15 +28,8 @@
 #include <hwy/highway.h>
 #include <hwy/aligned_allocator.h>
 
-#if HWY_ARCH_X86
-#include <cpuid.h>
-#endif
-#if defined(__linux__)
-#include <sys/syscall.h>
-#include <unistd.h>
-#endif
-
 #include "io/dtype.h"
+#include "kernels/amx.h"
 #include "kernels/quant_matmul.h"
 #include "util/thread_pool.h"
 
@@ -49,45 +42,8 @@ constexpr size_t kGroup = 16;       // tokens per activation tile (N)
 constexpr size_t kBlockRows = 32;   // rows per work item: two weight tiles share each activation tile
 constexpr size_t kBlockBytes = size_t{256} << 10;  // packed activations kept in L2 while a block's rows pass
 
-// The 64-byte operand of LDTILECFG (palette 1).
-struct alignas(64) TileConfig {
-  uint8_t palette = 1, start_row = 0;
-  uint8_t reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-};
-
-// Whether this process may run AMX-BF16: the CPU has it (CPUID.(7,0):EDX bits 22 and 24), the OS saves tile state
-// (XCR0 bits 17, 18) and Linux granted the permission (arch_prctl ARCH_REQ_XCOMP_PERM for XTILEDATA, needed
-// before the first tile instruction). ZAYA_NO_AMX=1 in the environment turns the engine off (comparisons).
-inline bool amx_bf16_usable() {
-#if HWY_ARCH_X86 && defined(__linux__)
-  static const bool ok = [] {
-    if (const char* e = std::getenv("ZAYA_NO_AMX"); e && *e && std::strcmp(e, "0") != 0) return false;
-    unsigned a = 0, b = 0, c = 0, d = 0;
-    if (!__get_cpuid(1, &a, &b, &c, &d) || !((c >> 27) & 1)) return false;  // OSXSAVE
-    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !((d >> 24) & 1) || !((d >> 22) & 1)) return false;
-    uint32_t lo = 0, hi = 0;
-    asm volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-    if ((lo & (3u << 17)) != (3u << 17)) return false;
-    constexpr long kReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
-    return syscall(SYS_arch_prctl, kReqXcompPerm, kXfeatureXtiledata) == 0;
-  }();
-  return ok;
-#else
-  return false;
-#endif
-}
 }  // namespace zaya::bf16amx
 
-// Tile instructions by register number (the encodings take literals). The assembler knows them whatever the
-// compiler's target flags; callers run them only after amx_bf16_usable().
-#define ZAYA_TILE_LOAD(t, base, stride) \
-  asm volatile("tileloadd (%0,%1,1), %%tmm" #t ::"r"(base), "r"(static_cast<long>(stride)) : "memory")
-#define ZAYA_TILE_STORE(t, base, stride) \
-  asm volatile("tilestored %%tmm" #t ", (%0,%1,1)" ::"r"(base), "r"(static_cast<long>(stride)) : "memory")
-#define ZAYA_TILE_ZERO(t) asm volatile("tilezero %%tmm" #t ::)
-#define ZAYA_TILE_DP(c, a, b) asm volatile("tdpbf16ps %%tmm" #b ", %%tmm" #a ", %%tmm" #c ::)
 #endif
 
 HWY_BEFORE_NAMESPACE();
@@ -98,62 +54,25 @@ using namespace bf16amx;
 
 #if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
 
-bool HasBf16AmxT() { return amx_bf16_usable(); }
+bool HasBf16AmxT() { return amx::usable(); }
 
-// f32_to_bf16 of 16 values (round to nearest even; NaN stays a quiet NaN).
-HWY_INLINE __m256i RoundToBf16(__m512i u) {
-  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-  const __m512i rounded = _mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7FFF)));
-  const __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7FFFFFFF)),
-                                                _mm512_set1_epi32(0x7F800000));
-  const __m512i quiet = _mm512_or_si512(u, _mm512_set1_epi32(0x400000));
-  return _mm512_cvtepi32_epi16(_mm512_srli_epi32(_mm512_mask_mov_epi32(rounded, nan, quiet), 16));
-}
-
-// Token t of X as a bf16 row of n_chunks·32 columns, zeros past `cols`.
-void ConvertRow(const float* x, size_t cols, size_t padded, uint16_t* o) {
-  size_t c = 0;
-  for (; c + 16 <= cols; c += 16)
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + c), RoundToBf16(_mm512_loadu_si512(x + c)));
-  for (; c < cols; ++c) o[c] = f32_to_bf16(x[c]);
-  std::fill(o + cols, o + padded, uint16_t{0});
-}
-
-// In-register transpose of a 16×16 block of dwords: four rounds, each swapping one bit of the row index with the
-// same bit of the column index.
-HWY_INLINE void Transpose16(__m512i (&r)[16]) {
-  for (int s = 8; s >= 1; s >>= 1) {
-    alignas(64) int32_t lo[16], hi[16];
-    for (int c = 0; c < 16; ++c) {
-      lo[c] = (c & s) ? 16 + (c ^ s) : c;
-      hi[c] = (c & s) ? 16 + c : (c ^ s);
-    }
-    const __m512i ilo = _mm512_load_si512(lo), ihi = _mm512_load_si512(hi);
-    for (int i = 0; i < 16; ++i) {
-      if (i & s) continue;
-      const __m512i a = r[i], b = r[i | s];
-      r[i] = _mm512_permutex2var_epi32(a, ilo, b);
-      r[i | s] = _mm512_permutex2var_epi32(a, ihi, b);
-    }
-  }
-}
+// bf16_dot_hwy.cpp (same target): tokens [t0, t1) of X as bf16 rows of `ld` columns, zeros past `cols`.
+void ConvertTokens(const float* X, size_t cols, size_t ld, size_t t0, size_t t1, uint16_t* xb);
 
 // Token group g into the B layout: n_chunks tiles of 16 rows × tn dwords. `rowbuf` holds tn bf16 rows.
 void PackGroup(const float* X, size_t cols, size_t n_tokens, size_t g, size_t tn, size_t n_chunks, uint16_t* rowbuf,
                uint32_t* out) {
   const size_t padded = n_chunks * kChunk, t0 = g * kGroup;
-  for (size_t n = 0; n < tn; ++n) {
-    uint16_t* o = rowbuf + n * padded;
-    if (t0 + n < n_tokens) ConvertRow(X + (t0 + n) * cols, cols, padded, o);
-    else std::fill(o, o + padded, uint16_t{0});
-  }
+  const size_t real = std::min(tn, n_tokens - t0);
+  ConvertTokens(X + t0 * cols, cols, padded, 0, real, rowbuf);
+  std::fill(rowbuf + real * padded, rowbuf + tn * padded, uint16_t{0});
   const auto* rows = reinterpret_cast<const uint32_t*>(rowbuf);  // [n][d], d = column pair
   const size_t pairs = padded / 2;                               // = 16 · n_chunks
   if (tn == kGroup) {
     for (size_t d = 0; d < pairs; d += 16) {
       __m512i r[16];
       for (size_t n = 0; n < 16; ++n) r[n] = _mm512_loadu_si512(rows + n * pairs + d);
-      Transpose16(r);
+      amx::transpose16(r);
       for (size_t i = 0; i < 16; ++i) _mm512_storeu_si512(out + (d + i) * 16, r[i]);
     }
   } else {
@@ -165,12 +84,12 @@ void PackGroup(const float* X, size_t cols, size_t n_tokens, size_t g, size_t tn
 // Tiles: C(i, j) = tmm(2i + j) accumulates weight tile i (rows 16i..16i+15 of the block) × token group j;
 // A(i) = tmm(4 + i); B(j) = tmm(6 + j).
 void Configure(size_t tn) {
-  TileConfig cfg;
+  amx::TileConfig cfg;
   for (int t = 0; t < 8; ++t) {
     cfg.rows[t] = kTileRows;
     cfg.colsb[t] = static_cast<uint16_t>(t == 4 || t == 5 ? 64 : 4 * tn);
   }
-  asm volatile("ldtilecfg %0" ::"m"(cfg));
+  amx::configure(cfg);
 }
 
 // One block of RT·16 rows (weights at w, `ldw` bytes apart) against GT token groups of packed activations (b, `ldb`
@@ -188,12 +107,12 @@ HWY_INLINE void Block(const uint8_t* w, size_t ldw, const uint8_t* b, size_t ldb
     ZAYA_TILE_LOAD(6, b + k * btile, bstride);
     if constexpr (GT == 2) ZAYA_TILE_LOAD(7, b + ldb + k * btile, bstride);
     ZAYA_TILE_LOAD(4, wk, ldw);
-    ZAYA_TILE_DP(0, 4, 6);
-    if constexpr (GT == 2) ZAYA_TILE_DP(1, 4, 7);
+    ZAYA_TILE_DPBF16PS(0, 4, 6);
+    if constexpr (GT == 2) ZAYA_TILE_DPBF16PS(1, 4, 7);
     if constexpr (RT == 2) {
       ZAYA_TILE_LOAD(5, wk + kTileRows * ldw, ldw);
-      ZAYA_TILE_DP(2, 5, 6);
-      if constexpr (GT == 2) ZAYA_TILE_DP(3, 5, 7);
+      ZAYA_TILE_DPBF16PS(2, 5, 6);
+      if constexpr (GT == 2) ZAYA_TILE_DPBF16PS(3, 5, 7);
     }
   }
   ZAYA_TILE_STORE(0, out[0][0], 64);
@@ -263,7 +182,7 @@ void Bf16AmxT(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, 
         }
       }
     }
-    asm volatile("tilerelease" ::);
+    amx::release();
   });
 }
 
