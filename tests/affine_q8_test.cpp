@@ -107,6 +107,16 @@ TEST(AffineQ8, TiledPathAcrossTokenBlocks) {
   }
 }
 
+// The AMX engine path is the tiled path bit for bit (one TDPBUSD per block: the vpdpbusd sums).
+TEST(AffineQ8, EnginePathIsTheTiledPath) {
+  std::mt19937 rng(33);
+  ThreadPool pool(3);
+  auto path = [&](const WeightMatrix& W, const float* X, size_t n, float* Y, int p) {
+    return affine_q8_path(W, X, n, Y, p, pool);
+  };
+  if (!test::engine_matches_tiles(path, rng)) GTEST_SKIP() << "no AMX on this CPU or OS";
+}
+
 // A token's result depends only on that token: the same with 1, 2 or 3 threads, alone or in any batch, and through
 // the fused multi-matrix entry point.
 TEST(AffineQ8, ThreadAndBatchInvariant) {

@@ -203,6 +203,16 @@ TEST(KernelQuant, AffineQ16TiledPathAcrossTokenBlocks) {
   }
 }
 
+// The AMX engine path (prefill on CPUs with AMX-INT8) is the tiled path bit for bit: same integer block sums, same
+// fp32 sequence.
+TEST(KernelQuant, AffineQ16EnginePathIsTheTiledPath) {
+  std::mt19937 rng(24);
+  auto path = [](const WeightMatrix& W, const float* X, size_t n, float* Y, int p) {
+    return affine_matmul_path(W, X, n, Y, p);
+  };
+  if (!test::engine_matches_tiles(path, rng)) GTEST_SKIP() << "no AMX on this CPU or OS";
+}
+
 // Activation quantization: |xq·d − x| ≤ d/2, the block maximum maps to ±32767, Σxq and the group sums are kept, and
 // a non-finite activation turns its outputs into NaN instead of a finite wrong number.
 TEST(KernelQuant, AffineQ16ActivationQuantization) {

@@ -1,7 +1,10 @@
 #pragma once
 // Random inputs and small affine matrices for the quantized-kernel tests (one definition for every test file).
+#include <gtest/gtest.h>
+
 #include <cstdint>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "io/dtype.h"
@@ -51,6 +54,28 @@ inline AffineMatrix make_affine(int64_t rows, int64_t cols, int bits, int group,
   W.scale_row_bytes = groups * 2;
   W.name = "affine";
   return q;
+}
+
+// The matrix-engine path (2) of a forced-path kernel `path(W, X, n, Y, p)` against its tiled path (1), bitwise, on
+// shapes that cross the engine's 32-row blocks, 16-token groups and L2 token blocks. False (nothing checked) where
+// the CPU has no engine.
+template <class PathFn>
+bool engine_matches_tiles(const PathFn& path, std::mt19937& rng) {
+  struct Shape { int bits, group; int64_t rows, cols; size_t tokens; };
+  const Shape shapes[] = {{4, 32, 70, 2048, 9},  {4, 64, 33, 2560, 120}, {8, 32, 70, 384, 17}, {8, 128, 5, 2048, 40},
+                          {4, 128, 1, 512, 16},  {8, 64, 64, 2048 + 512, 33}, {4, 32, 31, 128, 200}};
+  for (const Shape& s : shapes) {
+    auto q = make_affine(s.rows, s.cols, s.bits, s.group, rng);
+    auto X = random_floats(s.tokens * s.cols, rng);
+    X[3 * s.cols + 40] = 0.0f;
+    std::vector<float> tiles(s.tokens * s.rows), engine(s.tokens * s.rows, -7.0f);
+    if (!path(q.W, X.data(), s.tokens, engine.data(), 2)) return false;
+    EXPECT_TRUE(path(q.W, X.data(), s.tokens, tiles.data(), 1));
+    for (size_t i = 0; i < tiles.size(); ++i)
+      EXPECT_EQ(engine[i], tiles[i]) << "bits " << s.bits << " group " << s.group << " " << s.rows << "x" << s.cols
+                                     << ", " << s.tokens << " tokens: token " << i / s.rows << " row " << i % s.rows;
+  }
+  return true;
 }
 
 }  // namespace zaya::test

@@ -492,9 +492,11 @@ hwy::AlignedFreeUniquePtr<int32_t[]> Q8CentreTerms(const q8::Activations& a, int
 }
 
 // Ys[k] = X·Ws[k]ᵀ for matrices of one input width and group size: the activations are quantized once, one parallel
-// loop runs over the rows of all of them. `tiled` picks the multi-token path (tests force it either way).
+// loop runs over the rows of all of them. `path` (kPathStream, kPathTiles, kPathEngine) is normally picked by token
+// count and CPU; tests force each.
 bool Q8Multi(const WeightMatrix* const* Ws, size_t m, const float* X, size_t n_tokens, float* const* Ys,
-             ThreadPool& pool, bool tiled) {
+             ThreadPool& pool, int path) {
+  const bool tiled = path != kPathStream;
   if (m == 0) return true;
   const size_t cols = Ws[0]->cols, G = Ws[0]->group_size;
   bool has4 = false, has8 = false;
@@ -505,6 +507,13 @@ bool Q8Multi(const WeightMatrix* const* Ws, size_t m, const float* X, size_t n_t
   }
   q8::Activations a;
   q8::prepare_activations(n_tokens, cols, G, a);
+  if (path == kPathEngine) {
+    if (!AffineAmxUsable()) return false;
+    pool.parallel_for(n_tokens, std::max<size_t>(1, 16384 / cols), [&](size_t t0, size_t t1) {
+      for (size_t t = t0; t < t1; ++t) Q8QuantizeToken(X + t * cols, t, a);
+    });
+    return AffineAmx(Ws, m, a, n_tokens, Ys, pool);
+  }
   const StackedRows rows(Ws, m, cols * n_tokens, !tiled, pool.size(), kQ8TileRows);
   hwy::AlignedFreeUniquePtr<int32_t[]> ncx4, ncx8;
 #if HWY_TARGET == HWY_AVX3_DL
@@ -538,10 +547,12 @@ bool Q8Multi(const WeightMatrix* const* Ws, size_t m, const float* X, size_t n_t
 bool Q8MultiT(const WeightMatrix* const* Ws, size_t m, const float* X, size_t n_tokens, float* const* Ys,
               ThreadPool& pool) {
 #if HWY_TARGET == HWY_AVX3_DL
-  return Q8Multi(Ws, m, X, n_tokens, Ys, pool, n_tokens > kQ8StreamMax);
+  const size_t stream_max = kQ8StreamMax;
 #else
-  return Q8Multi(Ws, m, X, n_tokens, Ys, pool, n_tokens > 1);
+  const size_t stream_max = 1;
 #endif
+  const int path = n_tokens <= stream_max ? kPathStream : AffineAmxUsable() ? kPathEngine : kPathTiles;
+  return Q8Multi(Ws, m, X, n_tokens, Ys, pool, path);
 }
 
 // Forces one path (tests): 0 = the one-token path, token by token; 1 = the tiled path for all tokens.

@@ -173,13 +173,14 @@ struct StackedRows {
   }
 };
 
-// Forces one path of a Multi(Ws, m, X, n, Ys, pool, tiled) kernel (tests): 0 = the one-token path, token by token;
-// 1 = the tiled path for all tokens.
+// Forces one path of a Multi(Ws, m, X, n, Ys, pool, path) kernel (tests): 0 = the one-token path, token by token;
+// 1 = the tiled path for all tokens; 2 = the matrix engine (affine_amx_hwy.cpp) for all tokens, where the kernel
+// has one (else as 1).
 template <class Multi>
 bool ForcedPath(const Multi& multi, const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, int path,
                 ThreadPool& pool) {
   const WeightMatrix* w = &W;
-  if (path == 1) return multi(&w, 1, X, n_tokens, &Y, pool, true);
+  if (path >= 1) return multi(&w, 1, X, n_tokens, &Y, pool, path);
   std::vector<float> y(W.rows);
   for (size_t t = 0; t < n_tokens; ++t) {
     float* yp = y.data();
@@ -513,6 +514,16 @@ constexpr size_t kTileTokens = 4, kTileTokensMax = 4;
 // Activation bytes of the tokens a tiled pass keeps in L2 while rows stream past (larger: re-read from L3 for every
 // row tile; prefill of 512 tokens ran 27 % faster on the dev VM with 256 KiB blocks than with none).
 constexpr size_t kTokenBlockBytes = size_t(256) << 10;
+
+// Paths of the multi-token kernels (ForcedPath; the defaults pick by token count and CPU).
+constexpr int kPathStream = 0, kPathTiles = 1, kPathEngine = 2;
+
+// affine_amx_hwy.cpp: the affine products of already quantized activations on the AMX engine, bitwise the tiled
+// path; false (nothing computed) where this target or process has no engine.
+template <class Q>
+bool AffineAmx(const WeightMatrix* const* Ws, size_t m, const q16::BlockActivations<Q>& a, size_t n_tokens,
+               float* const* Ys, ThreadPool& pool);
+bool AffineAmxUsable();
 
 // R rows × T tokens over every segment. For each sub-vector of N blocks (b … b+N−1) the R·T integer accumulators
 // stay in registers for the 16 pair steps (each lane: one whole block of one row and one token), then

@@ -45,8 +45,8 @@ void affine_q8_product(const WeightMatrix& W, const float* X, size_t n_tokens, f
 bool affine_q8_multi(const WeightMatrix* const* Ws, size_t m, const float* X, size_t n_tokens, float* const* Ys,
                      ThreadPool& pool);
 void affine_q8_reference(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y);
-// Tests: the int8 kernel with a forced path (0 = one token at a time, 1 = multi-token tiles) on `pool`; false where
-// the target has no SIMD path.
+// Tests: the int8 kernel with a forced path (0 = one token at a time, 1 = multi-token tiles, 2 = the AMX engine) on
+// `pool`; false where the target (or, for 2, the CPU) has no such path.
 bool affine_q8_path(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, int path, ThreadPool& pool);
 
 // Affine 4/8-bit with fp32 activations (affine_f32_hwy.cpp); the portable kernel where the target has no SIMD path.
@@ -74,8 +74,8 @@ void mxtq_q16_reference(const WeightMatrix& W, const float* X, size_t n_tokens, 
 // MXTQ 4-bit: codebook values of the first k·16 indices of a packed row (AVX-512); returns how many were written.
 size_t mxtq4_decode_row_simd(const uint32_t* words, size_t cols, const float* codebook, float* out);
 
-// Tests: the affine 4/8-bit SIMD kernel with a forced path (0 = one token at a time, 1 = multi-token tiles);
-// false where the target has no SIMD path.
+// Tests: the affine 4/8-bit SIMD kernel with a forced path (0 = one token at a time, 1 = multi-token tiles, 2 = the
+// AMX engine, affine_amx_hwy.cpp); false where the target (or, for 2, the CPU) has no such path.
 bool affine_matmul_path(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, int path);
 // Tests: the MXTQ 4-bit int16 kernel with a forced path, as affine_matmul_path.
 bool mxtq_matmul_path(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, int path);

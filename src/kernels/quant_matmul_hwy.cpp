@@ -205,10 +205,11 @@ hwy::AlignedFreeUniquePtr<int32_t[]> CentreTerms(const q16::Activations& a, int 
 bool Q16Eligible(const WeightMatrix& W) { return q16::supported(W) && (W.bits == 4 || W.bits == 8); }
 
 // Ys[k] = X·Ws[k]ᵀ for matrices of one input width and group size: the activations are quantized once and one
-// parallel loop runs over the rows of all of them (a row's result does not depend on how rows are split). `tiled`
-// picks the multi-token path (normally: more than one token); tests force it to compare the two paths.
+// parallel loop runs over the rows of all of them (a row's result does not depend on how rows are split). `path`
+// (kPathStream, kPathTiles, kPathEngine) is normally picked by token count and CPU; tests force each to compare.
 bool AffineMulti(const WeightMatrix* const* Ws, size_t m, const float* X, size_t n_tokens, float* const* Ys,
-                 ThreadPool& pool, bool tiled) {
+                 ThreadPool& pool, int path) {
+  const bool tiled = path != kPathStream;
   if (m == 0) return true;
   const size_t cols = Ws[0]->cols, G = Ws[0]->group_size;
   bool has4 = false, has8 = false;
@@ -219,6 +220,13 @@ bool AffineMulti(const WeightMatrix* const* Ws, size_t m, const float* X, size_t
   }
   q16::Activations a;
   q16::prepare_activations(n_tokens, cols, G, a);
+  if (path == kPathEngine) {
+    if (!AffineAmxUsable()) return false;
+    pool.parallel_for(n_tokens, std::max<size_t>(1, 16384 / cols), [&](size_t t0, size_t t1) {
+      for (size_t t = t0; t < t1; ++t) QuantizeToken(X + t * cols, t, a, nullptr);
+    });
+    return AffineAmx(Ws, m, a, n_tokens, Ys, pool);
+  }
   const StackedRows rows(Ws, m, cols * n_tokens, !tiled, pool.size(), kTileRows);
   hwy::AlignedFreeUniquePtr<int32_t[]> cx4, cx8;
   if (!tiled) {
@@ -256,7 +264,8 @@ bool AffineMulti(const WeightMatrix* const* Ws, size_t m, const float* X, size_t
 
 bool AffineMultiT(const WeightMatrix* const* Ws, size_t m, const float* X, size_t n_tokens, float* const* Ys,
                   ThreadPool& pool) {
-  return AffineMulti(Ws, m, X, n_tokens, Ys, pool, n_tokens > kStreamTokens);
+  const int path = n_tokens <= kStreamTokens ? kPathStream : AffineAmxUsable() ? kPathEngine : kPathTiles;
+  return AffineMulti(Ws, m, X, n_tokens, Ys, pool, path);
 }
 
 bool AffineMatmulT(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, ThreadPool& pool) {
@@ -264,7 +273,8 @@ bool AffineMatmulT(const WeightMatrix& W, const float* X, size_t n_tokens, float
   return AffineMultiT(&w, 1, X, n_tokens, &Y, pool);
 }
 
-// Forces one path (tests): 0 = the one-token path, token by token; 1 = the tiled path for all tokens.
+// Forces one path (tests): 0 = the one-token path, token by token; 1 = the tiled path for all tokens; 2 = the
+// matrix engine for all tokens (false where there is none).
 bool AffineMatmulPathT(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, int path) {
   return ForcedPath(AffineMulti, W, X, n_tokens, Y, path, default_pool());
 }
