@@ -143,7 +143,8 @@ void UnpackCodes(const WeightMatrix& W, size_t r, size_t nr, size_t ld, uint8_t*
 }
 
 // Tiles, double-buffered so the engine computes block j+1 while the vector units scale block j: set s (0, 1) holds
-// C_hi = tmm(2s), C_lo = tmm(2s + 1) and A = tmm(4 + s); B hi = tmm6 and B lo = tmm7 are shared.
+// C_hi = tmm(2s), C_lo = tmm(2s + 1) and A = tmm(4 + s); B hi = tmm6 and B lo = tmm7 are shared (int8: B = tmm(6 + s),
+// one per set).
 void Configure() {
   amx::TileConfig cfg;
   for (int t = 0; t < 8; ++t) {
@@ -153,11 +154,11 @@ void Configure() {
   amx::configure(cfg);
 }
 
-// The integer block sums of one block for 16 rows × 16 tokens into c[0] (Σ q·hi, or Σ q·xq for int8) and c[1]
-// (Σ q·lo), through tile set S.
+// The integer block sums of one block for 16 rows × 16 tokens, through tile set S: Issue starts them (zero, loads,
+// products), Drain stores them into c[0] (Σ q·hi, or Σ q·xq for int8) and c[1] (Σ q·lo). The engine runs its
+// instructions in order, so a block's products are issued before the previous block's results are drained.
 template <class Q, int S>
-HWY_INLINE void BlockSums(const uint8_t* codes, size_t ld, const uint32_t* bhi, const uint32_t* blo,
-                          int32_t (*c)[kRowTile * kGroup]) {
+HWY_INLINE void Issue(const uint8_t* codes, size_t ld, const uint32_t* bhi, const uint32_t* blo) {
   static_assert(S == 0 || S == 1);
   constexpr bool kSplit = sizeof(Q) == 2;
   if constexpr (S == 0) {
@@ -165,25 +166,39 @@ HWY_INLINE void BlockSums(const uint8_t* codes, size_t ld, const uint32_t* bhi, 
     ZAYA_TILE_LOAD(4, codes, ld);
     ZAYA_TILE_LOAD(6, bhi, 64);
     ZAYA_TILE_DPBUSD(0, 4, 6);
-    ZAYA_TILE_STORE(0, c[0], 64);
     if constexpr (kSplit) {
       ZAYA_TILE_ZERO(1);
       ZAYA_TILE_LOAD(7, blo, 64);
       ZAYA_TILE_DPBUUD(1, 4, 7);
-      ZAYA_TILE_STORE(1, c[1], 64);
     }
+  } else if constexpr (!kSplit) {
+    // int8: set 1 has its own B tile (tmm7), so neither set waits for the other.
+    ZAYA_TILE_ZERO(2);
+    ZAYA_TILE_LOAD(5, codes, ld);
+    ZAYA_TILE_LOAD(7, bhi, 64);
+    ZAYA_TILE_DPBUSD(2, 5, 7);
   } else {
     ZAYA_TILE_ZERO(2);
     ZAYA_TILE_LOAD(5, codes, ld);
     ZAYA_TILE_LOAD(6, bhi, 64);
     ZAYA_TILE_DPBUSD(2, 5, 6);
-    ZAYA_TILE_STORE(2, c[0], 64);
-    if constexpr (kSplit) {
+    {
       ZAYA_TILE_ZERO(3);
       ZAYA_TILE_LOAD(7, blo, 64);
       ZAYA_TILE_DPBUUD(3, 5, 7);
-      ZAYA_TILE_STORE(3, c[1], 64);
     }
+  }
+}
+
+template <class Q, int S>
+HWY_INLINE void Drain(int32_t (*c)[kRowTile * kGroup]) {
+  constexpr bool kSplit = sizeof(Q) == 2;
+  if constexpr (S == 0) {
+    ZAYA_TILE_STORE(0, c[0], 64);
+    if constexpr (kSplit) ZAYA_TILE_STORE(1, c[1], 64);
+  } else {
+    ZAYA_TILE_STORE(2, c[0], 64);
+    if constexpr (kSplit) ZAYA_TILE_STORE(3, c[1], 64);
   }
 }
 
@@ -221,21 +236,23 @@ void Rows(const WeightMatrix& W, const Packed<Q>& p, size_t n_tokens, size_t r0,
         const size_t gblk = g * blocks16;
         // Block of step j in lane-major order.
         auto block_of = [&](size_t j) { return (j % per_lane) * kLanes + j / per_lane; };
-        auto sums = [&](size_t j) {
+        auto issue = [&](size_t j) {
           const size_t b = block_of(j);
           const uint32_t* bhi = p.hi.get() + (gblk + b) * kBlockDw;
           const uint32_t* blo = kSplit ? p.lo.get() + (gblk + b) * kBlockDw : nullptr;
-          if (j % 2 == 0) BlockSums<Q, 0>(codes + b * kBlock, ld, bhi, blo, c[0]);
-          else BlockSums<Q, 1>(codes + b * kBlock, ld, bhi, blo, c[1]);
+          if (j % 2 == 0) Issue<Q, 0>(codes + b * kBlock, ld, bhi, blo);
+          else Issue<Q, 1>(codes + b * kBlock, ld, bhi, blo);
         };
-        sums(0);
+        issue(0);
         for (size_t l = 0; l < kLanes; ++l) {
           __m512 acc[kRowTile];
           for (size_t i = 0; i < kRowTile; ++i) acc[i] = _mm512_setzero_ps();
           for (size_t k = 0; k < per_lane; ++k) {
             const size_t j = l * per_lane + k, b = k * kLanes + l;
-            if (j + 1 < blocks16) sums(j + 1);  // the engine runs ahead on the other tile set
+            if (j + 1 < blocks16) issue(j + 1);  // the engine runs ahead on the other tile set
             const int32_t(*cj)[kRowTile * kGroup] = c[j % 2];
+            if (j % 2 == 0) Drain<Q, 0>(c[0]);
+            else Drain<Q, 1>(c[1]);
             const __m512i cx = _mm512_mullo_epi32(vcentre, _mm512_load_si512(p.xqsum.get() + (gblk + b) * kGroup));
             const __m512 d = _mm512_load_ps(p.d.get() + (gblk + b) * kGroup);
             for (size_t i = 0; i < kRowTile; ++i) {
