@@ -63,7 +63,8 @@ template <class PathFn>
 bool engine_matches_tiles(const PathFn& path, std::mt19937& rng) {
   struct Shape { int bits, group; int64_t rows, cols; size_t tokens; };
   const Shape shapes[] = {{4, 32, 70, 2048, 9},  {4, 64, 33, 2560, 120}, {8, 32, 70, 384, 17}, {8, 128, 5, 2048, 40},
-                          {4, 128, 1, 512, 16},  {8, 64, 64, 2048 + 512, 33}, {4, 32, 31, 128, 200}};
+                          {4, 128, 1, 512, 16},  {8, 64, 64, 2048 + 512, 33}, {4, 32, 31, 128, 200},
+                          {4, 64, 20, 2560, 300}};  // 300 tokens of 2560 columns: two of the engine's 1 MiB token blocks
   for (const Shape& s : shapes) {
     auto q = make_affine(s.rows, s.cols, s.bits, s.group, rng);
     auto X = random_floats(s.tokens * s.cols, rng);

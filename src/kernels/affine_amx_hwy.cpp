@@ -45,15 +45,29 @@ namespace {
 constexpr size_t kGroup = 16;      // tokens per tile (N)
 constexpr size_t kRowTile = 16;    // rows per tile (M)
 constexpr size_t kBlockDw = 8 * kGroup;  // dwords of one block's activation tile (K = 32 bytes: 8 rows)
+// Packed activations a row tile meets before the next is unpacked: the engine reads them from L2 (2 MiB per core
+// on Sapphire Rapids), so a larger block than the AVX-512 tiles' means fewer unpackings of each row.
+constexpr size_t kAmxTokenBlockBytes = size_t{1} << 20;
 
-// One product's activations in the engine's layout, per group of 16 tokens (zeros past n).
+// One product's activations in the engine's layout, per group of 16 tokens (zeros past n). The buffers grow and are
+// kept per calling thread: a prefill runs hundreds of products, and fresh multi-megabyte allocations would cost a
+// page fault and a page clear per 4 KiB each time.
+template <class T>
+struct Grow {
+  hwy::AlignedFreeUniquePtr<T[]> p;
+  size_t cap = 0;
+  T* get(size_t n) {
+    if (cap < n) p = hwy::AllocateAligned<T>(n), cap = n;
+    return p.get();
+  }
+};
 template <class Q>
 struct Packed {
   size_t groups = 0, blocks16 = 0, groups16 = 0;
-  hwy::AlignedFreeUniquePtr<uint32_t[]> hi, lo;  // [group][block][8][16]; int8: only `hi` (the bytes themselves)
-  hwy::AlignedFreeUniquePtr<float[]> d;          // [group][block][16]
-  hwy::AlignedFreeUniquePtr<int32_t[]> xqsum;    // [group][block][16]
-  hwy::AlignedFreeUniquePtr<float[]> xsum;       // [group][g][16]
+  uint32_t *hi = nullptr, *lo = nullptr;  // [group][block][8][16]; int8: only `hi` (the bytes themselves)
+  float* d = nullptr;                     // [group][block][16]
+  int32_t* xqsum = nullptr;               // [group][block][16]
+  float* xsum = nullptr;                  // [group][g][16]
 };
 
 // The bytes of 64 activations (two blocks) of one token: int16 → (high, low) bytes; int8 → the bytes in `hi`.
@@ -82,10 +96,10 @@ void PackGroup(const q16::BlockActivations<Q>& a, size_t g, Packed<Q>& p) {
     // Row i of the transpose: dword i of every token = bytes 4i..4i+3 of block b (i < 8) or block b+1.
     const size_t at = (g * a.blocks16 + b) * kBlockDw;
     amx::transpose16(hi);
-    for (size_t i = 0; i < 16; ++i) _mm512_store_si512(p.hi.get() + at + i * kGroup, hi[i]);
+    for (size_t i = 0; i < 16; ++i) _mm512_store_si512(p.hi + at + i * kGroup, hi[i]);
     if constexpr (sizeof(Q) == 2) {
       amx::transpose16(lo);
-      for (size_t i = 0; i < 16; ++i) _mm512_store_si512(p.lo.get() + at + i * kGroup, lo[i]);
+      for (size_t i = 0; i < 16; ++i) _mm512_store_si512(p.lo + at + i * kGroup, lo[i]);
     }
   }
   for (size_t n = 0; n < kGroup; ++n) {
@@ -102,13 +116,16 @@ void PackGroup(const q16::BlockActivations<Q>& a, size_t g, Packed<Q>& p) {
 
 template <class Q>
 void Pack(const q16::BlockActivations<Q>& a, Packed<Q>& p, ThreadPool& pool) {
+  thread_local Grow<uint32_t> hi, lo;
+  thread_local Grow<float> d, xsum;
+  thread_local Grow<int32_t> xqsum;
   p.groups = (a.n + kGroup - 1) / kGroup, p.blocks16 = a.blocks16, p.groups16 = a.groups16;
   const size_t dw = p.groups * a.blocks16 * kBlockDw;
-  p.hi = hwy::AllocateAligned<uint32_t>(dw);
-  if constexpr (sizeof(Q) == 2) p.lo = hwy::AllocateAligned<uint32_t>(dw);
-  p.d = hwy::AllocateAligned<float>(p.groups * a.blocks16 * kGroup);
-  p.xqsum = hwy::AllocateAligned<int32_t>(p.groups * a.blocks16 * kGroup);
-  p.xsum = hwy::AllocateAligned<float>(p.groups * a.groups16 * kGroup);
+  p.hi = hi.get(dw);
+  if constexpr (sizeof(Q) == 2) p.lo = lo.get(dw);
+  p.d = d.get(p.groups * a.blocks16 * kGroup);
+  p.xqsum = xqsum.get(p.groups * a.blocks16 * kGroup);
+  p.xsum = xsum.get(p.groups * a.groups16 * kGroup);
   pool.parallel_for(p.groups, 1, [&](size_t g0, size_t g1) {
     for (size_t g = g0; g < g1; ++g) PackGroup(a, g, p);
   });
@@ -215,7 +232,7 @@ void Rows(const WeightMatrix& W, const Packed<Q>& p, size_t n_tokens, size_t r0,
   __m512* F = Scratch<__m512>(kLanes * kRowTile, 3);  // [lane][row]: 16 tokens each
   alignas(64) int32_t c[2][2][kRowTile * kGroup];     // [set][hi/lo]
   const size_t group_bytes = blocks16 * kBlockDw * 4 * (kSplit ? 2 : 1);
-  const size_t groups_per_block = std::max<size_t>(1, kTokenBlockBytes / group_bytes);
+  const size_t groups_per_block = std::max<size_t>(1, kAmxTokenBlockBytes / group_bytes);
   const size_t per_lane = blocks16 / kLanes;
   const __m512i vcentre = _mm512_set1_epi32(centre);
   Configure();
@@ -238,8 +255,8 @@ void Rows(const WeightMatrix& W, const Packed<Q>& p, size_t n_tokens, size_t r0,
         auto block_of = [&](size_t j) { return (j % per_lane) * kLanes + j / per_lane; };
         auto issue = [&](size_t j) {
           const size_t b = block_of(j);
-          const uint32_t* bhi = p.hi.get() + (gblk + b) * kBlockDw;
-          const uint32_t* blo = kSplit ? p.lo.get() + (gblk + b) * kBlockDw : nullptr;
+          const uint32_t* bhi = p.hi + (gblk + b) * kBlockDw;
+          const uint32_t* blo = kSplit ? p.lo + (gblk + b) * kBlockDw : nullptr;
           if (j % 2 == 0) Issue<Q, 0>(codes + b * kBlock, ld, bhi, blo);
           else Issue<Q, 1>(codes + b * kBlock, ld, bhi, blo);
         };
@@ -253,8 +270,8 @@ void Rows(const WeightMatrix& W, const Packed<Q>& p, size_t n_tokens, size_t r0,
             const int32_t(*cj)[kRowTile * kGroup] = c[j % 2];
             if (j % 2 == 0) Drain<Q, 0>(c[0]);
             else Drain<Q, 1>(c[1]);
-            const __m512i cx = _mm512_mullo_epi32(vcentre, _mm512_load_si512(p.xqsum.get() + (gblk + b) * kGroup));
-            const __m512 d = _mm512_load_ps(p.d.get() + (gblk + b) * kGroup);
+            const __m512i cx = _mm512_mullo_epi32(vcentre, _mm512_load_si512(p.xqsum + (gblk + b) * kGroup));
+            const __m512 d = _mm512_load_ps(p.d + (gblk + b) * kGroup);
             for (size_t i = 0; i < kRowTile; ++i) {
               __m512i isum = _mm512_load_si512(cj[0] + i * kGroup);
               if constexpr (kSplit) isum = _mm512_add_epi32(_mm512_slli_epi32(isum, 8), _mm512_load_si512(cj[1] + i * kGroup));
@@ -266,7 +283,7 @@ void Rows(const WeightMatrix& W, const Packed<Q>& p, size_t n_tokens, size_t r0,
         }
         // Bias lanes, F + B, the 16-lane tree (q16::reduce16), one vector of 16 tokens per row.
         const size_t t0 = g * kGroup, nt = std::min(kGroup, n_tokens - t0);
-        const float* xs = p.xsum.get() + g * groups16 * kGroup;
+        const float* xs = p.xsum + g * groups16 * kGroup;
         for (size_t i = 0; i < nr; ++i) {
           __m512 v[kLanes];
           for (size_t l = 0; l < kLanes; ++l) v[l] = _mm512_setzero_ps();
