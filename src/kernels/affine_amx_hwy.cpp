@@ -37,8 +37,10 @@ namespace HWY_NAMESPACE {
 #if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
 // GCC 12 reports its own intrinsics' `__Y = __Y` (undefined passthrough) idiom as maybe-uninitialized once they are
 // inlined here (GCC bug 105593); the values are defined.
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 namespace {
 
@@ -322,7 +324,9 @@ bool AffineAmx(const WeightMatrix* const* Ws, size_t m, const q16::BlockActivati
 
 bool AffineAmxUsable() { return amx::usable(); }
 
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
+#endif
 #else  // no engine on this target
 
 template <class Q>
