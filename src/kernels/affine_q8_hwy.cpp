@@ -507,13 +507,8 @@ bool Q8Multi(const WeightMatrix* const* Ws, size_t m, const float* X, size_t n_t
   }
   q8::Activations a;
   q8::prepare_activations(n_tokens, cols, G, a);
-  if (path == kPathEngine) {
-    if (!AffineAmxUsable()) return false;
-    pool.parallel_for(n_tokens, std::max<size_t>(1, 16384 / cols), [&](size_t t0, size_t t1) {
-      for (size_t t = t0; t < t1; ++t) Q8QuantizeToken(X + t * cols, t, a);
-    });
-    return AffineAmx(Ws, m, a, n_tokens, Ys, pool);
-  }
+  if (path == kPathEngine)
+    return AffineEngine(Ws, m, X, n_tokens, Ys, pool, a, [&](const float* x, size_t t) { Q8QuantizeToken(x, t, a); });
   const StackedRows rows(Ws, m, cols * n_tokens, !tiled, pool.size(), kQ8TileRows);
   hwy::AlignedFreeUniquePtr<int32_t[]> ncx4, ncx8;
 #if HWY_TARGET == HWY_AVX3_DL
@@ -551,8 +546,7 @@ bool Q8MultiT(const WeightMatrix* const* Ws, size_t m, const float* X, size_t n_
 #else
   const size_t stream_max = 1;
 #endif
-  const int path = n_tokens <= stream_max ? kPathStream : AffineAmxUsable() ? kPathEngine : kPathTiles;
-  return Q8Multi(Ws, m, X, n_tokens, Ys, pool, path);
+  return Q8Multi(Ws, m, X, n_tokens, Ys, pool, AffinePath(n_tokens, stream_max));
 }
 
 // Forces one path (tests): 0 = the one-token path, token by token; 1 = the tiled path for all tokens.

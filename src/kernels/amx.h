@@ -54,14 +54,23 @@ inline void release() { asm volatile("tilerelease" ::); }
 
 // In-register transpose of a 16×16 block of dwords: four rounds, each swapping one bit of the row index with the
 // same bit of the column index. For activations into the engine's B layout.
+// Round k (bit s = 8 >> k) takes lane c of the low row from (c & s ? the high row's c ^ s : its own c) and of the
+// high row from (c & s ? its own c : the low row's c ^ s): the permutex2var indices below (16 + j = the high row).
+struct TransposeIndices {
+  alignas(64) int32_t lo[4][16], hi[4][16];
+  constexpr TransposeIndices() : lo{}, hi{} {
+    for (int k = 0, s = 8; k < 4; ++k, s >>= 1)
+      for (int c = 0; c < 16; ++c) {
+        lo[k][c] = (c & s) ? 16 + (c ^ s) : c;
+        hi[k][c] = (c & s) ? 16 + c : (c ^ s);
+      }
+  }
+};
+inline constexpr TransposeIndices kTransposeIndices{};
+
 __attribute__((target("avx512f"))) inline void transpose16(__m512i (&r)[16]) {
-  for (int s = 8; s >= 1; s >>= 1) {
-    alignas(64) int32_t lo[16], hi[16];
-    for (int c = 0; c < 16; ++c) {
-      lo[c] = (c & s) ? 16 + (c ^ s) : c;
-      hi[c] = (c & s) ? 16 + c : (c ^ s);
-    }
-    const __m512i ilo = _mm512_load_si512(lo), ihi = _mm512_load_si512(hi);
+  for (int k = 0, s = 8; k < 4; ++k, s >>= 1) {
+    const __m512i ilo = _mm512_load_si512(kTransposeIndices.lo[k]), ihi = _mm512_load_si512(kTransposeIndices.hi[k]);
     for (int i = 0; i < 16; ++i) {
       if (i & s) continue;
       const __m512i a = r[i], b = r[i | s];

@@ -17,8 +17,6 @@
 #define HWY_WANT_AVX3_DL 1
 
 #include <algorithm>
-#include <cmath>
-#include <cstdlib>
 #include <cstring>
 #include <vector>
 

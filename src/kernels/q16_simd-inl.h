@@ -525,6 +525,24 @@ bool AffineAmx(const WeightMatrix* const* Ws, size_t m, const q16::BlockActivati
                float* const* Ys, ThreadPool& pool);
 bool AffineAmxUsable();
 
+// The default path of an affine Multi kernel: streaming up to stream_max tokens, else the engine where there is one.
+inline int AffinePath(size_t n_tokens, size_t stream_max) {
+  return n_tokens <= stream_max ? kPathStream : AffineAmxUsable() ? kPathEngine : kPathTiles;
+}
+
+// kPathEngine of an affine Multi kernel: the tokens quantized into `a` in parallel (quantize(x, t)), then the
+// engine; false (nothing computed) without one.
+template <class Q, class Quantize>
+bool AffineEngine(const WeightMatrix* const* Ws, size_t m, const float* X, size_t n_tokens, float* const* Ys,
+                  ThreadPool& pool, q16::BlockActivations<Q>& a, const Quantize& quantize) {
+  if (!AffineAmxUsable()) return false;
+  const size_t cols = a.cols;
+  pool.parallel_for(n_tokens, std::max<size_t>(1, 16384 / cols), [&](size_t t0, size_t t1) {
+    for (size_t t = t0; t < t1; ++t) quantize(X + t * cols, t);
+  });
+  return AffineAmx(Ws, m, a, n_tokens, Ys, pool);
+}
+
 // R rows × T tokens over every segment. For each sub-vector of N blocks (b … b+N−1) the R·T integer accumulators
 // stay in registers for the 16 pair steps (each lane: one whole block of one row and one token), then
 // `step(isum, b)` does the fp32 work of those blocks (kept in memory by the step, one update per segment).

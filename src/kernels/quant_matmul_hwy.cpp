@@ -220,13 +220,9 @@ bool AffineMulti(const WeightMatrix* const* Ws, size_t m, const float* X, size_t
   }
   q16::Activations a;
   q16::prepare_activations(n_tokens, cols, G, a);
-  if (path == kPathEngine) {
-    if (!AffineAmxUsable()) return false;
-    pool.parallel_for(n_tokens, std::max<size_t>(1, 16384 / cols), [&](size_t t0, size_t t1) {
-      for (size_t t = t0; t < t1; ++t) QuantizeToken(X + t * cols, t, a, nullptr);
-    });
-    return AffineAmx(Ws, m, a, n_tokens, Ys, pool);
-  }
+  if (path == kPathEngine)
+    return AffineEngine(Ws, m, X, n_tokens, Ys, pool, a,
+                        [&](const float* x, size_t t) { QuantizeToken(x, t, a, nullptr); });
   const StackedRows rows(Ws, m, cols * n_tokens, !tiled, pool.size(), kTileRows);
   hwy::AlignedFreeUniquePtr<int32_t[]> cx4, cx8;
   if (!tiled) {
@@ -264,8 +260,7 @@ bool AffineMulti(const WeightMatrix* const* Ws, size_t m, const float* X, size_t
 
 bool AffineMultiT(const WeightMatrix* const* Ws, size_t m, const float* X, size_t n_tokens, float* const* Ys,
                   ThreadPool& pool) {
-  const int path = n_tokens <= kStreamTokens ? kPathStream : AffineAmxUsable() ? kPathEngine : kPathTiles;
-  return AffineMulti(Ws, m, X, n_tokens, Ys, pool, path);
+  return AffineMulti(Ws, m, X, n_tokens, Ys, pool, AffinePath(n_tokens, kStreamTokens));
 }
 
 bool AffineMatmulT(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, ThreadPool& pool) {
