@@ -90,7 +90,7 @@ __attribute__((target("avx512f"))) inline void transpose16(__m512i (&r)[16]) {
 #define ZAYA_TILE_STORE(t, base, stride) \
   asm volatile("tilestored %%tmm" #t ", (%0,%1,1)" ::"r"(base), "r"(static_cast<long>(stride)) : "memory")
 #define ZAYA_TILE_ZERO(t) asm volatile("tilezero %%tmm" #t ::)
-// C += A·B: bf16 pairs (fp32 C); u8 A × s8 B and u8 A × u8 B quads (int32 C, wrapping).
+// C += A·B: bf16 pairs (fp32 C); s8 A × s8 B and s8 A × u8 B quads (int32 C, wrapping).
 #define ZAYA_TILE_DPBF16PS(c, a, b) asm volatile("tdpbf16ps %%tmm" #b ", %%tmm" #a ", %%tmm" #c ::)
-#define ZAYA_TILE_DPBUSD(c, a, b) asm volatile("tdpbusd %%tmm" #b ", %%tmm" #a ", %%tmm" #c ::)
-#define ZAYA_TILE_DPBUUD(c, a, b) asm volatile("tdpbuud %%tmm" #b ", %%tmm" #a ", %%tmm" #c ::)
+#define ZAYA_TILE_DPBSSD(c, a, b) asm volatile("tdpbssd %%tmm" #b ", %%tmm" #a ", %%tmm" #c ::)
+#define ZAYA_TILE_DPBSUD(c, a, b) asm volatile("tdpbsud %%tmm" #b ", %%tmm" #a ", %%tmm" #c ::)
