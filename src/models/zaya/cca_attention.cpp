@@ -182,8 +182,8 @@ void cca_attention(const AttentionWeights& w, const ModelConfig& cfg, const Rope
   }
 
   // 7. Causal GQA attention, softmax in fp32; a task covers the g query heads of one (token, kv head), so each
-  // key/value row is read once for all of them. With too few tokens to keep the pool busy (decode) each head is its
-  // own task instead; a head's result does not depend on which heads share its call, so the bits are the same.
+  // key/value row is read once for all of them. With fewer (token, kv head) pairs than threads each head is its own
+  // task instead; a head's result does not depend on which heads share its call, so the bits are the same.
   s.image_keys.resize(seqs.size());
   for (size_t i = 0; i < seqs.size(); ++i) {
     const AttentionInput& in = seqs[i];
@@ -194,7 +194,7 @@ void cca_attention(const AttentionWeights& w, const ModelConfig& cfg, const Rope
     }
   }
   const float scale = 1.0f / std::sqrt(static_cast<float>(dh));
-  const size_t heads_per_task = n * nk >= 2 * default_pool().size() ? g : 1;
+  const size_t heads_per_task = n * nk >= default_pool().size() ? g : 1;
   const size_t tasks_per_token = nq / heads_per_task;
   // Tasks run from the last row down: within a sequence the longest ones are handed out first, so the pool's
   // chunks finish together.
