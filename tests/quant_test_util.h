@@ -67,6 +67,23 @@ bool engine_matches_tiles(const PathFn& path, std::mt19937& rng) {
   const Shape shapes[] = {{4, 32, 70, 2048, 9},  {4, 64, 33, 2560, 120}, {8, 32, 70, 384, 17}, {8, 128, 5, 2048, 40},
                           {4, 128, 1, 512, 16},  {8, 64, 64, 2048 + 512, 33}, {4, 32, 31, 128, 200},
                           {4, 64, 20, 2560, 300}};  // 300 tokens of 2560 columns: two of the engine's 1 MiB token blocks
+  // Extremes of the integer block sums: rows of all-lowest and all-highest codes against activations at the int16
+  // (or int8) limits of both signs, so every engine product, split and partial sum is at its largest.
+  for (int bits : {4, 8}) {
+    const int64_t rows = 34, cols = 512;
+    const size_t tokens = 19;
+    auto q = make_affine(rows, cols, bits, 32, rng);
+    const int64_t words = cols * bits / 32;
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t w = 0; w < words; ++w) q.packed[r * words + w] = r % 2 ? 0xFFFFFFFFu : 0u;
+    std::vector<float> X(tokens * cols), tiles(tokens * rows), engine(tokens * rows, -7.0f);
+    for (size_t t = 0; t < tokens; ++t)
+      for (int64_t c = 0; c < cols; ++c) X[t * cols + c] = t % 3 == 0 ? 1.0f : t % 3 == 1 ? -1.0f : (c % 2 ? 2.0f : -2.0f);
+    if (!path(q.W, X.data(), tokens, engine.data(), 2)) return false;
+    EXPECT_TRUE(path(q.W, X.data(), tokens, tiles.data(), 1));
+    for (size_t i = 0; i < tiles.size(); ++i)
+      EXPECT_EQ(engine[i], tiles[i]) << "extreme codes, bits " << bits << ": token " << i / rows << " row " << i % rows;
+  }
   for (const Shape& s : shapes) {
     auto q = make_affine(s.rows, s.cols, s.bits, s.group, rng);
     auto X = random_floats(s.tokens * s.cols, rng);
