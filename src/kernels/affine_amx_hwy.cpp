@@ -52,18 +52,10 @@ constexpr size_t kBlockDw = 8 * kGroup;  // dwords of one block's activation til
 // on Sapphire Rapids), so a larger block than the AVX-512 tiles' means fewer unpackings of each row.
 constexpr size_t kAmxTokenBlockBytes = size_t{1} << 20;
 
-// One product's activations in the engine's layout, per group of 16 tokens (zeros past n). The buffers grow and are
-// kept per calling thread: a prefill runs hundreds of products, and fresh multi-megabyte allocations would cost a
-// page fault and a page clear per 4 KiB each time.
-template <class T>
-struct Grow {
-  hwy::AlignedFreeUniquePtr<T[]> p;
-  size_t cap = 0;
-  T* get(size_t n) {
-    if (cap < n) p = hwy::AllocateAligned<T>(n), cap = n;
-    return p.get();
-  }
-};
+// One product's activations in the engine's layout, per group of 16 tokens (zeros past n). The buffers are per-thread
+// Scratch slots (kept between calls): a prefill runs hundreds of products, and fresh multi-megabyte allocations would
+// cost a page fault and a page clear per 4 KiB each time.
+enum : int { kSlotHi = 4, kSlotLo, kSlotD, kSlotXsum, kSlotScalesByBlock, kSlotBlockOrder };
 template <class Q>
 struct Packed {
   size_t groups = 0, blocks16 = 0, groups16 = 0;
@@ -117,14 +109,12 @@ void PackGroup(const q16::BlockActivations<Q>& a, size_t g, Packed<Q>& p) {
 
 template <class Q>
 void Pack(const q16::BlockActivations<Q>& a, Packed<Q>& p, ThreadPool& pool) {
-  thread_local Grow<uint32_t> hi, lo;
-  thread_local Grow<float> d, xsum;
   p.groups = (a.n + kGroup - 1) / kGroup, p.blocks16 = a.blocks16, p.groups16 = a.groups16;
   const size_t dw = p.groups * a.blocks16 * kBlockDw;
-  p.hi = hi.get(dw);
-  if constexpr (sizeof(Q) == 2) p.lo = lo.get(dw);
-  p.d = d.get(p.groups * a.blocks16 * kGroup);
-  p.xsum = xsum.get(p.groups * a.groups16 * kGroup);
+  p.hi = Scratch<uint32_t>(dw, kSlotHi);
+  if constexpr (sizeof(Q) == 2) p.lo = Scratch<uint32_t>(dw, kSlotLo);
+  p.d = Scratch<float>(p.groups * a.blocks16 * kGroup, kSlotD);
+  p.xsum = Scratch<float>(p.groups * a.groups16 * kGroup, kSlotXsum);
   pool.parallel_for(p.groups, 1, [&](size_t g0, size_t g1) {
     for (size_t g = g0; g < g1; ++g) PackGroup(a, g, p);
   });
@@ -232,10 +222,8 @@ void Rows(const WeightMatrix& W, const Packed<Q>& p, size_t n_tokens, size_t r0,
   uint8_t* codes = Scratch<uint8_t>(kRowTile * ld, 0);
   float* sblk = Scratch<float>(kRowTile * blocks16, 1);
   float* bias = Scratch<float>(kRowTile * groups16, 2);
-  thread_local Grow<float> scales_by_block;
-  thread_local Grow<uint32_t> block_order;
-  float* sT = scales_by_block.get(blocks16 * kRowTile);  // [block][row]: a block's 16 row scales side by side
-  uint32_t* order = block_order.get(blocks16);           // step j → block, lane-major: j = l·per_lane + k ↦ k·16 + l
+  float* sT = Scratch<float>(blocks16 * kRowTile, kSlotScalesByBlock);  // [block][row]: a block's 16 row scales
+  uint32_t* order = Scratch<uint32_t>(blocks16, kSlotBlockOrder);      // step j → block: l·per_lane + k ↦ k·16 + l
   __m512* F = Scratch<__m512>(kLanes * kRowTile, 3);  // [lane][row]: 16 tokens each
   alignas(64) int32_t c[2][2][kRowTile * kGroup];     // [set][hi/lo]
   const size_t group_bytes = blocks16 * kBlockDw * 4 * (kSplit ? 2 : 1);

@@ -44,10 +44,13 @@ using VF = hn::Vec<DF>;
 
 // Per-thread scratch that grows to the largest size asked for: the kernels run once per pool chunk, hundreds of
 // thousands of times per generated token, so they must not allocate.
+// Slots 0–3 are the kernels' own; 4–9 the engine path's (affine_amx_hwy.cpp), whose packed activations stay in use on
+// the calling thread while its row kernels take 0–3 and 8–9.
+constexpr int kScratchSlots = 10;
 template <class T>
 T* Scratch(size_t n, int slot) {
-  thread_local hwy::AlignedFreeUniquePtr<uint8_t[]> buf[4];
-  thread_local size_t cap[4] = {};
+  thread_local hwy::AlignedFreeUniquePtr<uint8_t[]> buf[kScratchSlots];
+  thread_local size_t cap[kScratchSlots] = {};
   const size_t bytes = n * sizeof(T) + 64;
   if (cap[slot] < bytes) buf[slot] = hwy::AllocateAligned<uint8_t>(bytes), cap[slot] = bytes;
   return reinterpret_cast<T*>(buf[slot].get());
