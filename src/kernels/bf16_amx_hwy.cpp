@@ -132,7 +132,8 @@ void Bf16AmxT(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, 
     packed = hwy::AllocateAligned<uint32_t>(n_groups * group_dwords), cap = n_groups * group_dwords;
   uint32_t* B = packed.get();
   auto pack = [&](size_t g0, size_t g1) {
-    std::vector<uint16_t> rowbuf(tn * padded);
+    thread_local std::vector<uint16_t> rowbuf;  // kept: decode packs one token per product, hundreds per step
+    rowbuf.resize(tn * padded);
     for (size_t g = g0; g < g1; ++g) PackGroup(X, cols, n_tokens, g, tn, n_chunks, rowbuf.data(), B + g * group_dwords);
   };
   if (n_groups > 1 && n_tokens * cols >= (size_t{1} << 16)) pool.parallel_for(n_groups, 1, pack);
@@ -148,7 +149,7 @@ void Bf16AmxT(const WeightMatrix& W, const float* X, size_t n_tokens, float* Y, 
   pool.parallel_for(n_blocks, grain, [&](size_t b0, size_t b1) {
     Configure(tn);
     alignas(64) float out[2][2][kTileRows * kGroup];
-    std::vector<uint16_t> pad;
+    thread_local std::vector<uint16_t> pad;
     for (size_t gb = 0; gb < n_groups; gb += groups_per_block) {
       const size_t gend = std::min(n_groups, gb + groups_per_block);
       for (size_t blk = b0; blk < b1; ++blk) {
