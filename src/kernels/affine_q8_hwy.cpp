@@ -395,8 +395,6 @@ hwy::AlignedFreeUniquePtr<int8_t[]> Q8DecodeLayout(const q8::Activations& a) {
   return out;
 }
 
-constexpr size_t kQ8Ahead = 4;  // rows of software prefetch
-
 // Row r for tokens t0 … t0+NX−1: the same integer block sums and fp32 sequence per token as Q8TiledRows.
 // kDirect (F16 scales, groups of 32, whole segments): scales and biases are converted where they are used and the
 // bias term accumulates alongside (the operations of LoadRowScales + BiasLanes, in the same order).
@@ -461,8 +459,7 @@ void Q8DecodeRowsT(const WeightMatrix& W, const q8::Activations& a, const int8_t
   for (size_t r = r0; r < r1; ++r) {
     const uint8_t* row = static_cast<const uint8_t*>(W.data) + r * W.row_bytes;
     // Keep misses in flight while this row's shuffle trees run.
-    if (r + kQ8Ahead < r1)
-      for (size_t l = 0; l < W.row_bytes; l += 64) __builtin_prefetch(row + kQ8Ahead * W.row_bytes + l);
+    PrefetchAhead(row, W.row_bytes, static_cast<const uint8_t*>(W.data) + r1 * W.row_bytes);
     if (full_segs * kQ8Lanes < a.blocks16) {  // last, partial segment: zero-padded copy
       std::memset(tail, 0, seg_bytes);
       std::memcpy(tail, row + full_segs * seg_bytes, (a.blocks - full_segs * kQ8Lanes) * kQ8Block * BITS / 8);

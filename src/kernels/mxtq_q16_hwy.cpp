@@ -113,6 +113,7 @@ void DecodeRows(const WeightMatrix& W, const CodebookMap& map, float inv_k, cons
   HWY_ALIGN float lanes[kLanes];
   for (size_t r = r0; r < r1; ++r) {
     const uint8_t* row = W.row(static_cast<int64_t>(r));
+    const uint8_t* end = W.row(static_cast<int64_t>(r1 - 1)) + W.row_bytes;
     auto tokens = [&](size_t t0, auto nx) HWY_ATTR {
       constexpr size_t NT = decltype(nx)::value;
       VF acc[NT][kLanes];
@@ -120,9 +121,8 @@ void DecodeRows(const WeightMatrix& W, const CodebookMap& map, float inv_k, cons
         for (size_t u = 0; u < kLanes / N; ++u) acc[j][u] = hn::Zero(df);
       for (size_t s = 0; s < segs; ++s) {
         const uint8_t* p = row + s * seg_bytes;
-        // Keep misses in flight while the segment's shuffle tree runs: fetch the same segment of the row kAhead on.
-        if (t0 == 0 && r + kAhead < r1)
-          for (size_t l = 0; l < seg_bytes; l += 64) __builtin_prefetch(p + kAhead * W.row_bytes + l);
+        // Keep misses in flight while the segment's shuffle tree runs.
+        if (t0 == 0) PrefetchAhead(p, seg_bytes, end);
         if (s >= full_segs) {  // last, partial segment: zero-padded copy (index 0 meets xq = 0 there)
           std::memset(tail, 0, seg_bytes);
           std::memcpy(tail, p, (blocks - s * kLanes) * kBlock / 2);

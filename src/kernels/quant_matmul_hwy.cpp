@@ -64,6 +64,7 @@ void DecodeRowsT(const WeightMatrix& W, const q16::Activations& a, size_t nt, co
     const auto* bp = reinterpret_cast<const hwy::float16_t*>(static_cast<const uint8_t*>(W.biases) + r * W.scale_row_bytes);
     if constexpr (!direct) LoadRowScales(W, r, a.blocks16, a.groups16, sblk, bias);
     const uint8_t* row = static_cast<const uint8_t*>(W.data) + r * W.row_bytes;
+    const uint8_t* end = static_cast<const uint8_t*>(W.data) + r1 * W.row_bytes;
     // Tokens two at a time: the codes are cut out of the row once for both (SegmentBlockSums with two vectors).
     auto tokens = [&](size_t t0, auto nx) HWY_ATTR {
       constexpr size_t NX = decltype(nx)::value;
@@ -78,9 +79,8 @@ void DecodeRowsT(const WeightMatrix& W, const q16::Activations& a, size_t nt, co
         for (size_t u = 0; u < kLanes / N; ++u) acc[j][u] = hn::Zero(df), accB[j][u] = hn::Zero(df);
       for (size_t s = 0; s < segs; ++s) {
         const uint8_t* p = row + s * seg_bytes;
-        // Keep misses in flight while the segment's shuffle tree runs: fetch the same segment of the row kAhead on.
-        if (t0 == 0 && r + kAhead < r1)
-          for (size_t l = 0; l < seg_bytes; l += 64) __builtin_prefetch(p + kAhead * W.row_bytes + l);
+        // Keep misses in flight while the segment's shuffle tree runs.
+        if (t0 == 0) PrefetchAhead(p, seg_bytes, end);
         if (s >= full_segs) {  // last, partial segment: zero-padded copy
           std::memset(tail, 0, seg_bytes);
           std::memcpy(tail, p, (blocks - s * kLanes) * kBlock * BITS / 8);
