@@ -122,6 +122,15 @@ HWY_NOINLINE void Tile(const typename Fmt<F>::Elem* HWY_RESTRICT w, const float*
     for (size_t t = 0; t < T; ++t) acc[r][t] = hn::Zero(df);
 
   size_t c = 0;
+  if constexpr (T == 1) {
+    // One token streams the weights: fetch the next row block's bytes at the same column into L2 while this one
+    // runs (small matrices end before the hardware prefetcher ramps up).
+    constexpr size_t kLine = 64 / sizeof(Elem);
+    for (; c + kLine <= cols; c += kLine) {
+      for (size_t r = 0; r < R; ++r) __builtin_prefetch(w + (R + r) * cols + c, 0, 2);
+      for (size_t k = 0; k < kLine; k += N) Step<F, R, T>(df, w + c + k, cols, x + c + k, cols, acc);
+    }
+  }
   for (; c + N <= cols; c += N) Step<F, R, T>(df, w + c, cols, x + c, cols, acc);
   if (c < cols) {
     // Ragged tail: copy into zero-padded buffers instead of reading past the end (no masked loads on every target).
