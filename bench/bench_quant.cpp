@@ -39,6 +39,37 @@ struct Affine {
   }
 };
 
+// An MXTQ 4-bit matrix (the JANGTQ4 experts' format) with random weights.
+struct Mxtq {
+  std::vector<uint32_t> packed;
+  std::vector<uint16_t> norms;
+  WeightMatrix W;
+  Mxtq(int64_t rows, int64_t cols) {
+    auto t = std::make_shared<MxtqTables>();
+    t->in_features = cols;
+    t->bits = 4;
+    t->signs = quant::mxtq_signs(cols, 42);
+    t->codebook = quant::mxtq_codebook(cols, 4);
+    std::mt19937 rng(1);
+    std::normal_distribution<float> d(0, 0.02f);
+    const int64_t words = quant::mxtq_words(cols, 4);
+    packed.resize(rows * words);
+    norms.resize(rows);
+    std::vector<float> w(cols);
+    for (int64_t r = 0; r < rows; ++r) {
+      for (auto& v : w) v = d(rng);
+      float norm = 0;
+      quant::mxtq_quantize_row(w.data(), cols, 4, t->signs.data(), t->codebook.data(), &packed[r * words], &norm);
+      norms[r] = f32_to_f16(norm);
+    }
+    W.format = WeightFormat::Mxtq;
+    W.rows = rows, W.cols = cols, W.bits = 4;
+    W.data = packed.data(), W.row_bytes = words * 4;
+    W.norms = norms.data();
+    W.mxtq = std::move(t);
+  }
+};
+
 // Benchmark argument → arithmetic: 0 = int16 activations (the default), 1 = fp32 (exact), 2 = int8 (--int8).
 Precision precision_arg(int64_t a) { return a == 1 ? Precision::Exact : a == 2 ? Precision::Int8 : Precision::Fast; }
 
@@ -92,5 +123,32 @@ void BM_Affine8_LmHead(benchmark::State& state) {
   run(state, head.W, state.range(0), state.range(1), state.range(2));
 }
 BENCHMARK(BM_Affine8_LmHead)->ArgsProduct({{1}, {1, 2}, {0, 1, 2}})->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// MXTQ 4-bit 2048 × 2048 (a JANGTQ4 expert's shape): 16 cycled matrices so one token streams from memory.
+// Args: tokens, threads.
+void BM_Mxtq4_Expert(benchmark::State& state) {
+  static std::vector<std::unique_ptr<Mxtq>> m;
+  if (m.empty())
+    for (int i = 0; i < 16; ++i) m.push_back(std::make_unique<Mxtq>(2048, 2048));
+  ThreadPool pool(state.range(1));
+  const size_t tokens = state.range(0);
+  std::vector<float> x(tokens * 2048, 0.5f), y(tokens * 2048);
+  size_t i = 0, bytes = 0;
+  for (auto _ : state) {
+    auto& W = m[i++ % m.size()]->W;
+    matmul(W, x.data(), tokens, y.data(), Compute(&pool));
+    bytes += W.bytes();
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(bytes));
+  state.counters["tok/s"] = benchmark::Counter(static_cast<double>(state.iterations() * tokens), benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_Mxtq4_Expert)->ArgsProduct({{1}, {1, 2}})->Args({512, 2})->UseRealTime()->Unit(benchmark::kMicrosecond);
+
+// One L2-resident MXTQ matrix (512 × 2048), one thread, one token: the kernel's compute rate.
+void BM_Mxtq4_CacheResident(benchmark::State& state) {
+  static Mxtq m(512, 2048);
+  run(state, m.W, 1, 1);
+}
+BENCHMARK(BM_Mxtq4_CacheResident)->UseRealTime()->Unit(benchmark::kMicrosecond);
 
 }  // namespace
