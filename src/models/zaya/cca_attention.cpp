@@ -17,6 +17,8 @@ namespace zaya {
 
 namespace {
 
+constexpr size_t kConvSlice = 16;  // rows of the grouped conv per parallel item in decode (a multiple of every tile)
+
 // Two-stage causal conv over the packed u = [q ‖ k] (spec §3.3 step 2). Sequence i's rows of u_ext start at
 // seqs[i].row + 2i and hold [u_{t0-2}, u_{t0-1}, u_t0 …] (its n+2 rows of C); z receives the n rows of every
 // sequence at their stacked rows.
@@ -62,7 +64,20 @@ void causal_conv(const AttentionWeights& w, size_t C, size_t dh, std::span<const
     matmul(w.conv1.slice_rows(static_cast<int64_t>(grp * dh), static_cast<int64_t>(dh)), xin + grp * gs, n,
            zg + grp * n * dh, c);
   };
-  if (n < 16) {
+  if (n == 1 && dh % kConvSlice == 0) {
+    // One token (decode): the groups' rows in slices of kConvSlice are the parallel work, so two threads share
+    // 10 groups evenly (whole groups split 6:4). A row's result does not depend on the rows computed with it, and
+    // with one token a slice's outputs are its group's outputs at the slice's rows.
+    profile::ProductScope timed(pick_kernel(w.conv1, c.precision).name, w.conv1);
+    const size_t per_group = dh / kConvSlice;
+    default_pool().parallel_for(n_groups * per_group, 1, [&](size_t i0, size_t i1) {
+      for (size_t i = i0; i < i1; ++i) {
+        const size_t grp = i / per_group, r0 = (i % per_group) * kConvSlice;
+        matmul(w.conv1.slice_rows(static_cast<int64_t>(grp * dh + r0), static_cast<int64_t>(kConvSlice)),
+               xin + grp * gs, 1, zg + grp * dh + r0, c);
+      }
+    });
+  } else if (n < 16) {
     // A few tokens: each group's product is too small to split, so the groups are the parallel work (a product
     // inside a pool task runs on its thread; results do not depend on the split).
     profile::ProductScope timed(pick_kernel(w.conv1, c.precision).name, w.conv1);  // the group products together
