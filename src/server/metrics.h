@@ -30,7 +30,7 @@ class Metrics {
   mutable std::mutex mu_;
   std::map<std::pair<std::string, int>, uint64_t> requests_;
   std::map<std::string, uint64_t> rejected_, finished_;
-  uint64_t prompt_tokens_ = 0, prompt_tokens_processed_ = 0, cached_tokens_ = 0, generated_tokens_ = 0;
+  uint64_t prompt_tokens_ = 0, cached_tokens_ = 0, generated_tokens_ = 0;
   uint64_t cache_hits_ = 0, cache_misses_ = 0;
   uint64_t steps_ = 0, step_sequences_ = 0, step_prompt_tokens_ = 0, step_decode_tokens_ = 0;
   double prompt_seconds_ = 0, decode_seconds_ = 0;
