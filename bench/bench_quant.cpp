@@ -85,23 +85,28 @@ void run(benchmark::State& state, const WeightMatrix& W, size_t tokens, size_t t
   state.counters["tok/s"] = benchmark::Counter(static_cast<double>(state.iterations() * tokens), benchmark::Counter::kIsRate);
 }
 
-// 16 experts' worth of gate_proj weights (cycled) so one-token runs stream from memory, not cache.
-// Args: tokens, threads, arithmetic (precision_arg).
-void BM_Affine4_Expert(benchmark::State& state) {
-  static std::vector<std::unique_ptr<Affine>> m;
-  if (m.empty())
-    for (int i = 0; i < 16; ++i) m.push_back(std::make_unique<Affine>(2048, 2048, 4, 32));
-  ThreadPool pool(state.range(1));
-  const size_t tokens = state.range(0);
-  std::vector<float> x(tokens * 2048, 0.5f), y(tokens * 2048);
+// Products against a cycle of matrices (so one-token runs stream from memory, not cache).
+template <class M>
+void run_cycled(benchmark::State& state, const std::vector<std::unique_ptr<M>>& m, size_t tokens, size_t threads,
+                int64_t arith = 0) {
+  ThreadPool pool(threads);
+  std::vector<float> x(tokens * m[0]->W.cols, 0.5f), y(tokens * m[0]->W.rows);
   size_t i = 0, bytes = 0;
   for (auto _ : state) {
     auto& W = m[i++ % m.size()]->W;
-    matmul(W, x.data(), tokens, y.data(), Compute(&pool, precision_arg(state.range(2))));
+    matmul(W, x.data(), tokens, y.data(), Compute(&pool, precision_arg(arith)));
     bytes += W.bytes();
   }
   state.SetBytesProcessed(static_cast<int64_t>(bytes));
   state.counters["tok/s"] = benchmark::Counter(static_cast<double>(state.iterations() * tokens), benchmark::Counter::kIsRate);
+}
+
+// 16 experts' worth of gate_proj weights, cycled. Args: tokens, threads, arithmetic (precision_arg).
+void BM_Affine4_Expert(benchmark::State& state) {
+  static std::vector<std::unique_ptr<Affine>> m;
+  if (m.empty())
+    for (int i = 0; i < 16; ++i) m.push_back(std::make_unique<Affine>(2048, 2048, 4, 32));
+  run_cycled(state, m, state.range(0), state.range(1), state.range(2));
 }
 BENCHMARK(BM_Affine4_Expert)
     ->ArgsProduct({{1, 4}, {1, 2}, {0, 1, 2}})
@@ -130,17 +135,7 @@ void BM_Mxtq4_Expert(benchmark::State& state) {
   static std::vector<std::unique_ptr<Mxtq>> m;
   if (m.empty())
     for (int i = 0; i < 16; ++i) m.push_back(std::make_unique<Mxtq>(2048, 2048));
-  ThreadPool pool(state.range(1));
-  const size_t tokens = state.range(0);
-  std::vector<float> x(tokens * 2048, 0.5f), y(tokens * 2048);
-  size_t i = 0, bytes = 0;
-  for (auto _ : state) {
-    auto& W = m[i++ % m.size()]->W;
-    matmul(W, x.data(), tokens, y.data(), Compute(&pool));
-    bytes += W.bytes();
-  }
-  state.SetBytesProcessed(static_cast<int64_t>(bytes));
-  state.counters["tok/s"] = benchmark::Counter(static_cast<double>(state.iterations() * tokens), benchmark::Counter::kIsRate);
+  run_cycled(state, m, state.range(0), state.range(1));
 }
 BENCHMARK(BM_Mxtq4_Expert)->ArgsProduct({{1}, {1, 2}})->Args({512, 2})->UseRealTime()->Unit(benchmark::kMicrosecond);
 
