@@ -111,9 +111,9 @@ void DecodeRows(const WeightMatrix& W, const CodebookMap& map, float inv_k, cons
   uint8_t* tail = Scratch<uint8_t>(seg_bytes, 2);
   HWY_ALIGN int32_t isum[4 * kLanes];
   HWY_ALIGN float lanes[kLanes];
+  const uint8_t* end = static_cast<const uint8_t*>(W.data) + r1 * W.row_bytes;  // the prefetch stops here
   for (size_t r = r0; r < r1; ++r) {
     const uint8_t* row = W.row(static_cast<int64_t>(r));
-    const uint8_t* end = W.row(static_cast<int64_t>(r1 - 1)) + W.row_bytes;
     auto tokens = [&](size_t t0, auto nx) HWY_ATTR {
       constexpr size_t NT = decltype(nx)::value;
       VF acc[NT][kLanes];

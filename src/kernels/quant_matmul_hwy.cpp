@@ -59,12 +59,12 @@ void DecodeRowsT(const WeightMatrix& W, const q16::Activations& a, size_t nt, co
   constexpr bool direct = kDirect;
   const DH dh;
   const VF centre = hn::Set(df, static_cast<float>(q16::code_centre(BITS)));
+  const uint8_t* end = static_cast<const uint8_t*>(W.data) + r1 * W.row_bytes;  // the prefetch stops here
   for (size_t r = r0; r < r1; ++r) {
     const auto* sp = reinterpret_cast<const hwy::float16_t*>(static_cast<const uint8_t*>(W.scales) + r * W.scale_row_bytes);
     const auto* bp = reinterpret_cast<const hwy::float16_t*>(static_cast<const uint8_t*>(W.biases) + r * W.scale_row_bytes);
     if constexpr (!direct) LoadRowScales(W, r, a.blocks16, a.groups16, sblk, bias);
     const uint8_t* row = static_cast<const uint8_t*>(W.data) + r * W.row_bytes;
-    const uint8_t* end = static_cast<const uint8_t*>(W.data) + r1 * W.row_bytes;
     // Tokens two at a time: the codes are cut out of the row once for both (SegmentBlockSums with two vectors).
     auto tokens = [&](size_t t0, auto nx) HWY_ATTR {
       constexpr size_t NX = decltype(nx)::value;

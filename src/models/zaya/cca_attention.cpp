@@ -60,32 +60,23 @@ void causal_conv(const AttentionWeights& w, size_t C, size_t dh, std::span<const
         }
     });
   }
-  auto group_product = [&](size_t grp) {
-    matmul(w.conv1.slice_rows(static_cast<int64_t>(grp * dh), static_cast<int64_t>(dh)), xin + grp * gs, n,
-           zg + grp * n * dh, c);
+  // Rows [r0, r0 + nr) of group grp. Whole groups for any n; a slice only for one token, whose outputs are then its
+  // group's outputs at the slice's rows (a row's result does not depend on the rows computed with it).
+  auto slice_product = [&](size_t grp, size_t r0, size_t nr) {
+    matmul(w.conv1.slice_rows(static_cast<int64_t>(grp * dh + r0), static_cast<int64_t>(nr)), xin + grp * gs, n,
+           zg + grp * n * dh + r0, c);
   };
-  if (n == 1 && dh % kConvSlice == 0) {
-    // One token (decode): the groups' rows in slices of kConvSlice are the parallel work, so two threads share
-    // 10 groups evenly (whole groups split 6:4). A row's result does not depend on the rows computed with it, and
-    // with one token a slice's outputs are its group's outputs at the slice's rows.
-    profile::ProductScope timed(pick_kernel(w.conv1, c.precision).name, w.conv1);
-    const size_t per_group = dh / kConvSlice;
-    default_pool().parallel_for(n_groups * per_group, 1, [&](size_t i0, size_t i1) {
-      for (size_t i = i0; i < i1; ++i) {
-        const size_t grp = i / per_group, r0 = (i % per_group) * kConvSlice;
-        matmul(w.conv1.slice_rows(static_cast<int64_t>(grp * dh + r0), static_cast<int64_t>(kConvSlice)),
-               xin + grp * gs, 1, zg + grp * dh + r0, c);
-      }
-    });
-  } else if (n < 16) {
+  if (n < 16) {
     // A few tokens: each group's product is too small to split, so the groups are the parallel work (a product
-    // inside a pool task runs on its thread; results do not depend on the split).
+    // inside a pool task runs on its thread; results do not depend on the split). One token (decode) cuts them
+    // into kConvSlice-row slices, so two threads share 10 groups evenly instead of 6:4.
+    const size_t per_group = n == 1 && dh % kConvSlice == 0 ? dh / kConvSlice : 1, nr = dh / per_group;
     profile::ProductScope timed(pick_kernel(w.conv1, c.precision).name, w.conv1);  // the group products together
-    default_pool().parallel_for(n_groups, 1, [&](size_t g0, size_t g1) {
-      for (size_t grp = g0; grp < g1; ++grp) group_product(grp);
+    default_pool().parallel_for(n_groups * per_group, 1, [&](size_t i0, size_t i1) {
+      for (size_t i = i0; i < i1; ++i) slice_product(i / per_group, (i % per_group) * nr, nr);
     });
   } else {
-    for (size_t grp = 0; grp < n_groups; ++grp) group_product(grp);
+    for (size_t grp = 0; grp < n_groups; ++grp) slice_product(grp, 0, dh);
   }
   for (size_t grp = 0; grp < n_groups; ++grp) {
     const size_t g0 = grp * dh;
