@@ -4,7 +4,7 @@
 // Thread and batch invariance: every output row is computed from its own query row and the n_keys keys/values by a
 // sequence of vector operations that depends only on n_keys and head_dim (and the dispatched target): each score is
 // computed exactly as dot() (one accumulator, a fused multiply-add per vector of dims, a zero-padded tail,
-// SumOfLanes), then an exact max, exp and a lane-wise sum over keys in fixed blocks from key 0, then per output dim
+// the lane tree of sum_lanes-inl.h), then an exact max, exp and a lane-wise sum over keys in fixed blocks from key 0, then per output dim
 // a chain of fused multiply-adds over the keys in increasing order. Register tiles over rows, keys and dims only
 // interleave independent chains, so neither the number of rows nor the thread count changes a single bit.
 
@@ -21,6 +21,7 @@
 #include <hwy/contrib/math/math-inl.h>
 
 #include "kernels/kernels.h"
+#include "kernels/sum_lanes-inl.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace zaya {
@@ -74,8 +75,17 @@ HWY_INLINE void ScoreTile(DF df, const float* HWY_RESTRICT q, size_t dh, const f
     for (size_t j = 0; j < KT; ++j) std::memcpy(kt + j * kMaxLanes, k + j * ld_kv + c, rem * sizeof(float));
     step(qt, kMaxLanes, kt, kMaxLanes);
   }
+  if constexpr (R * KT == 16) {
+    if (sum_lanes::kBatched) {
+      HWY_ALIGN float o[16];
+      sum_lanes::SumLanes16(&acc[0][0], o);
+      for (size_t r = 0; r < R; ++r)
+        for (size_t j = 0; j < KT; ++j) s[r * lds + j] = o[r * KT + j] * scale;
+      return;
+    }
+  }
   for (size_t r = 0; r < R; ++r)
-    for (size_t j = 0; j < KT; ++j) s[r * lds + j] = hn::GetLane(hn::SumOfLanes(df, acc[r][j])) * scale;
+    for (size_t j = 0; j < KT; ++j) s[r * lds + j] = sum_lanes::SumLanes(acc[r][j]) * scale;
 }
 
 template <size_t R>

@@ -2,7 +2,7 @@
 //
 // Batch and thread invariance: every output Y[t, r] is computed by the same sequence of vector operations, which
 // depends only on `cols` (and the dispatched target): one accumulator vector, a fused multiply-add per full vector
-// of columns in increasing order, one more for the zero-padded tail, then SumOfLanes. Register tiles (several rows x
+// of columns in increasing order, one more for the zero-padded tail, then the fixed lane tree of sum_lanes-inl.h. Register tiles (several rows x
 // several tokens) only interleave independent accumulators, and the thread pool only splits rows, so neither the
 // thread count nor the batch size nor a token's position in the batch can change a single bit of the result.
 
@@ -18,6 +18,7 @@
 #include <hwy/highway.h>
 
 #include "kernels/kernels_testing.h"
+#include "kernels/sum_lanes-inl.h"
 #include "kernels/quant_matmul.h"
 #include "kernels/kernels.h"
 #include "util/thread_pool.h"
@@ -141,8 +142,17 @@ HWY_NOINLINE void Tile(const typename Fmt<F>::Elem* HWY_RESTRICT w, const float*
     for (size_t t = 0; t < T; ++t) std::memcpy(xt + t * kMaxLanes, x + t * cols + c, rem * sizeof(float));
     Step<F, R, T>(df, wt, kMaxLanes, xt, kMaxLanes, acc);
   }
+  if constexpr (R * T == 16) {
+    if (sum_lanes::kBatched) {
+      HWY_ALIGN float o[16];
+      sum_lanes::SumLanes16(&acc[0][0], o);
+      for (size_t r = 0; r < R; ++r)
+        for (size_t t = 0; t < T; ++t) y[t * ldy + r] = o[r * T + t];
+      return;
+    }
+  }
   for (size_t r = 0; r < R; ++r)
-    for (size_t t = 0; t < T; ++t) y[t * ldy + r] = hn::GetLane(hn::SumOfLanes(df, acc[r][t]));
+    for (size_t t = 0; t < T; ++t) y[t * ldy + r] = sum_lanes::SumLanes(acc[r][t]);
 }
 
 // Rows [r0, r0 + nr) (nr <= kBlockRows) for tokens [t0, t1).

@@ -78,12 +78,14 @@ void causal_conv(const AttentionWeights& w, size_t C, size_t dh, std::span<const
   } else {
     for (size_t grp = 0; grp < n_groups; ++grp) slice_product(grp, 0, dh);
   }
-  for (size_t grp = 0; grp < n_groups; ++grp) {
-    const size_t g0 = grp * dh;
-    const float* zgg = zg + grp * n * dh;
-    for (size_t t = 0; t < n; ++t)
-      for (size_t k = 0; k < dh; ++k) s.z[t * C + g0 + k] = w.conv1_b[g0 + k] + zgg[t * dh + k];
-  }
+  for_rows(n, C, [&](size_t t0, size_t t1) {
+    for (size_t t = t0; t < t1; ++t)
+      for (size_t grp = 0; grp < n_groups; ++grp) {
+        const size_t g0 = grp * dh;
+        const float* zgt = zg + grp * n * dh + t * dh;
+        for (size_t k = 0; k < dh; ++k) s.z[t * C + g0 + k] = w.conv1_b[g0 + k] + zgt[k];
+      }
+  });
 }
 
 // The keys query t (absolute position p) may see under the mask policy: a prefix length, and for image-pairs a
@@ -133,11 +135,13 @@ void cca_attention(const AttentionWeights& w, const ModelConfig& cfg, const Rope
   for (size_t i = 0; i < seqs.size(); ++i) {
     float* u = &s.u_ext[(seqs[i].row + 2 * i) * C];
     std::memcpy(u, seqs[i].state->conv_state.data(), 2 * C * sizeof(float));
-    for (size_t t = 0; t < seqs[i].n; ++t) {
-      const size_t r = seqs[i].row + t;
-      std::memcpy(u + (t + 2) * C, &s.q[r * qw], qw * sizeof(float));
-      std::memcpy(u + (t + 2) * C + qw, &s.k[r * kw], kw * sizeof(float));
-    }
+    for_rows(seqs[i].n, C, [&](size_t t0, size_t t1) {
+      for (size_t t = t0; t < t1; ++t) {
+        const size_t r = seqs[i].row + t;
+        std::memcpy(u + (t + 2) * C, &s.q[r * qw], qw * sizeof(float));
+        std::memcpy(u + (t + 2) * C + qw, &s.k[r * kw], kw * sizeof(float));
+      }
+    });
   }
 
   // 2. Causal conv.
@@ -147,13 +151,23 @@ void cca_attention(const AttentionWeights& w, const ModelConfig& cfg, const Rope
   qk_coupling(s.q.data(), s.k.data(), s.z.data(), n, nq, nk, dh, w.temp.data(), s.Q.data(), s.K.data());
 
   // 4. Values: the current token's half and the previous token's half (prev_x carries across calls).
-  for (const AttentionInput& in : seqs) {
-    std::memcpy(&s.x_prev[in.row * H], in.state->prev_x.data(), H * sizeof(float));
-    if (in.n > 1) std::memcpy(&s.x_prev[(in.row + 1) * H], x + in.row * H, (in.n - 1) * H * sizeof(float));
+  if (seqs.size() == 1 && n > 1 && !lora_rows) {
+    // One sequence: its previous-token inputs are prev_x and x shifted by a row, so the product reads x in place
+    // (a row's result does not depend on the rows computed with it) instead of a copy of the whole prompt.
+    matmul(w.v_delayed, seqs[0].state->prev_x.data(), 1, s.v_del.data(), c);
+    matmul(w.v_delayed, x, n - 1, s.v_del.data() + half, c);
+  } else {
+    for (const AttentionInput& in : seqs) {
+      std::memcpy(&s.x_prev[in.row * H], in.state->prev_x.data(), H * sizeof(float));
+      if (in.n > 1)
+        for_rows(in.n - 1, H, [&](size_t t0, size_t t1) {
+          std::memcpy(&s.x_prev[(in.row + 1 + t0) * H], x + (in.row + t0) * H, (t1 - t0) * H * sizeof(float));
+        });
+    }
+    matmul(w.v_delayed, s.x_prev.data(), n, s.v_del.data(), c);
+    // Zyphra gates the previous token's value LoRA by the *current* token's flag (VL spec §6.2 step 5, pitfall P3).
+    lora_add(w.v_delayed_lora, s.x_prev.data(), n, lora_rows, s.v_del.data(), s.lora, c);
   }
-  matmul(w.v_delayed, s.x_prev.data(), n, s.v_del.data(), c);
-  // Zyphra gates the previous token's value LoRA by the *current* token's flag (VL spec §6.2 step 5, pitfall P3).
-  lora_add(w.v_delayed_lora, s.x_prev.data(), n, lora_rows, s.v_del.data(), s.lora, c);
   for (size_t t = 0; t < n; ++t) {
     std::memcpy(&s.V[t * kw], &s.v_cur[t * half], half * sizeof(float));
     std::memcpy(&s.V[t * kw + half], &s.v_del[t * half], half * sizeof(float));

@@ -76,10 +76,12 @@ void moe_layer(const MoeWeights& w, const ModelConfig& cfg, SkipRoute skip, cons
     const int32_t* toks = &s.order[b];
     bool any_image = false;
     for (size_t i = 0; i < m; ++i) {
-      std::memcpy(&s.xe[i * H], x + toks[i] * H, H * sizeof(float));
       s.flags[i] = image ? image[toks[i]] : 0;
       any_image = any_image || s.flags[i];
     }
+    for_rows(m, H, [&](size_t i0, size_t i1) {
+      for (size_t i = i0; i < i1; ++i) std::memcpy(&s.xe[i * H], x + toks[i] * H, H * sizeof(float));
+    });
     const uint8_t* lora_rows = any_image ? s.flags.data() : nullptr;
     const ExpertWeights& ew = w.experts[e];
     matmul_multi({&ew.gate, &ew.up}, s.xe.data(), m, {s.gate.data(), s.up.data()}, c);
@@ -88,11 +90,13 @@ void moe_layer(const MoeWeights& w, const ModelConfig& cfg, SkipRoute skip, cons
     silu_mul(s.gate.data(), s.up.data(), m * I, s.act.data());
     matmul(ew.down, s.act.data(), m, s.ye.data(), c);
     lora_add(ew.down_lora, s.act.data(), m, lora_rows, s.ye.data(), s.lora, c);
-    for (size_t i = 0; i < m; ++i) {
-      const float p = s.prob[toks[i]];
-      float* o = out + toks[i] * H;
-      for (size_t col = 0; col < H; ++col) o[col] = p * s.ye[i * H + col];
-    }
+    for_rows(m, H, [&](size_t i0, size_t i1) {
+      for (size_t i = i0; i < i1; ++i) {
+        const float p = s.prob[toks[i]];
+        float* o = out + toks[i] * H;
+        for (size_t col = 0; col < H; ++col) o[col] = p * s.ye[i * H + col];
+      }
+    });
   }
 
   part.reset();
