@@ -101,10 +101,22 @@ void Shapes(benchmark::internal::Benchmark* b) {
   b->UseRealTime();
 }
 
+// The small F16 products of a 512-token prefill of the 8B bundles: router down-projection (256 × 2048), router MLP
+// (256 × 256) and one group of the CCA conv (128 × 256).
+void PrefillF16Shapes(benchmark::internal::Benchmark* b) {
+  for (auto [rows, cols] : {std::pair<int64_t, int64_t>{256, 2048}, {256, 256}, {128, 256}})
+    for (int64_t threads : {1, 2}) b->Args({rows, cols, 512, threads, 0});
+  b->ArgNames({"rows", "cols", "tokens", "threads", "stream"});
+  b->Unit(benchmark::kMicrosecond);
+  b->MinTime(0.2);
+  b->UseRealTime();
+}
+
 BENCHMARK_TEMPLATE(BM_Matmul, WeightFormat::BF16)->Name("Matmul/BF16")->Apply(Shapes);
 BENCHMARK_TEMPLATE(BM_Matmul, WeightFormat::BF16, zaya::Precision::Exact)->Name("Matmul/BF16-exact")->Apply(Shapes);
 BENCHMARK_TEMPLATE(BM_Matmul, WeightFormat::F32)->Name("Matmul/F32")->Apply(Shapes);
 BENCHMARK_TEMPLATE(BM_Matmul, WeightFormat::F16)->Name("Matmul/F16")->Apply(Shapes);
+BENCHMARK_TEMPLATE(BM_Matmul, WeightFormat::F16)->Name("Matmul/F16-prefill")->Apply(PrefillF16Shapes);
 
 }  // namespace
 
