@@ -132,7 +132,7 @@ TEST(ModelGolden, PrefillThenDecodeEveryK) {
         for (int64_t j = 0; j < c.n_kv_heads; ++j)
           for (size_t t = 0; t < K; ++t)
             for (int64_t i = 0; i < c.head_dim; ++i)
-              got[(j * K + t) * c.head_dim + i] = cache[t * c.kv_width() + j * c.head_dim + i];
+              got[(j * K + t) * c.head_dim + i] = cache[(j * ls.kv_capacity + t) * c.head_dim + i];
         EXPECT_LE(max_scaled_diff(got, ref, true), 1e-4) << kv << "." << n;
       }
     }

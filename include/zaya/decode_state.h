@@ -11,10 +11,24 @@ namespace zaya {
 struct ModelConfig;
 
 struct AttentionLayerState {
-  std::vector<float> k_cache;  // [T, nk·dh] keys after L2 norm · temp and RoPE, token-major so appends are cheap
-  std::vector<float> v_cache;  // [T, nk·dh] values (v_current ‖ v_delayed)
+  // Keys (after L2 norm · temp and RoPE) and values (v_current ‖ v_delayed) per kv head: [nk, kv_capacity, dh], the
+  // first position() rows of each head filled. Head-major, so a head's cache is one contiguous stream for the
+  // attention kernel (a decode step reads it whole); the capacity grows by doubling (reserve_positions).
+  std::vector<float> k_cache;
+  std::vector<float> v_cache;
+  size_t kv_capacity = 0;         // positions each head has room for
   std::vector<float> conv_state;  // [2, C]: row 0 = u_{t-2}, row 1 = u_{t-1} (zeros at the start)
   std::vector<float> prev_x;      // [H]: normalized attention input of the latest token (zeros at the start)
+
+  // Row of kv head j at position t (dh floats).
+  float* key(size_t j, size_t t, size_t dh) { return k_cache.data() + (j * kv_capacity + t) * dh; }
+  float* value(size_t j, size_t t, size_t dh) { return v_cache.data() + (j * kv_capacity + t) * dh; }
+  const float* key(size_t j, size_t t, size_t dh) const { return k_cache.data() + (j * kv_capacity + t) * dh; }
+  const float* value(size_t j, size_t t, size_t dh) const { return v_cache.data() + (j * kv_capacity + t) * dh; }
+  // Room for `need` positions per head, keeping the first `len`: doubles the capacity (at least `need`) when short.
+  void reserve_positions(size_t len, size_t need, size_t nk, size_t dh);
+  // Capacity down to `len` positions (snapshots).
+  void shrink_positions(size_t len, size_t nk, size_t dh);
 };
 
 class DecodeState {
@@ -45,7 +59,7 @@ class DecodeState {
  private:
   int64_t pos_ = 0;
   int64_t max_positions_ = 0;
-  int64_t conv_channels_ = 0, hidden_ = 0;
+  int64_t conv_channels_ = 0, hidden_ = 0, kv_heads_ = 0, head_dim_ = 0;
   std::vector<AttentionLayerState> layers_;
 };
 

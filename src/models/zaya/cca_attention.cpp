@@ -194,9 +194,13 @@ void cca_attention(const AttentionWeights& w, const ModelConfig& cfg, const Rope
   for (size_t i = 0; i < seqs.size(); ++i) {
     const AttentionInput& in = seqs[i];
     AttentionLayerState& st = *in.state;
-    const auto first = static_cast<std::ptrdiff_t>(in.row * kw), last = static_cast<std::ptrdiff_t>((in.row + in.n) * kw);
-    st.k_cache.insert(st.k_cache.end(), s.K.begin() + first, s.K.begin() + last);
-    st.v_cache.insert(st.v_cache.end(), s.V.begin() + first, s.V.begin() + last);
+    const size_t pos0 = static_cast<size_t>(in.pos0);
+    st.reserve_positions(pos0, pos0 + in.n, nk, dh);
+    for (size_t t = 0; t < in.n; ++t)
+      for (size_t j = 0; j < nk; ++j) {
+        std::memcpy(st.key(j, pos0 + t, dh), &s.K[(in.row + t) * kw + j * dh], dh * sizeof(float));
+        std::memcpy(st.value(j, pos0 + t, dh), &s.V[(in.row + t) * kw + j * dh], dh * sizeof(float));
+      }
     std::memcpy(st.conv_state.data(), &s.u_ext[(in.row + 2 * i + in.n) * C], 2 * C * sizeof(float));
     std::memcpy(st.prev_x.data(), x + (in.row + in.n - 1) * H, H * sizeof(float));
   }
@@ -233,20 +237,19 @@ void cca_attention(const AttentionWeights& w, const ModelConfig& cfg, const Rope
       const size_t t = row - in.row;
       const size_t h0 = (task % tasks_per_token) * heads_per_task;
       const size_t j = h0 / g;
-      const float* kc = in.state->k_cache.data();
-      const float* vc = in.state->v_cache.data();
+      const float* kc = in.state->key(j, 0, dh);
+      const float* vc = in.state->value(j, 0, dh);
       const KeySpan keys = keys_for(in, t, last_image[i], s.image_keys[i].empty() ? nullptr : s.image_keys[i].data());
       const size_t at = row * qw + h0 * dh;
       if (!keys.mask) {
-        gqa_attention(&s.Q[at], heads_per_task, kc + j * dh, vc + j * dh, kw, keys.n_keys, dh, scale, &s.attn[at]);
+        gqa_attention(&s.Q[at], heads_per_task, kc, vc, dh, keys.n_keys, dh, scale, &s.attn[at]);
         continue;
       }
       // Image pairs: this query's keys are the causal prefix plus the call's image keys after it.
       thread_local std::vector<uint8_t> mask;
       mask.assign(keys.mask, keys.mask + keys.n_keys);
       std::fill(mask.begin(), mask.begin() + static_cast<std::ptrdiff_t>(in.pos0 + t + 1), 1);
-      gqa_attention(&s.Q[at], heads_per_task, kc + j * dh, vc + j * dh, kw, keys.n_keys, dh, scale, &s.attn[at],
-                    mask.data());
+      gqa_attention(&s.Q[at], heads_per_task, kc, vc, dh, keys.n_keys, dh, scale, &s.attn[at], mask.data());
     }
   });
 

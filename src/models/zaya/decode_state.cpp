@@ -2,10 +2,39 @@
 
 #include "zaya/config.h"
 
+#include <algorithm>
+#include <cstring>
+
 namespace zaya {
 
+namespace {
+// The first `len` rows of every head of a [nk, from, dh] cache into a [nk, to, dh] one.
+std::vector<float> relayout(const std::vector<float>& c, size_t len, size_t from, size_t to, size_t nk, size_t dh) {
+  std::vector<float> out(nk * to * dh);
+  if (len > 0)
+    for (size_t j = 0; j < nk; ++j) std::memcpy(&out[j * to * dh], &c[j * from * dh], len * dh * sizeof(float));
+  return out;
+}
+}  // namespace
+
+void AttentionLayerState::reserve_positions(size_t len, size_t need, size_t nk, size_t dh) {
+  if (need <= kv_capacity) return;
+  const size_t cap = std::max({need, 2 * kv_capacity, size_t{16}});
+  k_cache = relayout(k_cache, len, kv_capacity, cap, nk, dh);
+  v_cache = relayout(v_cache, len, kv_capacity, cap, nk, dh);
+  kv_capacity = cap;
+}
+
+void AttentionLayerState::shrink_positions(size_t len, size_t nk, size_t dh) {
+  if (len >= kv_capacity) return;
+  k_cache = relayout(k_cache, len, kv_capacity, len, nk, dh);
+  v_cache = relayout(v_cache, len, kv_capacity, len, nk, dh);
+  kv_capacity = len;
+}
+
 DecodeState::DecodeState(const ModelConfig& cfg)
-    : max_positions_(cfg.max_positions), conv_channels_(cfg.conv_channels()), hidden_(cfg.hidden) {
+    : max_positions_(cfg.max_positions), conv_channels_(cfg.conv_channels()), hidden_(cfg.hidden),
+      kv_heads_(cfg.n_kv_heads), head_dim_(cfg.head_dim) {
   layers_.resize(static_cast<size_t>(cfg.n_blocks));
   reset();
 }
@@ -15,6 +44,7 @@ void DecodeState::reset() {
   for (auto& l : layers_) {
     l.k_cache.clear();
     l.v_cache.clear();
+    l.kv_capacity = 0;
     l.conv_state.assign(static_cast<size_t>(2 * conv_channels_), 0.0f);
     l.prev_x.assign(static_cast<size_t>(hidden_), 0.0f);
   }
@@ -29,6 +59,7 @@ size_t DecodeState::bytes() const {
 
 void DecodeState::shrink_to_fit() {
   for (auto& l : layers_) {
+    l.shrink_positions(static_cast<size_t>(pos_), static_cast<size_t>(kv_heads_), static_cast<size_t>(head_dim_));
     l.k_cache.shrink_to_fit();
     l.v_cache.shrink_to_fit();
   }
