@@ -151,11 +151,12 @@ void cca_attention(const AttentionWeights& w, const ModelConfig& cfg, const Rope
   qk_coupling(s.q.data(), s.k.data(), s.z.data(), n, nq, nk, dh, w.temp.data(), s.Q.data(), s.K.data());
 
   // 4. Values: the current token's half and the previous token's half (prev_x carries across calls).
-  if (seqs.size() == 1 && n > 1 && !lora_rows) {
+  if (seqs.size() == 1 && seqs[0].n > 1 && !lora_rows) {
     // One sequence: its previous-token inputs are prev_x and x shifted by a row, so the product reads x in place
     // (a row's result does not depend on the rows computed with it) instead of a copy of the whole prompt.
-    matmul(w.v_delayed, seqs[0].state->prev_x.data(), 1, s.v_del.data(), c);
-    matmul(w.v_delayed, x, n - 1, s.v_del.data() + half, c);
+    const AttentionInput& in = seqs[0];
+    matmul(w.v_delayed, in.state->prev_x.data(), 1, s.v_del.data() + in.row * half, c);
+    matmul(w.v_delayed, x + in.row * H, in.n - 1, s.v_del.data() + (in.row + 1) * half, c);
   } else {
     for (const AttentionInput& in : seqs) {
       std::memcpy(&s.x_prev[in.row * H], in.state->prev_x.data(), H * sizeof(float));
