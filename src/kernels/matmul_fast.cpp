@@ -142,17 +142,10 @@ HWY_NOINLINE void Tile(const typename Fmt<F>::Elem* HWY_RESTRICT w, const float*
     for (size_t t = 0; t < T; ++t) std::memcpy(xt + t * kMaxLanes, x + t * cols + c, rem * sizeof(float));
     Step<F, R, T>(df, wt, kMaxLanes, xt, kMaxLanes, acc);
   }
-  if constexpr (R * T == 16) {
-    if (sum_lanes::kBatched) {
-      HWY_ALIGN float o[16];
-      sum_lanes::SumLanes16(&acc[0][0], o);
-      for (size_t r = 0; r < R; ++r)
-        for (size_t t = 0; t < T; ++t) y[t * ldy + r] = o[r * T + t];
-      return;
-    }
-  }
+  HWY_ALIGN float o[R * T];
+  sum_lanes::SumTile(acc, o);
   for (size_t r = 0; r < R; ++r)
-    for (size_t t = 0; t < T; ++t) y[t * ldy + r] = sum_lanes::SumLanes(acc[r][t]);
+    for (size_t t = 0; t < T; ++t) y[t * ldy + r] = o[r * T + t];
 }
 
 // Rows [r0, r0 + nr) (nr <= kBlockRows) for tokens [t0, t1).

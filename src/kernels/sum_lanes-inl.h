@@ -1,6 +1,6 @@
 // The horizontal sum that ends every fp32 dot product of the float tiles (matmul_fast.cpp) and the attention scores
-// (attention.cpp): SumLanes for one accumulator, SumLanes16 for sixteen at once with the same bits. Highway's -inl.h
-// convention (included once per target after foreach_target.h, hence the toggling include guard).
+// (attention.cpp): SumLanes for one accumulator, SumLanes16 for sixteen at once with the same bits, SumTile for a
+// register tile. Highway's -inl.h convention (included once per target after foreach_target.h, hence the toggling include guard).
 //
 // On 512-bit targets the order is fixed here rather than left to the compiler's reduce intrinsic: lanes i and i+8,
 // then i and i+4, then i and i+2, then 0 and 1 (the tree GCC's _mm512_reduce_add_ps uses). A 4×4 tile's 16 sums
@@ -67,6 +67,15 @@ HWY_INLINE void SumLanes16(const VF* v, float* out) {
   for (size_t k = 0; k < 16; ++k) out[k] = SumLanes(v[k]);
 }
 #endif
+
+// out[r·T + t] = SumLanes(acc[r][t]) for an R × T register tile: sixteen at a time through the shared tree.
+template <size_t R, size_t T>
+HWY_INLINE void SumTile(const VF (&acc)[R][T], float* out) {
+  size_t i = 0;
+  if constexpr (kBatched)
+    for (; i + 16 <= R * T; i += 16) SumLanes16(&acc[0][0] + i, out + i);
+  for (; i < R * T; ++i) out[i] = SumLanes((&acc[0][0])[i]);
+}
 
 }  // namespace sum_lanes
 }  // namespace HWY_NAMESPACE
